@@ -1,0 +1,67 @@
+// Framework-free kernels of horovod_ext: no torch, no Python. Raw pointers, element counts,
+// dtype tags and (for CUDA) a stream.
+//
+// Every kernel works on a list of "items": item i moves numel[i] elements from src[i] to dst[i].
+// pack (tensors -> flat bucket) and unpack (flat bucket -> tensors) are the same operation with
+// the flat side's addresses computed from offsets, so they share one kernel: scale_copy.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace hvd_ext {
+
+enum class DType : int { Float32 = 0, Float64 = 1, Float16 = 2, BFloat16 = 3 };
+
+size_t dtype_size(DType t);
+const char* dtype_name(DType t);
+
+struct Item {
+  const void* src;  // numel elements of the source dtype
+  void* dst;        // numel elements of the destination dtype
+  int64_t numel;
+};
+
+// A contiguous piece of one item: elements [begin, end) of items[item].
+struct Chunk {
+  int32_t item;
+  int64_t begin;
+  int64_t end;
+};
+
+// Splits items into chunks of at most chunk_elems elements; empty items get no chunk.
+std::vector<Chunk> make_chunks(const Item* items, int64_t n_items, int64_t chunk_elems);
+
+// CPU. Chunks [first, last) of a chunk list; callers spread chunk ranges over threads.
+// dst = scale * src            (accumulate == false)
+// dst = dst + scale * src      (accumulate == true)
+// computed in float (double for Float64 on either side), cast on store (round to nearest even).
+void scale_copy_cpu(const Item* items, const Chunk* chunks, int64_t first, int64_t last,
+                    DType src_t, DType dst_t, double scale, bool accumulate);
+
+// CPU. Writes sum(src^2) of chunk c to partial[c - first] for c in [first, last), in double.
+// Items' dst is ignored.
+void sq_norm_partials_cpu(const Item* items, const Chunk* chunks, int64_t first, int64_t last,
+                          DType src_t, double* partial);
+
+// Scalar conversions shared by the CPU kernels and the C++ tests.
+uint16_t float_to_half(float f);
+float half_to_float(uint16_t h);
+uint16_t float_to_bfloat16(float f);
+float bfloat16_to_float(uint16_t h);
+
+#ifdef HVD_EXT_WITH_CUDA
+// CUDA: all items in as few launches as the kernel-argument chunk table allows (one launch for
+// up to kMaxTensorsPerLaunch tensors and kMaxBlocksPerLaunch chunks), on `stream`.
+// Returns a cudaError_t value as int (0 on success).
+int scale_copy_cuda(const Item* items, int64_t n_items, DType src_t, DType dst_t, float scale,
+                    bool accumulate, void* stream);
+// Blocks sq_norm_cuda needs as workspace (floats).
+int64_t sq_norm_cuda_workspace(const Item* items, int64_t n_items);
+// out[0] = sum over items of sum(src^2) as float; workspace holds sq_norm_cuda_workspace floats.
+int sq_norm_cuda(const Item* items, int64_t n_items, DType src_t, float* workspace, float* out,
+                 void* stream);
+#endif
+
+}  // namespace hvd_ext

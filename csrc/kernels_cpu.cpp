@@ -1,0 +1,203 @@
+// CPU kernels: one template per (source, destination) dtype pair, inner loops over plain arrays
+// so the compiler vectorises the float and double cases.
+#include "kernels.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+namespace hvd_ext {
+
+size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::Float32: return 4;
+    case DType::Float64: return 8;
+    case DType::Float16: return 2;
+    case DType::BFloat16: return 2;
+  }
+  throw std::invalid_argument("unknown dtype tag");
+}
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::Float32: return "float32";
+    case DType::Float64: return "float64";
+    case DType::Float16: return "float16";
+    case DType::BFloat16: return "bfloat16";
+  }
+  return "unknown";
+}
+
+static inline uint32_t bits_of(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+static inline float float_of(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+uint16_t float_to_half(float f) {
+  uint32_t x = bits_of(f);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+  x &= 0x7fffffffu;
+  if (x >= 0x7f800000u)  // inf stays inf, nan stays a (quiet) nan
+    return sign | 0x7c00u | (x > 0x7f800000u ? 0x0200u : 0u);
+  if (x >= 0x477ff000u)  // >= 65520 rounds (to nearest even) past the largest half
+    return sign | 0x7c00u;
+  if (x < 0x38800000u) {
+    // Below the smallest normal half (2^-14): adding 0.5f puts the float's last mantissa bit at
+    // 2^-24, the subnormal half's unit, so the FPU does the round-to-nearest-even for us.
+    const float t = float_of(x) + 0.5f;
+    return sign | static_cast<uint16_t>(bits_of(t) - 0x3f000000u);
+  }
+  const uint32_t odd = (x >> 13) & 1u;
+  x -= 112u << 23;  // exponent bias 127 -> 15
+  x += 0xfffu + odd;  // round to nearest, ties to even
+  return sign | static_cast<uint16_t>(x >> 13);
+}
+
+float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t em = h & 0x7fffu;
+  if (em >= 0x7c00u) return float_of(sign | 0x7f800000u | ((em & 0x3ffu) << 13));
+  if (em < 0x0400u) {  // zero or subnormal: em units of 2^-24
+    const float f = static_cast<float>(em) * 5.9604644775390625e-8f;
+    return sign ? -f : f;
+  }
+  return float_of(sign | ((em << 13) + (112u << 23)));
+}
+
+uint16_t float_to_bfloat16(float f) {
+  const uint32_t x = bits_of(f);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x0040u);
+  return static_cast<uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+float bfloat16_to_float(uint16_t h) { return float_of(static_cast<uint32_t>(h) << 16); }
+
+// Storage type and float conversions per dtype tag.
+template <DType T> struct Traits;
+template <> struct Traits<DType::Float32> {
+  using storage = float;
+  static float load(float v) { return v; }
+  static float store(float v) { return v; }
+};
+template <> struct Traits<DType::Float64> {
+  using storage = double;
+  static double load(double v) { return v; }
+  static double store(double v) { return v; }
+};
+template <> struct Traits<DType::Float16> {
+  using storage = uint16_t;
+  static float load(uint16_t v) { return half_to_float(v); }
+  static uint16_t store(float v) { return float_to_half(v); }
+};
+template <> struct Traits<DType::BFloat16> {
+  using storage = uint16_t;
+  static float load(uint16_t v) { return bfloat16_to_float(v); }
+  static uint16_t store(float v) { return float_to_bfloat16(v); }
+};
+
+// Arithmetic in double when either side is double, float otherwise.
+template <DType S, DType D>
+using opmath_t = typename std::conditional<S == DType::Float64 || D == DType::Float64, double,
+                                           float>::type;
+
+std::vector<Chunk> make_chunks(const Item* items, int64_t n_items, int64_t chunk_elems) {
+  if (chunk_elems <= 0) throw std::invalid_argument("chunk_elems must be positive");
+  std::vector<Chunk> chunks;
+  for (int64_t i = 0; i < n_items; ++i)
+    for (int64_t b = 0; b < items[i].numel; b += chunk_elems)
+      chunks.push_back({static_cast<int32_t>(i), b, std::min(items[i].numel, b + chunk_elems)});
+  return chunks;
+}
+
+template <DType S, DType D>
+static void scale_copy_typed(const Item* items, const Chunk* chunks, int64_t first, int64_t last,
+                             double scale_d, bool accumulate) {
+  using SS = typename Traits<S>::storage;
+  using DS = typename Traits<D>::storage;
+  using M = opmath_t<S, D>;
+  const M scale = static_cast<M>(scale_d);
+  for (int64_t c = first; c < last; ++c) {
+    const Chunk& ch = chunks[c];
+    const SS* __restrict__ src = static_cast<const SS*>(items[ch.item].src) + ch.begin;
+    DS* __restrict__ dst = static_cast<DS*>(items[ch.item].dst) + ch.begin;
+    const int64_t n = ch.end - ch.begin;
+    if (accumulate) {
+      for (int64_t j = 0; j < n; ++j)
+        dst[j] = Traits<D>::store(static_cast<M>(Traits<D>::load(dst[j])) +
+                                  scale * static_cast<M>(Traits<S>::load(src[j])));
+    } else if (scale == M(1)) {
+      for (int64_t j = 0; j < n; ++j) dst[j] = Traits<D>::store(static_cast<M>(Traits<S>::load(src[j])));
+    } else {
+      for (int64_t j = 0; j < n; ++j)
+        dst[j] = Traits<D>::store(scale * static_cast<M>(Traits<S>::load(src[j])));
+    }
+  }
+}
+
+template <DType S>
+static void scale_copy_dispatch_dst(DType dst_t, const Item* items, const Chunk* chunks,
+                                    int64_t first, int64_t last, double scale, bool accumulate) {
+  switch (dst_t) {
+    case DType::Float32: return scale_copy_typed<S, DType::Float32>(items, chunks, first, last, scale, accumulate);
+    case DType::Float64: return scale_copy_typed<S, DType::Float64>(items, chunks, first, last, scale, accumulate);
+    case DType::Float16: return scale_copy_typed<S, DType::Float16>(items, chunks, first, last, scale, accumulate);
+    case DType::BFloat16: return scale_copy_typed<S, DType::BFloat16>(items, chunks, first, last, scale, accumulate);
+  }
+  throw std::invalid_argument("scale_copy: unsupported destination dtype");
+}
+
+void scale_copy_cpu(const Item* items, const Chunk* chunks, int64_t first, int64_t last,
+                    DType src_t, DType dst_t, double scale, bool accumulate) {
+  switch (src_t) {
+    case DType::Float32: return scale_copy_dispatch_dst<DType::Float32>(dst_t, items, chunks, first, last, scale, accumulate);
+    case DType::Float64: return scale_copy_dispatch_dst<DType::Float64>(dst_t, items, chunks, first, last, scale, accumulate);
+    case DType::Float16: return scale_copy_dispatch_dst<DType::Float16>(dst_t, items, chunks, first, last, scale, accumulate);
+    case DType::BFloat16: return scale_copy_dispatch_dst<DType::BFloat16>(dst_t, items, chunks, first, last, scale, accumulate);
+  }
+  throw std::invalid_argument("scale_copy: unsupported source dtype");
+}
+
+template <DType S>
+static void sq_norm_typed(const Item* items, const Chunk* chunks, int64_t first, int64_t last,
+                          double* partial) {
+  using SS = typename Traits<S>::storage;
+  for (int64_t c = first; c < last; ++c) {
+    const Chunk& ch = chunks[c];
+    const SS* src = static_cast<const SS*>(items[ch.item].src) + ch.begin;
+    const int64_t n = ch.end - ch.begin;
+    // Four independent accumulators: vectorisable and more accurate than one running sum.
+    double acc[4] = {0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4)
+      for (int k = 0; k < 4; ++k) {
+        const double v = Traits<S>::load(src[j + k]);
+        acc[k] += v * v;
+      }
+    for (; j < n; ++j) {
+      const double v = Traits<S>::load(src[j]);
+      acc[0] += v * v;
+    }
+    partial[c - first] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  }
+}
+
+void sq_norm_partials_cpu(const Item* items, const Chunk* chunks, int64_t first, int64_t last,
+                          DType src_t, double* partial) {
+  switch (src_t) {
+    case DType::Float32: return sq_norm_typed<DType::Float32>(items, chunks, first, last, partial);
+    case DType::Float64: return sq_norm_typed<DType::Float64>(items, chunks, first, last, partial);
+    case DType::Float16: return sq_norm_typed<DType::Float16>(items, chunks, first, last, partial);
+    case DType::BFloat16: return sq_norm_typed<DType::BFloat16>(items, chunks, first, last, partial);
+  }
+  throw std::invalid_argument("sq_norm: unsupported dtype");
+}
+
+}  // namespace hvd_ext

@@ -1,0 +1,113 @@
+"""Bucket plan (a pure function) and bucket state (flat gradient storage, views, in-flight handle).
+
+The plan decides which gradients share a flat buffer; the state owns that buffer. Gradients live
+in the buffer: each parameter's ``p.grad`` is a view of its slice, so autograd accumulates
+straight into the bucket and nothing is copied in the common case.
+"""
+import torch
+
+from horovod_ext import _C
+
+MB = 1024 * 1024
+
+
+def plan_buckets(numels, element_sizes, keys, order, cap_bytes, first_cap_bytes):
+    """Groups tensors into buckets.
+
+    numels, element_sizes, keys: per tensor (keys: anything hashable that must match within a
+    bucket, e.g. (dtype, device)). order: tensor indices in the order their gradients become
+    ready (reverse registration order before the first backward). A key's first bucket closes
+    once it holds first_cap_bytes, later ones at cap_bytes; a tensor larger than a cap gets a
+    bucket of its own. Returns a list of buckets (lists of tensor indices in ready order),
+    sorted by the position of their first tensor in ``order``.
+    """
+    if sorted(order) != list(range(len(numels))):
+        raise ValueError("order must be a permutation of the tensor indices")
+    open_buckets = {}   # key -> [indices, bytes]: the bucket still accepting tensors of that key
+    closed_count = {}   # key -> number of buckets of that key already closed
+    buckets = []
+    for i in order:
+        key = keys[i]
+        indices, size = open_buckets.setdefault(key, [[], 0])
+        indices.append(i)
+        size += numels[i] * element_sizes[i]
+        open_buckets[key][1] = size
+        cap = first_cap_bytes if closed_count.get(key, 0) == 0 else cap_bytes
+        if size >= cap:
+            buckets.append(indices)
+            closed_count[key] = closed_count.get(key, 0) + 1
+            del open_buckets[key]
+    buckets.extend(indices for indices, _ in open_buckets.values() if indices)
+    position = {i: pos for pos, i in enumerate(order)}
+    return sorted(buckets, key=lambda b: position[b[0]])
+
+
+def split_groups(groups, params):
+    """Horovod's explicit grouping as a bucket plan: ``groups`` is a number of groups to split the
+    parameters into, or a list of lists of parameters (parameters in no list get a bucket each).
+    Returns buckets as lists of indices into ``params``; a group mixing dtypes or devices is
+    split by them."""
+    index = {id(p): i for i, p in enumerate(params)}
+    if isinstance(groups, int):
+        n = len(params)
+        size, extra = divmod(n, groups)
+        bounds = [k * size + min(k, extra) for k in range(groups + 1)]
+        raw = [list(range(bounds[k], bounds[k + 1])) for k in range(groups)]
+    else:
+        raw, seen = [], set()
+        for group in groups:
+            raw.append([index[id(p)] for p in group if id(p) in index])
+            seen.update(raw[-1])
+        raw += [[i] for i in range(len(params)) if i not in seen]
+    buckets = []
+    for group in raw:
+        by_key = {}
+        for i in group:
+            by_key.setdefault((params[i].dtype, params[i].device), []).append(i)
+        buckets += list(by_key.values())
+    return [b for b in buckets if b]
+
+
+class Bucket:
+    """One flat gradient buffer and what is in flight for it.
+
+    Invariants: ``flat[offsets[k] : offsets[k] + params[k].numel()]`` is ``params[k]``'s gradient,
+    and ``views[k]`` is that slice shaped like the parameter; all params share dtype and device;
+    ``handle`` is not None exactly while an allreduce of this bucket is in flight; ``pending`` is
+    the number of params whose gradient is not final for this step yet.
+    """
+
+    def __init__(self, index, params, comm_dtype):
+        self.index = index
+        self.params = params
+        self.offsets = []
+        total = 0
+        for p in params:
+            self.offsets.append(total)
+            total += p.numel()
+        self.numel = total
+        p0 = params[0]
+        self.flat = torch.zeros(total, dtype=p0.dtype, device=p0.device)
+        self.views = [self.flat[o:o + p.numel()].view_as(p) for o, p in zip(self.offsets, params)]
+        # Communication buffer of the compressed dtype; None when the bucket is reduced in place.
+        cast = comm_dtype is not None and comm_dtype != p0.dtype
+        self.comm = torch.empty(total, dtype=comm_dtype, device=p0.device) if cast else None
+        self.pending = len(params)
+        self.handle = None
+        self.ctx = None  # decompress context of a user-supplied Compressor
+
+    def adopt_grads(self):
+        """Makes every ``p.grad`` the bucket's view again: a gradient that autograd or user code
+        replaced is copied in (pack kernel), a missing one becomes zeros. Never drops a value."""
+        for k, (p, view) in enumerate(zip(self.params, self.views)):
+            g = p.grad
+            if g is view:
+                continue
+            if g is None:
+                view.zero_()
+            else:
+                if g.is_sparse:
+                    g = g.to_dense()
+                with torch.no_grad():
+                    _C.pack([g.detach().contiguous()], self.flat, [self.offsets[k]], 1.0)
+            p.grad = view

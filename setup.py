@@ -1,0 +1,38 @@
+"""Builds horovod_ext and its extension horovod_ext._C (CUDA kernels when torch has CUDA and nvcc
+exists)."""
+import glob
+import os
+import shutil
+
+from setuptools import find_packages, setup
+from torch.utils import cpp_extension
+
+
+def _use_cuda():
+    import torch
+    if os.environ.get("HOROVOD_EXT_WITHOUT_CUDA") == "1":
+        return False
+    return torch.version.cuda is not None and (
+        shutil.which("nvcc") is not None or cpp_extension.CUDA_HOME is not None)
+
+
+sources = ["python/bindings.cpp", "csrc/kernels_cpu.cpp"]
+cxx_flags = ["-O3", "-std=c++17"]
+if _use_cuda():
+    ext_cls = cpp_extension.CUDAExtension
+    sources += sorted(glob.glob("csrc/cuda/*.cu"))
+    extra = {"cxx": cxx_flags + ["-DHVD_EXT_WITH_CUDA"],
+             "nvcc": ["-O3", "-std=c++17", "-DHVD_EXT_WITH_CUDA", "-Xptxas", "-v"]}
+else:
+    ext_cls = cpp_extension.CppExtension
+    extra = {"cxx": cxx_flags}
+
+setup(
+    name="horovod_ext",
+    version="0.1.0",
+    description="Horovod plug-in for PyTorch: overlapped, bucketed gradient synchronisation",
+    packages=find_packages(include=["horovod_ext", "horovod_ext.*"]),
+    ext_modules=[ext_cls("horovod_ext._C", sources, extra_compile_args=extra)],
+    cmdclass={"build_ext": cpp_extension.BuildExtension},
+    python_requires=">=3.9",
+)
