@@ -1,37 +1,13 @@
-"""Gradient compression for communication, Horovod's ``Compression`` namespace plus bf16.
+"""Gradient compression for communication: Horovod's own ``Compression`` namespace.
 
-``Compression.none`` and ``Compression.fp16`` are Horovod's own classes, so code written for
-``hvd.DistributedOptimizer`` passes them unchanged. ``Compression.bf16`` follows Horovod's
-``Compressor`` interface, so it works with ``hvd.DistributedOptimizer`` too.
-``horovod_ext.DistributedOptimizer`` recognises these three and performs the cast with its fused
-pack/unpack kernels (cast, scale and copy in one pass per bucket); any other ``Compressor`` is
-applied to the whole flat bucket through its own ``compress``/``decompress``.
+``horovod_ext.DistributedOptimizer`` recognises ``Compression.none`` and ``Compression.fp16`` and
+performs the fp16 cast with its fused pack/unpack kernels (cast, scale and copy in one pass per
+bucket); any other Horovod ``Compressor`` is applied to the whole flat bucket through its own
+``compress``/``decompress``. There is no bfloat16 compression: Horovod 0.28.1's torch binding has
+no bfloat16 allreduce (CPU or GPU), so a bf16 buffer cannot be reduced by it.
 """
 import torch
-from horovod.torch.compression import Compression as _HorovodCompression
-from horovod.torch.compression import Compressor
-
-
-class BF16Compressor(Compressor):
-    """Casts floating-point gradients to bfloat16 for communication, back afterwards."""
-
-    @staticmethod
-    def compress(tensor):
-        if tensor.dtype.is_floating_point:
-            return tensor.type(torch.bfloat16), tensor.dtype
-        return tensor, tensor.dtype
-
-    @staticmethod
-    def decompress(tensor, ctx):
-        return tensor.type(ctx) if ctx.is_floating_point else tensor
-
-
-class Compression:
-    none = _HorovodCompression.none
-    fp16 = _HorovodCompression.fp16
-    bf16 = BF16Compressor
-
+from horovod.torch.compression import Compression
 
 # Communication dtype of the compressors whose cast the kernels perform; None: no cast.
-KERNEL_CASTS = {Compression.none: None, Compression.fp16: torch.float16,
-                Compression.bf16: torch.bfloat16}
+KERNEL_CASTS = {Compression.none: None, Compression.fp16: torch.float16}

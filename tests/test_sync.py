@@ -1,0 +1,79 @@
+"""Sync mode against hvd.DistributedOptimizer: same model, same data, same job, 2 real ranks, under
+Gloo (horovodrun) and MPI (mpirun); and the argument checks of the optimizer front."""
+import pytest
+import torch
+
+import horovod_ext as hvd_ext
+from conftest import MPI, launch_json
+
+CASES = ["sgd_momentum", "adam", "fp16_compression", "op_sum", "predivide_2",
+         "backward_passes_2", "synchronize_clip", "unused_parameter", "set_to_none",
+         "model_zero_grad", "two_dtypes", "many_buckets", "groups_3"]
+BACKENDS = ["gloo", pytest.param("mpi", marks=MPI)]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def results(request, tmp_path_factory):
+    return launch_json("sync_vs_horovod.py", 2, request.param, tmp_path_factory)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_matches_horovod(results, case):
+    r = results[case]
+    assert r["moved"] > 1e-3, "training did not change the parameters"
+    assert r["rel_err"] <= r["tol"], f"{case}: relative error {r['rel_err']:.3g} > {r['tol']}"
+    assert r["rank_spread"] == 0.0, "ranks ended with different parameters"
+    assert r["n_buckets"] >= r["min_buckets"]
+    assert r["ext_class"] in ("SGD", "Adam"), "the wrapper must subclass the user's optimizer"
+
+
+def test_buckets_launch_during_backward(results):
+    r = results["overlap"]
+    assert r["n_buckets"] >= 10
+    # All but the bucket holding the first layer are in flight before backward reaches the input.
+    assert r["in_flight_before_input_grad"] >= r["n_buckets"] - 2
+    assert r["after_backward"] == r["n_buckets"]
+
+
+def test_zero_grad_guard(results):
+    assert results["zero_grad_guard"]["raised"]
+
+
+def _opt():
+    model = torch.nn.Linear(3, 2)
+    return torch.optim.SGD(model.parameters(), lr=0.1), model
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    (dict(mode="bogus"), "valid modes: sync"),
+    (dict(mode=3), "mode must be"),
+    (dict(bucket_cap_mb=0), "bucket_cap_mb"),
+    (dict(first_bucket_mb=-1), "first_bucket_mb"),
+    (dict(backward_passes_per_step=0), "backward_passes_per_step"),
+    (dict(gradient_predivide_factor=0.0), "gradient_predivide_factor"),
+    (dict(num_groups=-2), "num_groups"),
+    (dict(groups="x"), "groups"),
+    (dict(compression=object()), "compression"),
+])
+def test_bad_arguments_name_the_argument(kwargs, needle):
+    opt, _ = _opt()
+    with pytest.raises(ValueError, match=needle):
+        hvd_ext.DistributedOptimizer(opt, **kwargs)
+
+
+def test_adasum_and_predivide_with_sum_are_refused():
+    import horovod.torch as hvd
+    opt, _ = _opt()
+    with pytest.raises(ValueError, match="Adasum"):
+        hvd_ext.DistributedOptimizer(opt, op=hvd.Adasum)
+    with pytest.raises(ValueError, match="gradient_predivide_factor"):
+        hvd_ext.DistributedOptimizer(opt, op=hvd.Sum, gradient_predivide_factor=2.0)
+
+
+def test_named_parameters_checks():
+    opt, model = _opt()
+    with pytest.raises(ValueError, match="unique"):
+        hvd_ext.DistributedOptimizer(opt, named_parameters=[("a", model.weight), ("a", model.bias)])
+    with pytest.raises(ValueError, match="not named"):
+        hvd_ext.DistributedOptimizer(opt, named_parameters=[("w", model.weight)])
+    assert hvd_ext.Sync() == hvd_ext.Sync()
