@@ -1,0 +1,109 @@
+// C++ tests of the CPU kernels, without torch: conversions at their edges, scale_copy and the
+// squared norm against double references over random sizes (including 0 and chunk edges).
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "../kernels.h"
+
+using namespace hvd_ext;
+
+static int failures = 0;
+static int checks = 0;
+#define CHECK(cond, ...)                                   \
+  do {                                                     \
+    ++checks;                                              \
+    if (!(cond)) {                                         \
+      ++failures;                                          \
+      std::printf("FAIL %s:%d: ", __FILE__, __LINE__);     \
+      std::printf(__VA_ARGS__);                            \
+      std::printf("\n");                                   \
+    }                                                      \
+  } while (0)
+
+static float f32(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+
+static void test_half_edges() {
+  CHECK(float_to_half(1.0f) == 0x3c00, "1.0");
+  CHECK(float_to_half(-2.0f) == 0xc000, "-2.0");
+  CHECK(float_to_half(65504.0f) == 0x7bff, "max half");
+  CHECK(float_to_half(65519.0f) == 0x7bff, "below the overflow tie");
+  CHECK(float_to_half(65520.0f) == 0x7c00, "overflow tie rounds to inf");
+  CHECK(float_to_half(std::ldexp(1.0f, -24)) == 0x0001, "smallest subnormal");
+  CHECK(float_to_half(std::ldexp(1.0f, -25)) == 0x0000, "tie below smallest subnormal -> 0");
+  CHECK(float_to_half(std::ldexp(3.0f, -25)) == 0x0002, "tie 1.5 ulp -> even 2");
+  CHECK(float_to_half(1.0f + std::ldexp(1.0f, -11)) == 0x3c00, "tie to even (down)");
+  CHECK(float_to_half(1.0f + std::ldexp(3.0f, -11)) == 0x3c02, "tie to even (up)");
+  CHECK((float_to_half(NAN) & 0x7fff) > 0x7c00, "nan stays nan");
+  CHECK(float_to_half(-INFINITY) == 0xfc00, "-inf");
+  CHECK(float_to_bfloat16(1.0f) == 0x3f80, "bf16 1.0");
+  CHECK(float_to_bfloat16(f32(0x3f808000)) == 0x3f80, "bf16 tie to even (down)");
+  CHECK(float_to_bfloat16(f32(0x3f818000)) == 0x3f82, "bf16 tie to even (up)");
+  CHECK((float_to_bfloat16(f32(0x7f800001)) & 0x7fff) > 0x7f80, "bf16 signalling nan stays nan");
+  // Every half converts back exactly (except nan payload checks).
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float f = half_to_float(static_cast<uint16_t>(h));
+    if (std::isnan(f)) continue;
+    CHECK(float_to_half(f) == h, "half %04x round trip", h);
+    CHECK(float_to_bfloat16(bfloat16_to_float(static_cast<uint16_t>(h))) == h || std::isnan(bfloat16_to_float(h)),
+          "bf16 %04x round trip", h);
+  }
+}
+
+static void test_scale_copy_and_norm() {
+  std::mt19937 rng(42);
+  std::normal_distribution<float> normal;
+  const int64_t chunk = 1000;
+  const std::vector<std::vector<int64_t>> cases = {{0}, {1}, {999, 1000, 1001}, {5, 0, 3001},
+                                                   std::vector<int64_t>(300, 3)};
+  for (const auto& sizes : cases) {
+    std::vector<std::vector<float>> src(sizes.size());
+    std::vector<Item> items;
+    int64_t total = 0;
+    for (size_t i = 0; i < sizes.size(); ++i) total += sizes[i];
+    std::vector<double> flat(total, -1.0);
+    int64_t off = 0;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      for (int64_t j = 0; j < sizes[i]; ++j) src[i].push_back(normal(rng));
+      items.push_back({src[i].data(), flat.data() + off, sizes[i]});
+      off += sizes[i];
+    }
+    const auto chunks = make_chunks(items.data(), items.size(), chunk);
+    for (const Chunk& c : chunks) CHECK(c.end - c.begin <= chunk && c.end > c.begin, "chunk size");
+    // Two halves of the chunk list, as two threads would run them.
+    const int64_t half = static_cast<int64_t>(chunks.size()) / 2;
+    scale_copy_cpu(items.data(), chunks.data(), 0, half, DType::Float32, DType::Float64, 0.5, false);
+    scale_copy_cpu(items.data(), chunks.data(), half, chunks.size(), DType::Float32, DType::Float64,
+                   0.5, true /* accumulate onto -1 */);
+    off = 0;
+    int bad = 0;
+    for (size_t i = 0; i < sizes.size(); ++i)
+      for (int64_t j = 0; j < sizes[i]; ++j, ++off) {
+        const int64_t c = [&] {
+          for (size_t k = 0; k < chunks.size(); ++k)
+            if (chunks[k].item == static_cast<int32_t>(i) && j >= chunks[k].begin && j < chunks[k].end)
+              return static_cast<int64_t>(k);
+          return int64_t(-1);
+        }();
+        const double want = (c < half ? 0.0 : -1.0) + 0.5 * static_cast<double>(src[i][j]);
+        bad += flat[off] != want;
+      }
+    CHECK(bad == 0, "scale_copy: %d wrong elements", bad);
+    std::vector<double> partial(chunks.size());
+    sq_norm_partials_cpu(items.data(), chunks.data(), 0, chunks.size(), DType::Float32, partial.data());
+    double got = 0, want = 0;
+    for (double p : partial) got += p;
+    for (const auto& s : src)
+      for (float v : s) want += static_cast<double>(v) * v;
+    CHECK(std::fabs(got - want) <= 1e-12 * std::max(1.0, want), "sq_norm %g vs %g", got, want);
+  }
+}
+
+int main() {
+  test_half_edges();
+  test_scale_copy_and_norm();
+  std::printf("%d passed, %d failed\n", checks - failures, failures);
+  return failures == 0 ? 0 : 1;
+}
