@@ -1,0 +1,32 @@
+# make bench: install if needed, then the throughput benchmark (2 ranks, Horovod vs hvd_ext).
+# make test:  install if needed, then the whole test suite (C++ tests, nvcc check, pytest).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+NP ?= 2
+BENCH_ARGS ?= --model cnn --steps 10 --rounds 6
+STAMP := $(VENV)/.horovod_ext-installed
+
+.PHONY: install test bench clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py scripts/install_horovod.sh $(wildcard csrc/*.h csrc/*.cpp csrc/cuda/* python/*.cpp)
+	test -x $(PY) || python3 -m venv --system-site-packages $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install numpy pybind11 ninja pytest tqdm matplotlib
+	PYTHON=$(PY) bash scripts/install_horovod.sh
+	$(PY) -m pip install --no-build-isolation --no-deps -e .
+	touch $(STAMP)
+
+test: install
+	cmake -S . -B build/csrc
+	cmake --build build/csrc -j2
+	cd build/csrc && ctest --output-on-failure
+	cd tests && ../$(PY) -m pytest -v -rs .
+
+bench: install
+	OMP_NUM_THREADS=1 $(VENV)/bin/horovodrun --gloo -np $(NP) $(PY) benchmarks/throughput.py \
+		$(BENCH_ARGS) --json results/throughput.json
+
+clean:
+	rm -rf build $(VENV) *.egg-info horovod_ext/*.so

@@ -1,0 +1,114 @@
+"""Throughput of hvd.DistributedOptimizer versus hvd_ext.DistributedOptimizer (sync mode), in one
+job, rounds alternating so machine noise hits both alike.
+
+    horovodrun -np 2 python benchmarks/throughput.py --model cnn --steps 10 --rounds 6
+
+Prints images/sec per rank per round and overall (the shape of Horovod's synthetic benchmark),
+the median step time of each, their ratio, and writes a JSON file (rank 0).
+"""
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import time
+
+import horovod
+import horovod.torch as hvd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import horovod_ext as hvd_ext
+from models import MODELS
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", choices=sorted(MODELS), default="cnn")
+    p.add_argument("--batch-size", type=int, default=32, help="per rank")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per round")
+    p.add_argument("--rounds", type=int, default=6, help="rounds; each times every optimizer")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps per optimizer first")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per rank")
+    p.add_argument("--bucket-cap-mb", type=float, default=25.0)
+    p.add_argument("--json", default="results/throughput.json")
+    return p.parse_args()
+
+
+def make(name, base, args):
+    model = copy.deepcopy(base)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01 * hvd.size(), momentum=0.9)
+    if name == "horovod":
+        opt = hvd.DistributedOptimizer(opt, named_parameters=model.named_parameters())
+    else:
+        opt = hvd_ext.DistributedOptimizer(opt, named_parameters=model.named_parameters(),
+                                           bucket_cap_mb=args.bucket_cap_mb)
+    return model, opt
+
+
+def run_steps(model, opt, data, target, n):
+    """n training steps; returns the duration of each (seconds)."""
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        F.cross_entropy(model(data), target).backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main():
+    args = parse_args()
+    hvd.init()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    base = MODELS[args.model]()
+    data = torch.randn(args.batch_size, 3, 32, 32)
+    target = torch.randint(0, 10, (args.batch_size,))
+    names = ["horovod", "hvd_ext"]
+    runs = {n: make(n, base, args) for n in names}
+    for n in names:
+        run_steps(*runs[n], data, target, args.warmup)
+    step_times = {n: [] for n in names}
+    rank0 = hvd.rank() == 0
+    if rank0:
+        n_params = sum(p.numel() for p in base.parameters())
+        print(f"Model: {args.model} ({n_params / 1e6:.2f}M parameters), batch size {args.batch_size}"
+              f" per rank, {hvd.size()} ranks, {args.threads} thread(s) per rank")
+    for r in tqdm(range(args.rounds), desc="rounds", disable=not rank0):
+        for n in names if r % 2 == 0 else reversed(names):
+            times = run_steps(*runs[n], data, target, args.steps)
+            step_times[n] += times
+            if rank0:
+                tqdm.write(f"Round #{r} {n:8s}: {args.batch_size * args.steps / sum(times):.1f} "
+                           "img/sec per rank")
+    # Every rank's medians, averaged, so one slow rank is visible in the result.
+    results = []
+    for n in names:
+        med = hvd.allreduce(torch.tensor(statistics.median(step_times[n])), name=f"med.{n}").item()
+        results.append({"mode": "sync" if n == "hvd_ext" else n, "optimizer": n,
+                        "step_ms": med * 1e3, "samples_per_sec": args.batch_size / med,
+                        "samples_per_sec_total": args.batch_size * hvd.size() / med})
+    base_ms = results[0]["step_ms"]
+    for r in results:
+        r["vs_horovod"] = base_ms / r["step_ms"]
+    if rank0:
+        for r in results:
+            print(f"{r['optimizer']:8s} median step {r['step_ms']:7.1f} ms | img/sec per rank "
+                  f"{r['samples_per_sec']:7.1f} | total img/sec on {hvd.size()} ranks "
+                  f"{r['samples_per_sec_total']:7.1f} | vs horovod {r['vs_horovod']:.3f}x")
+        out = {"config": dict(vars(args), np=hvd.size(), torch=torch.__version__,
+                              horovod=horovod.__version__, machine=platform.machine(),
+                              cpus=os.cpu_count()),
+               "results": results}
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
