@@ -4,7 +4,10 @@ job, rounds alternating so machine noise hits both alike.
     horovodrun -np 2 python benchmarks/throughput.py --model cnn --steps 10 --rounds 6
 
 Prints images/sec per rank per round and overall (the shape of Horovod's synthetic benchmark),
-the median step time of each, their ratio, and writes a JSON file (rank 0).
+the median step time of each and their ratio. Measured in the same rounds: T_compute (the same
+step with no communication) and T_allreduce (one allreduce of all gradients, alone), so the
+bound max(T_compute, T_allreduce) and each optimizer's efficiency (bound / step) show how close it
+gets to the physical limit. Rank 0 writes a JSON file and a PNG bar chart beside it.
 """
 import argparse
 import copy
@@ -70,9 +73,13 @@ def main():
     target = torch.randint(0, 10, (args.batch_size,))
     names = ["horovod", "hvd_ext"]
     runs = {n: make(n, base, args) for n in names}
-    for n in names:
+    local = copy.deepcopy(base)
+    runs["compute"] = (local, torch.optim.SGD(local.parameters(), lr=0.01, momentum=0.9))
+    flat = torch.zeros(sum(p.numel() for p in base.parameters()))
+    for n in runs:
         run_steps(*runs[n], data, target, args.warmup)
-    step_times = {n: [] for n in names}
+    step_times = {n: [] for n in runs}
+    step_times["allreduce"] = []
     rank0 = hvd.rank() == 0
     if rank0:
         n_params = sum(p.numel() for p in base.parameters())
@@ -85,6 +92,11 @@ def main():
             if rank0:
                 tqdm.write(f"Round #{r} {n:8s}: {args.batch_size * args.steps / sum(times):.1f} "
                            "img/sec per rank")
+        step_times["compute"] += run_steps(*runs["compute"], data, target, max(1, args.steps // 2))
+        for _ in range(max(1, args.steps // 2)):
+            t0 = time.perf_counter()
+            hvd.allreduce_(flat, name="bench.allreduce")
+            step_times["allreduce"].append(time.perf_counter() - t0)
     # Every rank's medians, averaged, so one slow rank is visible in the result.
     results = []
     for n in names:
@@ -92,10 +104,17 @@ def main():
         results.append({"mode": "sync" if n == "hvd_ext" else n, "optimizer": n,
                         "step_ms": med * 1e3, "samples_per_sec": args.batch_size / med,
                         "samples_per_sec_total": args.batch_size * hvd.size() / med})
+    compute_ms, allreduce_ms = (
+        hvd.allreduce(torch.tensor(statistics.median(step_times[n])), name=f"med.{n}").item() * 1e3
+        for n in ("compute", "allreduce"))
+    bound_ms = max(compute_ms, allreduce_ms)
     base_ms = results[0]["step_ms"]
     for r in results:
         r["vs_horovod"] = base_ms / r["step_ms"]
+        r["efficiency"] = bound_ms / r["step_ms"]
     if rank0:
+        print(f"T_compute {compute_ms:.1f} ms, T_allreduce {allreduce_ms:.1f} ms "
+              f"({flat.numel() * 4 / 1e6:.1f} MB), bound {bound_ms:.1f} ms")
         for r in results:
             print(f"{r['optimizer']:8s} median step {r['step_ms']:7.1f} ms | img/sec per rank "
                   f"{r['samples_per_sec']:7.1f} | total img/sec on {hvd.size()} ranks "
@@ -103,11 +122,37 @@ def main():
         out = {"config": dict(vars(args), np=hvd.size(), torch=torch.__version__,
                               horovod=horovod.__version__, machine=platform.machine(),
                               cpus=os.cpu_count()),
+               "compute_ms": compute_ms, "allreduce_ms": allreduce_ms, "bound_ms": bound_ms,
                "results": results}
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
-        print(f"wrote {args.json}")
+        png = os.path.splitext(args.json)[0] + ".png"
+        plot(out, png)
+        print(f"wrote {args.json} and {png}")
+
+
+def plot(out, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    res = out["results"]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    bars = ax.bar([r["optimizer"] for r in res], [r["step_ms"] for r in res],
+                  color=["#888888", "#1f77b4"])
+    for b, r in zip(bars, res):
+        ax.annotate(f"{r['vs_horovod']:.2f}x\neff {r['efficiency']:.2f}", (b.get_x() + b.get_width() / 2,
+                    b.get_height()), ha="center", va="bottom", fontsize=9)
+    ax.axhline(out["bound_ms"], color="k", ls="--", lw=1,
+               label=f"bound max(T_compute {out['compute_ms']:.0f}, T_allreduce "
+                     f"{out['allreduce_ms']:.0f}) ms")
+    c = out["config"]
+    ax.set_ylabel("median step time (ms)")
+    ax.set_title(f"{c['model']}, {c['np']} ranks, batch {c['batch_size']}/rank", fontsize=10)
+    ax.set_ylim(0, max(r["step_ms"] for r in res) * 1.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

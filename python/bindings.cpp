@@ -8,6 +8,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #endif
 
+#include <algorithm>
 #include <vector>
 
 #include "../csrc/kernels.h"
@@ -56,6 +57,18 @@ DType check_operands(const at::Tensor& flat, const char* flat_arg,
   return list_t;
 }
 
+#ifdef HVD_EXT_WITH_CUDA
+void check_launch(int err, const char* kernel) {
+  TORCH_CHECK(err == 0, kernel, " CUDA launch failed: ",
+              cudaGetErrorString(static_cast<cudaError_t>(err)));
+}
+#endif
+
+[[noreturn]] void fail_no_cuda() {
+  TORCH_CHECK_VALUE(false, "horovod_ext._C was built without CUDA; got a CUDA tensor");
+  throw;  // unreachable: TORCH_CHECK_VALUE(false, ...) always throws
+}
+
 std::vector<Item> make_items(const at::Tensor& flat, const std::vector<at::Tensor>& tensors,
                              const std::vector<int64_t>& offsets, bool flat_is_dst) {
   std::vector<Item> items(tensors.size());
@@ -74,14 +87,13 @@ void run_scale_copy(const at::Tensor& flat, const std::vector<Item>& items, DTyp
   if (flat.is_cuda()) {
 #ifdef HVD_EXT_WITH_CUDA
     const c10::cuda::CUDAGuard guard(flat.device());
-    const int err = scale_copy_cuda(items.data(), static_cast<int64_t>(items.size()), src_t, dst_t,
-                                    static_cast<float>(scale), accumulate,
-                                    at::cuda::getCurrentCUDAStream().stream());
-    TORCH_CHECK(err == 0, "scale_copy CUDA launch failed: ",
-                cudaGetErrorString(static_cast<cudaError_t>(err)));
+    check_launch(scale_copy_cuda(items.data(), static_cast<int64_t>(items.size()), src_t, dst_t,
+                                 static_cast<float>(scale), accumulate,
+                                 at::cuda::getCurrentCUDAStream().stream()),
+                 "scale_copy");
     return;
 #else
-    TORCH_CHECK_VALUE(false, "horovod_ext._C was built without CUDA; got a CUDA tensor");
+    fail_no_cuda();
 #endif
   }
   TORCH_CHECK_VALUE(flat.is_cpu(), "unsupported device ", flat.device());
@@ -131,14 +143,13 @@ void sq_norm(const std::vector<at::Tensor>& tensors, at::Tensor& out) {
     const c10::cuda::CUDAGuard guard(out.device());
     at::Tensor ws = at::empty({std::max<int64_t>(1, sq_norm_cuda_workspace(items.data(), items.size()))},
                               out.options());
-    const int err = sq_norm_cuda(items.data(), static_cast<int64_t>(items.size()), t0,
-                                 ws.data_ptr<float>(), out.data_ptr<float>(),
-                                 at::cuda::getCurrentCUDAStream().stream());
-    TORCH_CHECK(err == 0, "sq_norm CUDA launch failed: ",
-                cudaGetErrorString(static_cast<cudaError_t>(err)));
+    check_launch(sq_norm_cuda(items.data(), static_cast<int64_t>(items.size()), t0,
+                              ws.data_ptr<float>(), out.data_ptr<float>(),
+                              at::cuda::getCurrentCUDAStream().stream()),
+                 "sq_norm");
     return;
 #else
-    TORCH_CHECK_VALUE(false, "horovod_ext._C was built without CUDA; got a CUDA tensor");
+    fail_no_cuda();
 #endif
   }
   const std::vector<Chunk> chunks =

@@ -69,6 +69,8 @@ def make_opt(model, case, ext):
 
 
 def train(model, opt, case, ext):
+    hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+    hvd.broadcast_optimizer_state(opt, root_rank=0)  # runs a step with zero gradients
     for step in range(STEPS):
         if not ext:
             opt.zero_grad()  # Horovod's takes no argument; torch's default sets grads to None
