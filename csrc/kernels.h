@@ -21,6 +21,7 @@ struct Item {
   const void* src;  // numel elements of the source dtype
   void* dst;        // numel elements of the destination dtype
   int64_t numel;
+  const void* aux = nullptr;  // a third operand of the source dtype, for kernels that take one
 };
 
 // A contiguous piece of one item: elements [begin, end) of items[item].
@@ -45,6 +46,12 @@ void scale_copy_cpu(const Item* items, const Chunk* chunks, int64_t first, int64
 void sq_norm_partials_cpu(const Item* items, const Chunk* chunks, int64_t first, int64_t last,
                           DType src_t, double* partial);
 
+// CPU. Delay compensation (DC-ASGD), in place on the gradient, one dtype for all operands:
+//   g = g + c * g * g * (w - w0)   with g = dst, w = src (current parameters), w0 = aux (the
+// parameters at which g was computed). Computed in float (double for Float64).
+void dc_compensate_cpu(const Item* items, const Chunk* chunks, int64_t first, int64_t last,
+                       DType t, double c);
+
 // Scalar conversions shared by the CPU kernels and the C++ tests.
 uint16_t float_to_half(float f);
 float half_to_float(uint16_t h);
@@ -57,6 +64,8 @@ float bfloat16_to_float(uint16_t h);
 // Returns a cudaError_t value as int (0 on success).
 int scale_copy_cuda(const Item* items, int64_t n_items, DType src_t, DType dst_t, float scale,
                     bool accumulate, void* stream);
+// dc_compensate_cpu's math on the GPU.
+int dc_compensate_cuda(const Item* items, int64_t n_items, DType t, float c, void* stream);
 // Blocks sq_norm_cuda needs as workspace (floats).
 int64_t sq_norm_cuda_workspace(const Item* items, int64_t n_items);
 // out[0] = sum over items of sum(src^2) as float; workspace holds sq_norm_cuda_workspace floats.

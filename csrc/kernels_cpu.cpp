@@ -165,6 +165,37 @@ void scale_copy_cpu(const Item* items, const Chunk* chunks, int64_t first, int64
   throw std::invalid_argument("scale_copy: unsupported source dtype");
 }
 
+template <DType T>
+static void dc_compensate_typed(const Item* items, const Chunk* chunks, int64_t first,
+                                int64_t last, double c_d) {
+  using TS = typename Traits<T>::storage;
+  using M = opmath_t<T, T>;
+  const M c = static_cast<M>(c_d);
+  for (int64_t k = first; k < last; ++k) {
+    const Chunk& ch = chunks[k];
+    const TS* __restrict__ w = static_cast<const TS*>(items[ch.item].src) + ch.begin;
+    const TS* __restrict__ w0 = static_cast<const TS*>(items[ch.item].aux) + ch.begin;
+    TS* __restrict__ g = static_cast<TS*>(items[ch.item].dst) + ch.begin;
+    const int64_t n = ch.end - ch.begin;
+    for (int64_t j = 0; j < n; ++j) {
+      const M gj = static_cast<M>(Traits<T>::load(g[j]));
+      const M d = static_cast<M>(Traits<T>::load(w[j])) - static_cast<M>(Traits<T>::load(w0[j]));
+      g[j] = Traits<T>::store(gj + c * gj * gj * d);
+    }
+  }
+}
+
+void dc_compensate_cpu(const Item* items, const Chunk* chunks, int64_t first, int64_t last,
+                       DType t, double c) {
+  switch (t) {
+    case DType::Float32: return dc_compensate_typed<DType::Float32>(items, chunks, first, last, c);
+    case DType::Float64: return dc_compensate_typed<DType::Float64>(items, chunks, first, last, c);
+    case DType::Float16: return dc_compensate_typed<DType::Float16>(items, chunks, first, last, c);
+    case DType::BFloat16: return dc_compensate_typed<DType::BFloat16>(items, chunks, first, last, c);
+  }
+  throw std::invalid_argument("dc_compensate: unsupported dtype");
+}
+
 template <DType S>
 static void sq_norm_typed(const Item* items, const Chunk* chunks, int64_t first, int64_t last,
                           double* partial) {

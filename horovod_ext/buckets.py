@@ -73,11 +73,12 @@ class Bucket:
 
     Invariants: ``flat[offsets[k] : offsets[k] + params[k].numel()]`` is ``params[k]``'s gradient,
     and ``views[k]`` is that slice shaped like the parameter; all params share dtype and device;
-    ``handle`` is not None exactly while an allreduce of this bucket is in flight; ``pending`` is
-    the number of params whose gradient is not final for this step yet.
+    ``launched`` is True from the launch of this bucket's allreduce until its result has been
+    unpacked into ``flat``; ``handle`` is the Horovod handle while that allreduce may still be
+    running; ``pending`` is the number of params whose gradient is not final for this step yet.
     """
 
-    def __init__(self, index, params, comm_dtype):
+    def __init__(self, index, params, comm_dtype, snapshot=False):
         self.index = index
         self.params = params
         self.offsets = []
@@ -92,7 +93,10 @@ class Bucket:
         # Communication buffer of the compressed dtype; None when the bucket is reduced in place.
         cast = comm_dtype is not None and comm_dtype != p0.dtype
         self.comm = torch.empty(total, dtype=comm_dtype, device=p0.device) if cast else None
+        # The parameters at which the gradient was computed (delay compensation only).
+        self.snap = torch.empty_like(self.flat) if snapshot else None
         self.pending = len(params)
+        self.launched = False
         self.handle = None
         self.ctx = None  # decompress context of a user-supplied Compressor
 

@@ -6,6 +6,7 @@ Control flow, as verbs: ``_on_grad_ready`` (autograd hook) -> ``_mark_bucket_rea
 order, unpack, rebuild the plan once from the real gradient order) -> the inner ``step``.
 """
 import warnings
+from collections import deque
 from contextlib import contextmanager
 
 import horovod.torch as hvd
@@ -20,6 +21,13 @@ from horovod_ext.modes import resolve_mode
 
 
 class _DistributedOptimizer(torch.optim.Optimizer):
+    # NOTE: [ring of bucket sets] Gradients live in ``staleness + 1`` sets of buckets (one set in
+    # sync mode), all built from one plan. The backward of a step accumulates into set ``_cur``;
+    # ``synchronize()`` launches what is left of it, queues it in ``_pending`` and, once more
+    # than ``staleness`` sets are queued, waits for the oldest and makes it the one the inner
+    # step applies. That set is always ``(_cur + 1) % n_sets``, the next accumulation set, so
+    # ``zero_grad()`` never touches a set in flight and ``p.grad`` is a view of one set at a time.
+
     def __init__(self, params, named_parameters, compression, backward_passes_per_step, op,
                  gradient_predivide_factor, groups, sparse_as_dense, process_set, mode,
                  bucket_cap_mb, first_bucket_mb):
@@ -33,7 +41,8 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self.process_set = process_set
         self._cap_bytes = int(bucket_cap_mb * MB)
         self._first_cap_bytes = int(first_bucket_mb * MB)
-        self._groups = groups
+        self._staleness = getattr(mode, "staleness", 0)
+        self._compensation = float(getattr(mode, "compensation", 0.0))
 
         names = _parameter_names(self.param_groups, named_parameters)
         # Parameters that get gradients, in registration order; names for messages and plans.
@@ -41,60 +50,78 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self._names = [names[p] for p in self._params]
         self._index = {p: i for i, p in enumerate(self._params)}
         self._passes = [0] * len(self._params)  # backward passes seen this step, per param
-        self._buckets = []          # current plan's buckets
-        self._locator = {}          # param -> (bucket, slot)
-        self._in_flight = []        # buckets launched this step, in launch order
-        self._generation = 0        # bumps when the plan is rebuilt (part of collective names)
-        self._ready_order = []      # param indices in the order gradients became ready (1st step)
+        n_sets = self._staleness + 1
+        self._sets = [[] for _ in range(n_sets)]      # per set: its buckets
+        self._locs = [{} for _ in range(n_sets)]      # per set: param -> (bucket, slot)
+        self._set_plan = [None] * n_sets              # the plan each set was built with
+        self._set_gen = [0] * n_sets                  # per set: rebuilds so far (in names)
+        self._launched = [[] for _ in range(n_sets)]  # per set: launched buckets, launch order
+        self._cur = 0              # the set the next backward accumulates into
+        self._pending = deque()    # sets launched, not applied yet, oldest first
+        self._apply = None         # the set p.grad shows for the coming inner step, if any
+        self._ready_order = []     # param indices in the order gradients became ready (1st step)
         self._rebuilt = groups is not None  # explicit groups are never re-planned
         self._synchronized = False
         self._should_synchronize = True
         self._active = process_set.included()
 
         if groups is not None:
-            plan = split_groups(groups, self._params)
+            self._plan = split_groups(groups, self._params)
         else:
-            plan = self._plan(list(reversed(range(len(self._params)))))
-        self._install_plan(plan)
+            self._plan = self._make_plan(list(reversed(range(len(self._params)))))
+        for s in range(n_sets):
+            self._install(s)
+        self._point_grads(self._cur)
         if self._active:
             for p in self._params:
                 p.register_post_accumulate_grad_hook(self._on_grad_ready)
 
     # ---- plan and state -------------------------------------------------------------------
-    def _plan(self, order):
+    def _make_plan(self, order):
         ps = self._params
         return plan_buckets([p.numel() for p in ps], [p.element_size() for p in ps],
                             [(p.dtype, p.device) for p in ps], order, self._cap_bytes,
                             self._first_cap_bytes)
 
-    def _install_plan(self, plan):
+    def _install(self, s):
+        """(Re)builds set s from the current plan, keeping every gradient value it holds. The
+        first build of the accumulation set takes in the gradients ``p.grad`` held before."""
         comm_dtype = KERNEL_CASTS.get(self._compression)
-        old_grads = [p.grad for p in self._params]
-        self._buckets = [Bucket(i, [self._params[j] for j in b], comm_dtype)
-                         for i, b in enumerate(plan)]
-        self._locator = {p: (b, k) for b in self._buckets for k, p in enumerate(b.params)}
-        for p, g in zip(self._params, old_grads):
-            p.grad = g
-        for b in self._buckets:
-            b.adopt_grads()  # current gradients move into the new buckets
+        old = self._locs[s]
+        buckets = [Bucket(i, [self._params[j] for j in b], comm_dtype, self._compensation > 0)
+                   for i, b in enumerate(self._plan)]
+        for b in buckets:
+            if old:
+                with torch.no_grad():
+                    _C.pack([old[p][0].views[old[p][1]] for p in b.params], b.flat, b.offsets, 1.0)
+            elif s == self._cur:
+                b.adopt_grads()
+        if self._set_plan[s] is not None:
+            self._set_gen[s] += 1
+        self._sets[s], self._set_plan[s] = buckets, self._plan
+        self._locs[s] = {p: (b, k) for b in buckets for k, p in enumerate(b.params)}
+
+    def _point_grads(self, s):
+        """Makes every ``p.grad`` a view of set s (the values of the set left are kept there)."""
+        for b in self._sets[s]:
+            for p, view in zip(b.params, b.views):
+                p.grad = view
 
     def _rebuild_from_ready_order(self):
         """Once, after the first step: re-plan with the order in which gradients really became
-        ready (rank 0's order, so every rank agrees), unused parameters last."""
+        ready (rank 0's order, so every rank agrees), unused parameters last. Each set is rebuilt
+        when it is next free (see _advance)."""
         self._rebuilt = True
         order = broadcast_object(self._ready_order, root_rank=0, process_set=self.process_set)
         seen = set(order)
         order = list(order) + [i for i in reversed(range(len(self._params))) if i not in seen]
-        plan = self._plan(order)
-        if plan != [[self._index[p] for p in b.params] for b in self._buckets]:
-            self._generation += 1
-            self._install_plan(plan)
+        self._plan = self._make_plan(order)
 
     # ---- backward: hooks -> ready -> launch -------------------------------------------------
     def _on_grad_ready(self, p):
         i = self._index[p]
-        bucket, slot = self._locator[p]
-        if bucket.handle is not None or self._passes[i] >= self.backward_passes_per_step:
+        bucket, slot = self._locs[self._cur][p]
+        if bucket.launched or self._passes[i] >= self.backward_passes_per_step:
             raise AssertionError("Gradients were computed more than backward_passes_per_step "
                                  "times before call to step(). Increase backward_passes_per_step "
                                  "to accumulate gradients locally.")
@@ -106,15 +133,15 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         if self._passes[i] == self.backward_passes_per_step:
             bucket.pending -= 1
             if bucket.pending == 0:
-                self._launch(bucket)
+                self._launch(self._cur, bucket)
 
-    def _launch(self, bucket):
-        """Starts the allreduce of one bucket (the gradients it holds are final for this step)."""
+    def _launch(self, s, bucket):
+        """Starts the allreduce of one bucket of set s (its gradients are final for this step)."""
         bucket.adopt_grads()
         average = self.op == Average
         prescale = 1.0 / self.gradient_predivide_factor if average else 1.0
         postscale = self.gradient_predivide_factor if average else 1.0
-        name = f"hvd_ext.grad.{self._generation}.{bucket.index}"
+        name = f"hvd_ext.grad.{self._set_gen[s]}.{s}.{bucket.index}"
         if bucket.comm is not None:
             # Cast + prescale in one pass; the average's 1/size is folded into the unpack.
             _C.pack([bucket.flat], bucket.comm, [0], prescale)
@@ -129,20 +156,14 @@ class _DistributedOptimizer(torch.optim.Optimizer):
                                                  prescale_factor=prescale,
                                                  postscale_factor=postscale,
                                                  process_set=self.process_set)
-        self._in_flight.append(bucket)
+        bucket.launched = True
+        self._launched[s].append(bucket)
 
-    # ---- Horovod's optimizer interface ------------------------------------------------------
-    def synchronize(self):
-        """Launches the buckets that did not become ready during backward (unused parameters
-        contribute zeros), waits for every bucket in launch order and leaves the averaged
-        gradients in ``p.grad``."""
-        if not self._active:
-            self._synchronized = True
-            return
-        for b in self._buckets:
+    def _wait(self, s):
+        """Waits for set s's allreduces in launch order and unpacks them (idempotent)."""
+        for b in self._launched[s]:
             if b.handle is None:
-                self._launch(b)
-        for b in self._in_flight:
+                continue
             output = hvd.synchronize(b.handle)
             b.handle = None
             if b.comm is not None:
@@ -151,11 +172,53 @@ class _DistributedOptimizer(torch.optim.Optimizer):
                 _C.unpack(b.comm, [0], [b.flat], scale, False)
             elif output is not b.flat:
                 b.flat.copy_(self._compression.decompress(output, b.ctx).view(-1))
+
+    def _finish(self, s):
+        """Set s becomes the gradient to apply: reduced, compensated for its delay."""
+        self._wait(s)
+        for b in self._sets[s]:
+            b.launched = False
             b.pending = len(b.params)
-        self._in_flight.clear()
+            if self._compensation > 0:
+                with torch.no_grad():
+                    _C.dc_compensate(b.flat, b.params, b.snap, b.offsets, self._compensation)
+        self._launched[s].clear()
+
+    def _check_no_backward_in_flight(self, what):
+        if self._launched[self._cur]:
+            raise AssertionError(f"optimizer.{what}() was called after loss.backward() but "
+                                 "before optimizer.step() or optimizer.synchronize(). This is "
+                                 "prohibited as it can cause a race condition.")
+
+    # ---- Horovod's optimizer interface ------------------------------------------------------
+    def synchronize(self):
+        """Launches the buckets that did not become ready during backward (unused parameters
+        contribute zeros) and queues this step's gradients. In sync mode it waits for them; in
+        delayed mode it waits for the gradients of ``staleness`` steps ago, if there are any.
+        Afterwards ``p.grad`` holds the averaged gradient the inner step will apply."""
+        if not self._active:
+            self._synchronized = True
+            return
+        cur = self._cur
+        for b in self._sets[cur]:
+            if not b.launched:
+                self._launch(cur, b)
+            if b.snap is not None:  # the parameters this gradient was computed at
+                with torch.no_grad():
+                    _C.pack(b.params, b.snap, b.offsets, 1.0)
         self._passes = [0] * len(self._params)
+        self._pending.append(cur)
+        self._apply = None
+        if len(self._pending) > self._staleness:
+            self._apply = self._pending.popleft()
+            self._finish(self._apply)
         if not self._rebuilt and self._ready_order:
             self._rebuild_from_ready_order()
+        # The next accumulation set: the one just finished, or a free one during warm-up.
+        self._cur = (cur + 1) % len(self._sets)
+        if self._set_plan[self._cur] != self._plan:
+            self._install(self._cur)
+        self._point_grads(self._cur)
         self._synchronized = True
 
     @contextmanager
@@ -168,7 +231,8 @@ class _DistributedOptimizer(torch.optim.Optimizer):
             self._should_synchronize = True
 
     def step(self, closure=None, loss=None):
-        """Waits for the gradients' allreduce, then runs the wrapped optimizer's step. ``loss`` is
+        """Waits for the gradient to apply, then runs the wrapped optimizer's step. In delayed mode
+        the first ``staleness`` steps have no gradient to apply yet and return None. ``loss`` is
         accepted for every mode and used only by leader-based ones."""
         if self._should_synchronize:
             if self._synchronized:
@@ -179,20 +243,30 @@ class _DistributedOptimizer(torch.optim.Optimizer):
                               "optimizer.synchronize() in your code.")
             self.synchronize()
         self._synchronized = False
+        apply, self._apply = self._apply, None
+        if self._staleness and apply is None:
+            return None
         return super(self.__class__, self).step(closure)
 
     def flush(self):
-        """Applies every gradient still in flight. Synchronous mode leaves none: a no-op."""
+        """Waits for and applies every gradient still in flight, oldest first, one inner step
+        each, and leaves nothing in flight; ``p.grad`` then holds the last one applied. The next
+        ``staleness`` steps refill the pipeline. A no-op in sync mode."""
+        self._check_no_backward_in_flight("flush")
+        while self._pending:
+            s = self._pending.popleft()
+            self._finish(s)
+            self._cur = s
+            self._point_grads(s)
+            super(self.__class__, self).step()
 
     def zero_grad(self, set_to_none=True):
-        """Zeroes the gradient buckets. ``p.grad`` stays a view of its bucket even when
-        ``set_to_none=True`` (zeros and None mean the same to every torch optimizer step that
-        follows a backward, and keeping the view saves a copy per parameter per step)."""
-        if self._in_flight:
-            raise AssertionError("optimizer.zero_grad() was called after loss.backward() but "
-                                 "before optimizer.step() or optimizer.synchronize(). This is "
-                                 "prohibited as it can cause a race condition.")
-        for b in self._buckets:
+        """Zeroes the set of buckets the next backward accumulates into, never one in flight.
+        ``p.grad`` stays a view of its bucket even when ``set_to_none=True`` (zeros and None mean
+        the same to every torch optimizer step that follows a backward, and keeping the view saves
+        a copy per parameter per step)."""
+        self._check_no_backward_in_flight("zero_grad")
+        for b in self._sets[self._cur]:
             b.flat.zero_()
             for p, view in zip(b.params, b.views):
                 if p.grad is not view:
@@ -203,12 +277,59 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self.backward_passes_per_step = passes
         self._passes = [0] * len(self._params)
 
-    def load_state_dict(self, *args, **kwargs):
-        if self._in_flight:
-            self.synchronize()
+    def state_dict(self):
+        """The wrapped optimizer's state plus, under ``"hvd_ext"``, the bucket plan and the
+        gradients still pending (reduced, not applied yet), so a resumed run continues exactly."""
+        self._check_no_backward_in_flight("state_dict")
+        sd = super(self.__class__, self).state_dict()
+        pending = []
+        for s in self._pending:
+            self._wait(s)
+            pending.append({"grads": [self._locs[s][p][0].views[self._locs[s][p][1]].clone()
+                                      for p in self._params],
+                            "snapshots": [self._snapshot_of(s, p) for p in self._params]})
+        sd["hvd_ext"] = {"mode": self.mode.name, "staleness": self._staleness,
+                         "plan": [list(b) for b in self._plan], "rebuilt": self._rebuilt,
+                         "pending": pending}
+        return sd
+
+    def _snapshot_of(self, s, p):
+        b, k = self._locs[s][p]
+        if b.snap is None:
+            return None
+        return b.snap[b.offsets[k]:b.offsets[k] + p.numel()].view_as(p).clone()
+
+    def load_state_dict(self, state_dict):
+        """Restores the wrapped optimizer's state and, when present, the pending gradients and
+        the bucket plan. Gradients in flight in this process are waited for and replaced."""
+        state_dict = dict(state_dict)
+        ours = state_dict.pop("hvd_ext", None)
+        for s in range(len(self._sets)):
+            self._wait(s)
+            self._finish(s)
+        self._pending.clear()
+        self._apply = None
         self._synchronized = False
         self._should_synchronize = True
-        super(self.__class__, self).load_state_dict(*args, **kwargs)
+        self._passes = [0] * len(self._params)
+        super(self.__class__, self).load_state_dict(state_dict)
+        if ours is None:
+            return
+        if ours["staleness"] != self._staleness:
+            raise ValueError(f"state_dict was saved with staleness {ours['staleness']} but this "
+                             f"optimizer has staleness {self._staleness}")
+        self._plan, self._rebuilt = [list(b) for b in ours["plan"]], ours["rebuilt"]
+        for s in range(len(self._sets)):
+            self._install(s)
+        for s, entry in enumerate(ours["pending"]):
+            for p, g, w0 in zip(self._params, entry["grads"], entry["snapshots"]):
+                b, k = self._locs[s][p]
+                b.views[k].copy_(g)
+                if b.snap is not None:
+                    b.snap[b.offsets[k]:b.offsets[k] + p.numel()].copy_(w0.view(-1))
+            self._pending.append(s)
+        self._cur = len(ours["pending"]) % len(self._sets)
+        self._point_grads(self._cur)
 
 
 def _parameter_names(param_groups, named_parameters):
@@ -255,7 +376,7 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
     Gradients are gathered in flat buckets (``bucket_cap_mb``, a smaller first bucket of
     ``first_bucket_mb``) in backward order; each bucket's allreduce starts the moment its last
     gradient is accumulated, so communication overlaps the rest of backprop. ``mode`` picks the
-    synchronisation algorithm (``"sync"``, the exact default). ``groups``/``num_groups`` replace
+    synchronisation algorithm: ``"sync"`` (exact, the default) or ``Delayed(staleness, compensation)``. ``groups``/``num_groups`` replace
     the automatic plan with Horovod's explicit grouping (one bucket per group).
     """
     mode = resolve_mode(mode)
@@ -290,8 +411,13 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
         else:
             raise ValueError("groups should be a non-negative integer or a list of list of "
                              "torch.Tensor.")
+    # NOTE: [module of the class] Horovod's broadcast_optimizer_state() recognises a distributed
+    # optimizer by its class's __module__ and then initialises the optimizer state with the
+    # wrapped optimizer's own step() on zero gradients, without communication. We want exactly
+    # that for every mode (a delayed mode would otherwise queue those zeros as a real gradient),
+    # so the class reports Horovod's module.
     cls = type(optimizer.__class__.__name__, (optimizer.__class__,),
-               dict(_DistributedOptimizer.__dict__))
+               dict(_DistributedOptimizer.__dict__, __module__=hvd.DistributedOptimizer.__module__))
     return cls(optimizer.param_groups, named_parameters, compression, backward_passes_per_step,
                op, gradient_predivide_factor, groups, sparse_as_dense, process_set, mode,
                bucket_cap_mb, first_bucket_mb)

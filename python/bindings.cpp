@@ -121,6 +121,42 @@ void unpack(const at::Tensor& src, const std::vector<int64_t>& offsets,
                  dst_t, scale, accumulate);
 }
 
+// Delay compensation, in place on grad: grad[o:o+n] += c * g * g * (params[i] - snapshot[o:o+n])
+// with o = offsets[i]; grad and snapshot are flat buffers of the parameters' dtype.
+void dc_compensate(at::Tensor& grad, const std::vector<at::Tensor>& params,
+                   const at::Tensor& snapshot, const std::vector<int64_t>& offsets, double c) {
+  const DType t = check_operands(grad, "grad", params, "params", offsets);
+  TORCH_CHECK_TYPE(to_dtype(grad, "grad") == t && snapshot.scalar_type() == grad.scalar_type(),
+                   "grad, snapshot and params must share one dtype; got ", grad.scalar_type(),
+                   ", ", snapshot.scalar_type(), " and ",
+                   params.empty() ? grad.scalar_type() : params[0].scalar_type());
+  TORCH_CHECK_VALUE(snapshot.is_contiguous() && snapshot.numel() == grad.numel() &&
+                        snapshot.device() == grad.device(),
+                    "snapshot must be a contiguous tensor like grad (", grad.numel(),
+                    " elements on ", grad.device(), ")");
+  std::vector<Item> items = make_items(grad, params, offsets, /*flat_is_dst=*/true);
+  const char* snap = static_cast<const char*>(snapshot.data_ptr());
+  for (size_t i = 0; i < items.size(); ++i)  // src = current params, dst = grad, aux = snapshot
+    items[i] = Item{params[i].data_ptr(), items[i].dst, items[i].numel,
+                    snap + offsets[i] * snapshot.element_size()};
+  if (grad.is_cuda()) {
+#ifdef HVD_EXT_WITH_CUDA
+    const c10::cuda::CUDAGuard guard(grad.device());
+    check_launch(dc_compensate_cuda(items.data(), static_cast<int64_t>(items.size()), t,
+                                    static_cast<float>(c), at::cuda::getCurrentCUDAStream().stream()),
+                 "dc_compensate");
+    return;
+#else
+    fail_no_cuda();
+#endif
+  }
+  const std::vector<Chunk> chunks =
+      make_chunks(items.data(), static_cast<int64_t>(items.size()), kCpuChunkElems);
+  at::parallel_for(0, static_cast<int64_t>(chunks.size()), 1, [&](int64_t first, int64_t last) {
+    dc_compensate_cpu(items.data(), chunks.data(), first, last, t, c);
+  });
+}
+
 // out[0] = sum over tensors of the sum of squares (float32 result, computed in float64 on CPU).
 void sq_norm(const std::vector<at::Tensor>& tensors, at::Tensor& out) {
   TORCH_CHECK_VALUE(out.scalar_type() == at::kFloat && out.numel() >= 1 && out.is_contiguous(),
@@ -173,6 +209,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("unpack", &hvd_ext::unpack, "dsts[i] (+)= scale * src[offsets[i]:...] (cast to dsts dtype)",
         py::arg("src"), py::arg("offsets"), py::arg("dsts"), py::arg("scale") = 1.0,
         py::arg("accumulate") = false);
+  m.def("dc_compensate", &hvd_ext::dc_compensate,
+        "grad += c * grad * grad * (params - snapshot), in place, fused over all params",
+        py::arg("grad"), py::arg("params"), py::arg("snapshot"), py::arg("offsets"), py::arg("c"));
   m.def("sq_norm", &hvd_ext::sq_norm, "out[0] = sum_i |tensors[i]|^2", py::arg("tensors"),
         py::arg("out"));
 #ifdef HVD_EXT_WITH_CUDA

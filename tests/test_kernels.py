@@ -162,3 +162,31 @@ def test_bad_inputs_raise_clear_errors():
     else:
         with pytest.raises(ValueError, match=r"srcs\[0\] is on meta"):
             _C.pack([torch.zeros(2, device="meta")], flat, [0], 1.0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("sizes", SIZES, ids=lambda s: f"{len(s)}x{max(s)}")
+@pytest.mark.parametrize("dtype", CAST)
+def test_dc_compensate(device, sizes, dtype):
+    """g += c * g * g * (w - w0), fused over every parameter of a bucket."""
+    params = rand_tensors(sizes, dtype, device, seed=2)
+    offsets, total = layout(sizes, 0)
+    g = torch.cat([torch.zeros(0, dtype=dtype, device=device)] + rand_tensors([total], dtype, device, 3))
+    w0 = torch.cat([torch.zeros(0, dtype=dtype, device=device)] + rand_tensors([total], dtype, device, 4))
+    g64 = g.double().clone()
+    _C.dc_compensate(g, params, w0, offsets, 0.25)
+    for p, o in zip(params, offsets):
+        sl = slice(o, o + p.numel())
+        ref = g64[sl] + 0.25 * g64[sl] ** 2 * (p.double().flatten() - w0[sl].double())
+        tol = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2, torch.float32: 1e-6}.get(dtype, 1e-12)
+        torch.testing.assert_close(g[sl].double(), ref, rtol=tol, atol=tol)
+
+
+def test_dc_compensate_checks_its_operands():
+    g, w0 = torch.zeros(4), torch.zeros(4)
+    with pytest.raises(ValueError, match="snapshot must be a contiguous tensor like grad"):
+        _C.dc_compensate(g, [torch.zeros(4)], torch.zeros(3), [0], 1.0)
+    with pytest.raises(TypeError, match="share one dtype"):
+        _C.dc_compensate(g, [torch.zeros(4)], w0.double(), [0], 1.0)
+    with pytest.raises(ValueError, match=r"params\[0\] is not contiguous"):
+        _C.dc_compensate(g, [torch.zeros(2, 2).t()], w0, [0], 1.0)

@@ -70,6 +70,36 @@ scale_copy_kernel(ChunkTable t, opmath_t<S, D> scale, bool accumulate) {
     dst[j] = op(src[j], accumulate ? dst[j] : D());
 }
 
+// g += c * g * g * (w - w0); dst = g, src = w, aux = w0; one dtype.
+template <typename T>
+__global__ void __launch_bounds__(kThreads) dc_compensate_kernel(ChunkTable t, opmath_t<T, T> c) {
+  using M = opmath_t<T, T>;
+  const int slot = t.block_tensor[blockIdx.x];
+  const int64_t begin = static_cast<int64_t>(t.block_chunk[blockIdx.x]) * kChunkElems;
+  const int64_t n = min(t.numel[slot] - begin, kChunkElems);
+  const T* w = static_cast<const T*>(t.src[slot]) + begin;
+  const T* w0 = static_cast<const T*>(t.aux[slot]) + begin;
+  T* g = static_cast<T*>(t.dst[slot]) + begin;
+  auto op = [&](T gv, T wv, T w0v) -> T {
+    const M gm = static_cast<M>(Cvt<T>::load(gv));
+    const M d = static_cast<M>(Cvt<T>::load(wv)) - static_cast<M>(Cvt<T>::load(w0v));
+    return Cvt<T>::store(gm + c * gm * gm * d);
+  };
+  int64_t vec_end = 0;
+  if (vec_aligned<T>(w) && vec_aligned<T>(w0) && vec_aligned<T>(g)) {
+    vec_end = n / kIlp * kIlp;
+    for (int64_t j = threadIdx.x * kIlp; j < vec_end; j += kThreads * kIlp) {
+      const Vec<T> wv = *reinterpret_cast<const Vec<T>*>(w + j);
+      const Vec<T> w0v = *reinterpret_cast<const Vec<T>*>(w0 + j);
+      Vec<T> gv = *reinterpret_cast<const Vec<T>*>(g + j);
+#pragma unroll
+      for (int k = 0; k < kIlp; ++k) gv.v[k] = op(gv.v[k], wv.v[k], w0v.v[k]);
+      *reinterpret_cast<Vec<T>*>(g + j) = gv;
+    }
+  }
+  for (int64_t j = vec_end + threadIdx.x; j < n; j += kThreads) g[j] = op(g[j], w[j], w0[j]);
+}
+
 template <typename S>
 __global__ void __launch_bounds__(kThreads)
 sq_norm_kernel(ChunkTable t, float* partial, int64_t first_block) {
@@ -144,6 +174,17 @@ int scale_copy_cuda(const Item* items, int64_t n_items, DType src_t, DType dst_t
                                                         accumulate);
         return static_cast<int>(cudaGetLastError());
       });
+    });
+  });
+}
+
+int dc_compensate_cuda(const Item* items, int64_t n_items, DType t, float c, void* stream) {
+  auto s = static_cast<cudaStream_t>(stream);
+  return dispatch(t, [&](auto tag) {
+    using T = decltype(tag);
+    return multi_tensor_apply(items, n_items, [&](const ChunkTable& table, int nb, int64_t) {
+      dc_compensate_kernel<T><<<nb, kThreads, 0, s>>>(table, static_cast<opmath_t<T, T>>(c));
+      return static_cast<int>(cudaGetLastError());
     });
   });
 }

@@ -26,11 +26,12 @@ constexpr int kIlp = 4;  // elements per thread per vector access: 16 bytes of f
 struct ChunkTable {
   const void* src[kMaxTensorsPerLaunch];
   void* dst[kMaxTensorsPerLaunch];
+  const void* aux[kMaxTensorsPerLaunch];
   int64_t numel[kMaxTensorsPerLaunch];
   uint8_t block_tensor[kMaxBlocksPerLaunch];
   int32_t block_chunk[kMaxBlocksPerLaunch];
 };
-static_assert(sizeof(ChunkTable) + 64 <= 4096, "chunk table must fit the kernel-argument limit");
+static_assert(sizeof(ChunkTable) + 128 <= 4096, "chunk table must fit the kernel-argument limit");
 
 // Calls launch(table, n_blocks, first_block) for each full table; first_block is the index of
 // the launch's first block among all blocks (for per-block partial results). Returns the
@@ -45,6 +46,7 @@ int multi_tensor_apply(const Item* items, int64_t n_items, Launch launch) {
     if (items[i].numel == 0) continue;
     table.src[nt] = items[i].src;
     table.dst[nt] = items[i].dst;
+    table.aux[nt] = items[i].aux;
     table.numel[nt] = items[i].numel;
     const int64_t chunks = (items[i].numel + kChunkElems - 1) / kChunkElems;
     for (int64_t c = 0; c < chunks; ++c) {
@@ -61,6 +63,7 @@ int multi_tensor_apply(const Item* items, int64_t n_items, Launch launch) {
         } else {    // carry the half-done tensor into slot 0
           table.src[0] = table.src[nt];
           table.dst[0] = table.dst[nt];
+          table.aux[0] = table.aux[nt];
           table.numel[0] = table.numel[nt];
           nt = 0;
         }

@@ -114,7 +114,7 @@ def main():
                               op=hvd.Max) - torch.cat([p.detach().double().flatten()
                                                        for p in ours.parameters()])
         results[name] = dict(rel_err=err, tol=case.get("tol", 1e-5), moved=moved,
-                             n_buckets=len(ours_opt._buckets),
+                             n_buckets=len(ours_opt._sets[0]),
                              min_buckets=case.get("min_buckets", 0),
                              rank_spread=agree.abs().max().item(),
                              ext_class=type(ours_opt).__mro__[1].__name__)
@@ -126,12 +126,12 @@ def main():
         opt.zero_grad()
         x = torch.randn(2, 3, 16, 16, requires_grad=True)
         seen = []
-        x.register_hook(lambda g: seen.append(len(opt._in_flight)))  # fires at the end of backward
+        x.register_hook(lambda g: seen.append(len(opt._launched[opt._cur])))  # fires at the end of backward
         F.cross_entropy(model(x), torch.tensor([1, 2])).backward()
-        after_backward = len(opt._in_flight)
+        after_backward = len(opt._launched[opt._cur])
         opt.step()
     results["overlap"] = dict(in_flight_before_input_grad=seen[0], after_backward=after_backward,
-                              n_buckets=len(opt._buckets))
+                              n_buckets=len(opt._sets[0]))
     # The "zero_grad while allreduce pending" guard.
     model = Net()
     opt = make_opt(model, {}, True)
