@@ -1,7 +1,7 @@
-"""Throughput of hvd.DistributedOptimizer versus hvd_ext.DistributedOptimizer (sync mode), in one
-job, rounds alternating so machine noise hits both alike.
+"""Throughput of hvd.DistributedOptimizer versus hvd_ext.DistributedOptimizer's modes, in one
+job, rounds alternating so machine noise hits all alike.
 
-    horovodrun -np 2 python benchmarks/throughput.py --model cnn --steps 10 --rounds 6
+    horovodrun -np 2 python benchmarks/throughput.py --model cnn --modes horovod,sync,delayed
 
 Prints images/sec per rank per round and overall (the shape of Horovod's synthetic benchmark),
 the median step time of each and their ratio. Measured in the same rounds: T_compute (the same
@@ -36,18 +36,25 @@ def parse_args():
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per optimizer first")
     p.add_argument("--threads", type=int, default=1, help="torch threads per rank")
     p.add_argument("--bucket-cap-mb", type=float, default=25.0)
+    p.add_argument("--modes", default="horovod,sync",
+                   help=f"comma-separated, from: {', '.join(MODES)}")
     p.add_argument("--json", default="results/throughput.json")
     return p.parse_args()
+
+
+# Benchmarked optimizers: name -> hvd_ext mode (None: Horovod's own DistributedOptimizer).
+MODES = {"horovod": None, "sync": hvd_ext.Sync(), "delayed": hvd_ext.Delayed(staleness=1),
+         "delayed2": hvd_ext.Delayed(staleness=2)}
 
 
 def make(name, base, args):
     model = copy.deepcopy(base)
     opt = torch.optim.SGD(model.parameters(), lr=0.01 * hvd.size(), momentum=0.9)
-    if name == "horovod":
+    if MODES[name] is None:
         opt = hvd.DistributedOptimizer(opt, named_parameters=model.named_parameters())
     else:
         opt = hvd_ext.DistributedOptimizer(opt, named_parameters=model.named_parameters(),
-                                           bucket_cap_mb=args.bucket_cap_mb)
+                                           mode=MODES[name], bucket_cap_mb=args.bucket_cap_mb)
     return model, opt
 
 
@@ -71,13 +78,19 @@ def main():
     base = MODELS[args.model]()
     data = torch.randn(args.batch_size, 3, 32, 32)
     target = torch.randint(0, 10, (args.batch_size,))
-    names = ["horovod", "hvd_ext"]
+    names = args.modes.split(",")
+    unknown = [n for n in names if n not in MODES]
+    if unknown or names[0] != "horovod":
+        raise SystemExit(f"--modes must start with horovod and name only {', '.join(MODES)}; "
+                         f"got {args.modes}")
     runs = {n: make(n, base, args) for n in names}
     local = copy.deepcopy(base)
     runs["compute"] = (local, torch.optim.SGD(local.parameters(), lr=0.01, momentum=0.9))
     flat = torch.zeros(sum(p.numel() for p in base.parameters()))
     for n in runs:
         run_steps(*runs[n], data, target, args.warmup)
+        if hasattr(runs[n][1], "flush"):
+            runs[n][1].flush()
     step_times = {n: [] for n in runs}
     step_times["allreduce"] = []
     rank0 = hvd.rank() == 0
@@ -88,6 +101,8 @@ def main():
     for r in tqdm(range(args.rounds), desc="rounds", disable=not rank0):
         for n in names if r % 2 == 0 else reversed(names):
             times = run_steps(*runs[n], data, target, args.steps)
+            if hasattr(runs[n][1], "flush"):
+                runs[n][1].flush()  # untimed: nothing of this mode stays on the wire
             step_times[n] += times
             if rank0:
                 tqdm.write(f"Round #{r} {n:8s}: {args.batch_size * args.steps / sum(times):.1f} "
@@ -101,7 +116,8 @@ def main():
     results = []
     for n in names:
         med = hvd.allreduce(torch.tensor(statistics.median(step_times[n])), name=f"med.{n}").item()
-        results.append({"mode": "sync" if n == "hvd_ext" else n, "optimizer": n,
+        results.append({"mode": n, "optimizer": "hvd.DistributedOptimizer" if n == "horovod"
+                        else "hvd_ext.DistributedOptimizer",
                         "step_ms": med * 1e3, "samples_per_sec": args.batch_size / med,
                         "samples_per_sec_total": args.batch_size * hvd.size() / med})
     compute_ms, allreduce_ms = (
@@ -116,7 +132,7 @@ def main():
         print(f"T_compute {compute_ms:.1f} ms, T_allreduce {allreduce_ms:.1f} ms "
               f"({flat.numel() * 4 / 1e6:.1f} MB), bound {bound_ms:.1f} ms")
         for r in results:
-            print(f"{r['optimizer']:8s} median step {r['step_ms']:7.1f} ms | img/sec per rank "
+            print(f"{r['mode']:8s} median step {r['step_ms']:7.1f} ms | img/sec per rank "
                   f"{r['samples_per_sec']:7.1f} | total img/sec on {hvd.size()} ranks "
                   f"{r['samples_per_sec_total']:7.1f} | vs horovod {r['vs_horovod']:.3f}x")
         out = {"config": dict(vars(args), np=hvd.size(), torch=torch.__version__,
@@ -138,8 +154,8 @@ def plot(out, path):
     import matplotlib.pyplot as plt
     res = out["results"]
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    bars = ax.bar([r["optimizer"] for r in res], [r["step_ms"] for r in res],
-                  color=["#888888", "#1f77b4"])
+    bars = ax.bar([r["mode"] for r in res], [r["step_ms"] for r in res],
+                  color=["#888888"] + ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"][:len(res) - 1])
     for b, r in zip(bars, res):
         ax.annotate(f"{r['vs_horovod']:.2f}x\neff {r['efficiency']:.2f}", (b.get_x() + b.get_width() / 2,
                     b.get_height()), ha="center", va="bottom", fontsize=9)
