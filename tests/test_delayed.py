@@ -26,6 +26,7 @@ def test_matches_simulation(results, case):
     assert r["after_flush"] <= r["tol"], f"{case}: after flush {r['after_flush']:.3g}"
     assert r["warmup_ok"], "the first k steps must take no inner step, the others must"
     assert r["in_flight_after_flush"] == 0
+    assert r["pending_after_broadcast"] == 0
     assert r["rank_spread"] == 0.0
 
 

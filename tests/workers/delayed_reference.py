@@ -60,7 +60,14 @@ def run_case(case):
                                        named_parameters=model.named_parameters(),
                                        mode=hvd_ext.Delayed(staleness=k, compensation=c),
                                        backward_passes_per_step=bpps, compression=comp)
+    # Horovod's broadcast_optimizer_state() initialises the state with one local step on zero
+    # gradients; it must not enter the delayed pipeline. The simulation takes the same step.
+    hvd.broadcast_optimizer_state(opt, root_rank=0)
+    for p in sim.parameters():
+        p.grad = torch.zeros_like(p)
+    sim_opt.step()
     queue, worst, inner_steps = deque(), 0.0, []
+    pending_after_broadcast = len(opt._pending)
     for t in range(STEPS):
         # Distributed step on this rank's data.
         opt.zero_grad(set_to_none=True)
@@ -87,7 +94,7 @@ def run_case(case):
     moved = rel_diff(model.parameters(), make_model().parameters())
     return dict(worst=worst, after_flush=after_flush, rank_spread=spread.item(), moved=moved,
                 warmup_ok=inner_steps == [t >= k for t in range(STEPS)], final=flat.tolist(),
-                in_flight_after_flush=sum(len(x) for x in opt._launched) + len(opt._pending))
+                pending_after_broadcast=pending_after_broadcast, in_flight_after_flush=sum(len(x) for x in opt._launched) + len(opt._pending))
 
 
 def apply_sim(sim, sim_opt, entry, c):
