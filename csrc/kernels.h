@@ -21,7 +21,7 @@ struct Item {
   const void* src;  // numel elements of the source dtype
   void* dst;        // numel elements of the destination dtype
   int64_t numel;
-  const void* aux = nullptr;  // a third operand of the source dtype, for kernels that take one
+  void* aux = nullptr;  // a third operand (read, or read and written) for the ternary kernels
 };
 
 // A contiguous piece of one item: elements [begin, end) of items[item].
@@ -46,11 +46,15 @@ void scale_copy_cpu(const Item* items, const Chunk* chunks, int64_t first, int64
 void sq_norm_partials_cpu(const Item* items, const Chunk* chunks, int64_t first, int64_t last,
                           DType src_t, double* partial);
 
-// CPU. Delay compensation (DC-ASGD), in place on the gradient, one dtype for all operands:
-//   g = g + c * g * g * (w - w0)   with g = dst, w = src (current parameters), w0 = aux (the
-// parameters at which g was computed). Computed in float (double for Float64).
-void dc_compensate_cpu(const Item* items, const Chunk* chunks, int64_t first, int64_t last,
-                       DType t, double c);
+// Element-wise updates over three operands of one dtype, d = dst, s = src, x = aux, computed
+// in float (double for Float64); the formulas live in ternary_ops.h, shared with CUDA.
+enum class Ternary : int {
+  DcCompensate = 0,  // d += a * d * d * (s - x)      gradient, current params, params then
+  Pull = 1,          // d -= a * (d - s)               params pulled toward s (leader, center)
+  Easgd = 2,         // d -= a * (d - x); x += a * (s - b * x), both with the old x
+};
+void ternary_cpu(Ternary op, const Item* items, const Chunk* chunks, int64_t first, int64_t last,
+                 DType t, double a, double b);
 
 // Scalar conversions shared by the CPU kernels and the C++ tests.
 uint16_t float_to_half(float f);
@@ -64,8 +68,9 @@ float bfloat16_to_float(uint16_t h);
 // Returns a cudaError_t value as int (0 on success).
 int scale_copy_cuda(const Item* items, int64_t n_items, DType src_t, DType dst_t, float scale,
                     bool accumulate, void* stream);
-// dc_compensate_cpu's math on the GPU.
-int dc_compensate_cuda(const Item* items, int64_t n_items, DType t, float c, void* stream);
+// ternary_cpu's math on the GPU.
+int ternary_cuda(Ternary op, const Item* items, int64_t n_items, DType t, float a, float b,
+                 void* stream);
 // Blocks sq_norm_cuda needs as workspace (floats).
 int64_t sq_norm_cuda_workspace(const Item* items, int64_t n_items);
 // out[0] = sum over items of sum(src^2) as float; workspace holds sq_norm_cuda_workspace floats.

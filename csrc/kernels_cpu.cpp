@@ -1,6 +1,7 @@
 // CPU kernels: one template per (source, destination) dtype pair, inner loops over plain arrays
 // so the compiler vectorises the float and double cases.
 #include "kernels.h"
+#include "ternary_ops.h"
 
 #include <algorithm>
 #include <cstring>
@@ -165,35 +166,49 @@ void scale_copy_cpu(const Item* items, const Chunk* chunks, int64_t first, int64
   throw std::invalid_argument("scale_copy: unsupported source dtype");
 }
 
-template <DType T>
-static void dc_compensate_typed(const Item* items, const Chunk* chunks, int64_t first,
-                                int64_t last, double c_d) {
+template <Ternary OP, DType T>
+static void ternary_typed(const Item* items, const Chunk* chunks, int64_t first, int64_t last,
+                          double a_d, double b_d) {
   using TS = typename Traits<T>::storage;
   using M = opmath_t<T, T>;
-  const M c = static_cast<M>(c_d);
+  const M a = static_cast<M>(a_d), b = static_cast<M>(b_d);
   for (int64_t k = first; k < last; ++k) {
     const Chunk& ch = chunks[k];
-    const TS* __restrict__ w = static_cast<const TS*>(items[ch.item].src) + ch.begin;
-    const TS* __restrict__ w0 = static_cast<const TS*>(items[ch.item].aux) + ch.begin;
-    TS* __restrict__ g = static_cast<TS*>(items[ch.item].dst) + ch.begin;
+    const TS* __restrict__ s = static_cast<const TS*>(items[ch.item].src) + ch.begin;
+    TS* __restrict__ d = static_cast<TS*>(items[ch.item].dst) + ch.begin;
+    TS* __restrict__ x = kReadsAux<OP> ? static_cast<TS*>(items[ch.item].aux) + ch.begin
+                                                 : nullptr;
     const int64_t n = ch.end - ch.begin;
     for (int64_t j = 0; j < n; ++j) {
-      const M gj = static_cast<M>(Traits<T>::load(g[j]));
-      const M d = static_cast<M>(Traits<T>::load(w[j])) - static_cast<M>(Traits<T>::load(w0[j]));
-      g[j] = Traits<T>::store(gj + c * gj * gj * d);
+      M dm = static_cast<M>(Traits<T>::load(d[j]));
+      M xm = kReadsAux<OP> ? static_cast<M>(Traits<T>::load(x[j])) : M(0);
+      ternary_apply<OP, M>(dm, static_cast<M>(Traits<T>::load(s[j])), xm, a, b);
+      d[j] = Traits<T>::store(dm);
+      if (kWritesAux<OP>) x[j] = Traits<T>::store(xm);
     }
   }
 }
 
-void dc_compensate_cpu(const Item* items, const Chunk* chunks, int64_t first, int64_t last,
-                       DType t, double c) {
+template <Ternary OP>
+static void ternary_dispatch(DType t, const Item* items, const Chunk* chunks, int64_t first,
+                             int64_t last, double a, double b) {
   switch (t) {
-    case DType::Float32: return dc_compensate_typed<DType::Float32>(items, chunks, first, last, c);
-    case DType::Float64: return dc_compensate_typed<DType::Float64>(items, chunks, first, last, c);
-    case DType::Float16: return dc_compensate_typed<DType::Float16>(items, chunks, first, last, c);
-    case DType::BFloat16: return dc_compensate_typed<DType::BFloat16>(items, chunks, first, last, c);
+    case DType::Float32: return ternary_typed<OP, DType::Float32>(items, chunks, first, last, a, b);
+    case DType::Float64: return ternary_typed<OP, DType::Float64>(items, chunks, first, last, a, b);
+    case DType::Float16: return ternary_typed<OP, DType::Float16>(items, chunks, first, last, a, b);
+    case DType::BFloat16: return ternary_typed<OP, DType::BFloat16>(items, chunks, first, last, a, b);
   }
-  throw std::invalid_argument("dc_compensate: unsupported dtype");
+  throw std::invalid_argument("ternary: unsupported dtype");
+}
+
+void ternary_cpu(Ternary op, const Item* items, const Chunk* chunks, int64_t first, int64_t last,
+                 DType t, double a, double b) {
+  switch (op) {
+    case Ternary::DcCompensate: return ternary_dispatch<Ternary::DcCompensate>(t, items, chunks, first, last, a, b);
+    case Ternary::Pull: return ternary_dispatch<Ternary::Pull>(t, items, chunks, first, last, a, b);
+    case Ternary::Easgd: return ternary_dispatch<Ternary::Easgd>(t, items, chunks, first, last, a, b);
+  }
+  throw std::invalid_argument("ternary: unknown op");
 }
 
 template <DType S>

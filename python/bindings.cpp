@@ -121,30 +121,15 @@ void unpack(const at::Tensor& src, const std::vector<int64_t>& offsets,
                  dst_t, scale, accumulate);
 }
 
-// Delay compensation, in place on grad: grad[o:o+n] += c * g * g * (params[i] - snapshot[o:o+n])
-// with o = offsets[i]; grad and snapshot are flat buffers of the parameters' dtype.
-void dc_compensate(at::Tensor& grad, const std::vector<at::Tensor>& params,
-                   const at::Tensor& snapshot, const std::vector<int64_t>& offsets, double c) {
-  const DType t = check_operands(grad, "grad", params, "params", offsets);
-  TORCH_CHECK_TYPE(to_dtype(grad, "grad") == t && snapshot.scalar_type() == grad.scalar_type(),
-                   "grad, snapshot and params must share one dtype; got ", grad.scalar_type(),
-                   ", ", snapshot.scalar_type(), " and ",
-                   params.empty() ? grad.scalar_type() : params[0].scalar_type());
-  TORCH_CHECK_VALUE(snapshot.is_contiguous() && snapshot.numel() == grad.numel() &&
-                        snapshot.device() == grad.device(),
-                    "snapshot must be a contiguous tensor like grad (", grad.numel(),
-                    " elements on ", grad.device(), ")");
-  std::vector<Item> items = make_items(grad, params, offsets, /*flat_is_dst=*/true);
-  const char* snap = static_cast<const char*>(snapshot.data_ptr());
-  for (size_t i = 0; i < items.size(); ++i)  // src = current params, dst = grad, aux = snapshot
-    items[i] = Item{params[i].data_ptr(), items[i].dst, items[i].numel,
-                    snap + offsets[i] * snapshot.element_size()};
-  if (grad.is_cuda()) {
+void run_ternary(Ternary op, const at::Tensor& flat, const std::vector<Item>& items, DType t,
+                 double a, double b) {
+  if (flat.is_cuda()) {
 #ifdef HVD_EXT_WITH_CUDA
-    const c10::cuda::CUDAGuard guard(grad.device());
-    check_launch(dc_compensate_cuda(items.data(), static_cast<int64_t>(items.size()), t,
-                                    static_cast<float>(c), at::cuda::getCurrentCUDAStream().stream()),
-                 "dc_compensate");
+    const c10::cuda::CUDAGuard guard(flat.device());
+    check_launch(ternary_cuda(op, items.data(), static_cast<int64_t>(items.size()), t,
+                              static_cast<float>(a), static_cast<float>(b),
+                              at::cuda::getCurrentCUDAStream().stream()),
+                 "ternary");
     return;
 #else
     fail_no_cuda();
@@ -153,8 +138,64 @@ void dc_compensate(at::Tensor& grad, const std::vector<at::Tensor>& params,
   const std::vector<Chunk> chunks =
       make_chunks(items.data(), static_cast<int64_t>(items.size()), kCpuChunkElems);
   at::parallel_for(0, static_cast<int64_t>(chunks.size()), 1, [&](int64_t first, int64_t last) {
-    dc_compensate_cpu(items.data(), chunks.data(), first, last, t, c);
+    ternary_cpu(op, items.data(), chunks.data(), first, last, t, a, b);
   });
+}
+
+// Checks a second flat buffer (`name`) against the first: same dtype, size, device, contiguous;
+// returns the address of element offsets[i] of it for every i.
+std::vector<void*> flat_slices(const at::Tensor& flat, const char* flat_arg, const at::Tensor& other,
+                               const char* name, const std::vector<int64_t>& offsets) {
+  TORCH_CHECK_TYPE(other.scalar_type() == flat.scalar_type(), name, " has dtype ",
+                   other.scalar_type(), " but ", flat_arg, " has dtype ", flat.scalar_type());
+  TORCH_CHECK_VALUE(other.is_contiguous() && other.numel() == flat.numel() &&
+                        other.device() == flat.device(),
+                    name, " must be a contiguous tensor like ", flat_arg, " (", flat.numel(),
+                    " elements on ", flat.device(), ")");
+  std::vector<void*> out(offsets.size());
+  for (size_t i = 0; i < offsets.size(); ++i)
+    out[i] = static_cast<char*>(other.data_ptr()) + offsets[i] * other.element_size();
+  return out;
+}
+
+DType check_same_dtype(const at::Tensor& flat, const char* flat_arg,
+                       const std::vector<at::Tensor>& params, const std::vector<int64_t>& offsets) {
+  const DType t = check_operands(flat, flat_arg, params, "params", offsets);
+  TORCH_CHECK_TYPE(params.empty() || params[0].scalar_type() == flat.scalar_type(), "params have ",
+                   "dtype ", params.empty() ? flat.scalar_type() : params[0].scalar_type(),
+                   " but ", flat_arg, " has dtype ", flat.scalar_type(), "; they must match");
+  return t;
+}
+
+// Delay compensation, in place on grad: grad[o:o+n] += c * g * g * (params[i] - snapshot[o:o+n])
+// with o = offsets[i]; grad and snapshot are flat buffers of the parameters' dtype.
+void dc_compensate(at::Tensor& grad, const std::vector<at::Tensor>& params,
+                   const at::Tensor& snapshot, const std::vector<int64_t>& offsets, double c) {
+  const DType t = check_same_dtype(grad, "grad", params, offsets);
+  const std::vector<void*> snap = flat_slices(grad, "grad", snapshot, "snapshot", offsets);
+  std::vector<Item> items = make_items(grad, params, offsets, /*flat_is_dst=*/true);
+  for (size_t i = 0; i < items.size(); ++i) items[i].aux = snap[i];  // src = params, dst = grad
+  run_ternary(Ternary::DcCompensate, grad, items, t, c, 0.0);
+}
+
+// Pull toward a flat buffer: params[i] -= lam * (params[i] - flat[o:o+n]), one pass.
+void pull(std::vector<at::Tensor>& params, const at::Tensor& flat,
+          const std::vector<int64_t>& offsets, double lam) {
+  const DType t = check_same_dtype(flat, "flat", params, offsets);
+  run_ternary(Ternary::Pull, flat, make_items(flat, params, offsets, /*flat_is_dst=*/false), t,
+              lam, 0.0);
+}
+
+// EASGD, worker and center in one pass, both from the old center c:
+//   params[i] -= alpha * (params[i] - c);  center = c + alpha * (total - n * c)
+// with center and total (the sum of all workers' parameters) flat buffers.
+void easgd(std::vector<at::Tensor>& params, at::Tensor& center, const at::Tensor& total,
+           const std::vector<int64_t>& offsets, double alpha, double n) {
+  const DType t = check_same_dtype(total, "total", params, offsets);
+  const std::vector<void*> c = flat_slices(total, "total", center, "center", offsets);
+  std::vector<Item> items = make_items(total, params, offsets, /*flat_is_dst=*/false);
+  for (size_t i = 0; i < items.size(); ++i) items[i].aux = c[i];  // src = total, dst = params
+  run_ternary(Ternary::Easgd, total, items, t, alpha, n);
 }
 
 // out[0] = sum over tensors of the sum of squares (float32 result, computed in float64 on CPU).
@@ -212,6 +253,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("dc_compensate", &hvd_ext::dc_compensate,
         "grad += c * grad * grad * (params - snapshot), in place, fused over all params",
         py::arg("grad"), py::arg("params"), py::arg("snapshot"), py::arg("offsets"), py::arg("c"));
+  m.def("pull", &hvd_ext::pull, "params -= lam * (params - flat[offsets...]), fused",
+        py::arg("params"), py::arg("flat"), py::arg("offsets"), py::arg("lam"));
+  m.def("easgd", &hvd_ext::easgd,
+        "params -= alpha * (params - center); center += alpha * (total - n * center), fused",
+        py::arg("params"), py::arg("center"), py::arg("total"), py::arg("offsets"),
+        py::arg("alpha"), py::arg("n"));
   m.def("sq_norm", &hvd_ext::sq_norm, "out[0] = sum_i |tensors[i]|^2", py::arg("tensors"),
         py::arg("out"));
 #ifdef HVD_EXT_WITH_CUDA

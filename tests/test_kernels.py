@@ -186,7 +186,51 @@ def test_dc_compensate_checks_its_operands():
     g, w0 = torch.zeros(4), torch.zeros(4)
     with pytest.raises(ValueError, match="snapshot must be a contiguous tensor like grad"):
         _C.dc_compensate(g, [torch.zeros(4)], torch.zeros(3), [0], 1.0)
-    with pytest.raises(TypeError, match="share one dtype"):
+    with pytest.raises(TypeError, match="snapshot has dtype Double but grad has dtype Float"):
         _C.dc_compensate(g, [torch.zeros(4)], w0.double(), [0], 1.0)
     with pytest.raises(ValueError, match=r"params\[0\] is not contiguous"):
         _C.dc_compensate(g, [torch.zeros(2, 2).t()], w0, [0], 1.0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("sizes", SIZES, ids=lambda s: f"{len(s)}x{max(s)}")
+@pytest.mark.parametrize("dtype", CAST)
+def test_pull_and_easgd(device, sizes, dtype):
+    """pull: x -= lam (x - y); easgd: x -= a (x - c), c += a (S - n c), from one flat buffer."""
+    offsets, total = layout(sizes, 1)
+    flat = rand_tensors([total], dtype, device, 5)[0]
+    xs = rand_tensors(sizes, dtype, device, 6)
+    x64 = [x.double().clone() for x in xs]
+    _C.pull(xs, flat, offsets, 0.3)
+    tol = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2, torch.float32: 1e-6}.get(dtype, 1e-12)
+    for x, r, o in zip(xs, x64, offsets):
+        y = flat[o:o + x.numel()].double()
+        torch.testing.assert_close(x.double(), r - 0.3 * (r - y), rtol=tol, atol=tol)
+    center = rand_tensors([total], dtype, device, 7)[0]
+    c64, x64 = center.double().clone(), [x.double().clone() for x in xs]
+    _C.easgd(xs, center, flat, offsets, 0.2, 3.0)
+    for x, r, o in zip(xs, x64, offsets):
+        sl = slice(o, o + x.numel())
+        c, s = c64[sl], flat[sl].double()
+        torch.testing.assert_close(x.double(), r - 0.2 * (r - c), rtol=tol, atol=tol)
+        torch.testing.assert_close(center[sl].double(), c + 0.2 * (s - 3.0 * c), rtol=tol,
+                                   atol=tol * 4)
+    # Gaps between the tensors' slices of center are not touched.
+    if offsets:
+        assert center[offsets[0] - 1].double() == c64[offsets[0] - 1]
+
+
+def test_pull_of_a_leader_onto_itself_is_exact():
+    x = [torch.randn(1001)]
+    flat = x[0].clone()
+    _C.pull(x, flat, [0], 0.37)
+    assert torch.equal(x[0], flat)
+
+
+def test_pull_and_easgd_check_operands():
+    with pytest.raises(TypeError, match="params have dtype Double but flat has dtype Float"):
+        _C.pull([torch.zeros(2, dtype=torch.float64)], torch.zeros(2), [0], 0.5)
+    with pytest.raises(ValueError, match="center must be a contiguous tensor like total"):
+        _C.easgd([torch.zeros(2)], torch.zeros(3), torch.zeros(2), [0], 0.5, 2.0)
+    with pytest.raises(ValueError, match=r"offsets\[0\] = 1 with 2 elements does not fit"):
+        _C.pull([torch.zeros(2)], torch.zeros(2), [1], 0.5)

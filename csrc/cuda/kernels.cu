@@ -5,6 +5,7 @@
 
 #include <type_traits>
 
+#include "../ternary_ops.h"
 #include "multi_tensor_apply.cuh"
 
 namespace hvd_ext {
@@ -70,34 +71,44 @@ scale_copy_kernel(ChunkTable t, opmath_t<S, D> scale, bool accumulate) {
     dst[j] = op(src[j], accumulate ? dst[j] : D());
 }
 
-// g += c * g * g * (w - w0); dst = g, src = w, aux = w0; one dtype.
-template <typename T>
-__global__ void __launch_bounds__(kThreads) dc_compensate_kernel(ChunkTable t, opmath_t<T, T> c) {
+// The ternary updates (ternary_ops.h): d = dst, s = src, x = aux; one dtype.
+template <Ternary OP, typename T>
+__global__ void __launch_bounds__(kThreads)
+ternary_kernel(ChunkTable t, opmath_t<T, T> a, opmath_t<T, T> b) {
   using M = opmath_t<T, T>;
+  constexpr bool kReadX = kReadsAux<OP>;
   const int slot = t.block_tensor[blockIdx.x];
   const int64_t begin = static_cast<int64_t>(t.block_chunk[blockIdx.x]) * kChunkElems;
   const int64_t n = min(t.numel[slot] - begin, kChunkElems);
-  const T* w = static_cast<const T*>(t.src[slot]) + begin;
-  const T* w0 = static_cast<const T*>(t.aux[slot]) + begin;
-  T* g = static_cast<T*>(t.dst[slot]) + begin;
-  auto op = [&](T gv, T wv, T w0v) -> T {
-    const M gm = static_cast<M>(Cvt<T>::load(gv));
-    const M d = static_cast<M>(Cvt<T>::load(wv)) - static_cast<M>(Cvt<T>::load(w0v));
-    return Cvt<T>::store(gm + c * gm * gm * d);
+  const T* s = static_cast<const T*>(t.src[slot]) + begin;
+  T* d = static_cast<T*>(t.dst[slot]) + begin;
+  T* x = kReadX ? static_cast<T*>(t.aux[slot]) + begin : nullptr;
+  auto op = [&](T& dv, T sv, T& xv) {
+    M dm = static_cast<M>(Cvt<T>::load(dv));
+    M xm = kReadX ? static_cast<M>(Cvt<T>::load(xv)) : M(0);
+    ternary_apply<OP, M>(dm, static_cast<M>(Cvt<T>::load(sv)), xm, a, b);
+    dv = Cvt<T>::store(dm);
+    if (kWritesAux<OP>) xv = Cvt<T>::store(xm);
   };
   int64_t vec_end = 0;
-  if (vec_aligned<T>(w) && vec_aligned<T>(w0) && vec_aligned<T>(g)) {
+  if (vec_aligned<T>(s) && vec_aligned<T>(d) && (!kReadX || vec_aligned<T>(x))) {
     vec_end = n / kIlp * kIlp;
     for (int64_t j = threadIdx.x * kIlp; j < vec_end; j += kThreads * kIlp) {
-      const Vec<T> wv = *reinterpret_cast<const Vec<T>*>(w + j);
-      const Vec<T> w0v = *reinterpret_cast<const Vec<T>*>(w0 + j);
-      Vec<T> gv = *reinterpret_cast<const Vec<T>*>(g + j);
+      const Vec<T> sv = *reinterpret_cast<const Vec<T>*>(s + j);
+      Vec<T> dv = *reinterpret_cast<const Vec<T>*>(d + j);
+      Vec<T> xv;
+      if (kReadX) xv = *reinterpret_cast<const Vec<T>*>(x + j);
 #pragma unroll
-      for (int k = 0; k < kIlp; ++k) gv.v[k] = op(gv.v[k], wv.v[k], w0v.v[k]);
-      *reinterpret_cast<Vec<T>*>(g + j) = gv;
+      for (int k = 0; k < kIlp; ++k) op(dv.v[k], sv.v[k], xv.v[k]);
+      *reinterpret_cast<Vec<T>*>(d + j) = dv;
+      if (kWritesAux<OP>) *reinterpret_cast<Vec<T>*>(x + j) = xv;
     }
   }
-  for (int64_t j = vec_end + threadIdx.x; j < n; j += kThreads) g[j] = op(g[j], w[j], w0[j]);
+  for (int64_t j = vec_end + threadIdx.x; j < n; j += kThreads) {
+    T xv = kReadX ? x[j] : T();
+    op(d[j], s[j], xv);
+    if (kWritesAux<OP>) x[j] = xv;
+  }
 }
 
 template <typename S>
@@ -178,15 +189,28 @@ int scale_copy_cuda(const Item* items, int64_t n_items, DType src_t, DType dst_t
   });
 }
 
-int dc_compensate_cuda(const Item* items, int64_t n_items, DType t, float c, void* stream) {
-  auto s = static_cast<cudaStream_t>(stream);
+template <Ternary OP>
+static int ternary_launch(const Item* items, int64_t n_items, DType t, float a, float b,
+                          cudaStream_t s) {
   return dispatch(t, [&](auto tag) {
     using T = decltype(tag);
+    using M = opmath_t<T, T>;
     return multi_tensor_apply(items, n_items, [&](const ChunkTable& table, int nb, int64_t) {
-      dc_compensate_kernel<T><<<nb, kThreads, 0, s>>>(table, static_cast<opmath_t<T, T>>(c));
+      ternary_kernel<OP, T><<<nb, kThreads, 0, s>>>(table, static_cast<M>(a), static_cast<M>(b));
       return static_cast<int>(cudaGetLastError());
     });
   });
+}
+
+int ternary_cuda(Ternary op, const Item* items, int64_t n_items, DType t, float a, float b,
+                 void* stream) {
+  auto s = static_cast<cudaStream_t>(stream);
+  switch (op) {
+    case Ternary::DcCompensate: return ternary_launch<Ternary::DcCompensate>(items, n_items, t, a, b, s);
+    case Ternary::Pull: return ternary_launch<Ternary::Pull>(items, n_items, t, a, b, s);
+    case Ternary::Easgd: return ternary_launch<Ternary::Easgd>(items, n_items, t, a, b, s);
+  }
+  return static_cast<int>(cudaErrorInvalidValue);
 }
 
 int64_t sq_norm_cuda_workspace(const Item* items, int64_t n_items) {

@@ -26,7 +26,7 @@ constexpr int kIlp = 4;  // elements per thread per vector access: 16 bytes of f
 struct ChunkTable {
   const void* src[kMaxTensorsPerLaunch];
   void* dst[kMaxTensorsPerLaunch];
-  const void* aux[kMaxTensorsPerLaunch];
+  void* aux[kMaxTensorsPerLaunch];
   int64_t numel[kMaxTensorsPerLaunch];
   uint8_t block_tensor[kMaxBlocksPerLaunch];
   int32_t block_chunk[kMaxBlocksPerLaunch];
