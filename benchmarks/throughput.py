@@ -32,7 +32,8 @@ def parse_args():
     p.add_argument("--model", choices=sorted(MODELS), default="cnn")
     p.add_argument("--batch-size", type=int, default=32, help="per rank")
     p.add_argument("--steps", type=int, default=10, help="timed steps per round")
-    p.add_argument("--rounds", type=int, default=6, help="rounds; each times every optimizer")
+    p.add_argument("--rounds", type=int, default=6,
+                   help="rounds; each times every optimizer (steps + flush) once")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per optimizer first")
     p.add_argument("--threads", type=int, default=1, help="torch threads per rank")
     p.add_argument("--bucket-cap-mb", type=float, default=25.0)
@@ -58,16 +59,18 @@ def make(name, base, args):
     return model, opt
 
 
-def run_steps(model, opt, data, target, n):
-    """n training steps; returns the duration of each (seconds)."""
-    times = []
+def run_round(model, opt, data, target, n):
+    """n training steps, then flush() where the optimizer has one, so every gradient of the
+    round has crossed the wire inside the timed window (a delayed mode's last allreduces
+    included). Returns the mean step time of the round (seconds)."""
+    t0 = time.perf_counter()
     for _ in range(n):
-        t0 = time.perf_counter()
         opt.zero_grad()
         F.cross_entropy(model(data), target).backward()
         opt.step()
-        times.append(time.perf_counter() - t0)
-    return times
+    if hasattr(opt, "flush"):
+        opt.flush()
+    return (time.perf_counter() - t0) / n
 
 
 def main():
@@ -88,9 +91,7 @@ def main():
     runs["compute"] = (local, torch.optim.SGD(local.parameters(), lr=0.01, momentum=0.9))
     flat = torch.zeros(sum(p.numel() for p in base.parameters()))
     for n in runs:
-        run_steps(*runs[n], data, target, args.warmup)
-        if hasattr(runs[n][1], "flush"):
-            runs[n][1].flush()
+        run_round(*runs[n], data, target, args.warmup)
     step_times = {n: [] for n in runs}
     step_times["allreduce"] = []
     rank0 = hvd.rank() == 0
@@ -100,19 +101,17 @@ def main():
               f" per rank, {hvd.size()} ranks, {args.threads} thread(s) per rank")
     for r in tqdm(range(args.rounds), desc="rounds", disable=not rank0):
         for n in names if r % 2 == 0 else reversed(names):
-            times = run_steps(*runs[n], data, target, args.steps)
-            if hasattr(runs[n][1], "flush"):
-                runs[n][1].flush()  # untimed: nothing of this mode stays on the wire
-            step_times[n] += times
+            step_times[n].append(run_round(*runs[n], data, target, args.steps))
             if rank0:
-                tqdm.write(f"Round #{r} {n:8s}: {args.batch_size * args.steps / sum(times):.1f} "
+                tqdm.write(f"Round #{r} {n:8s}: {args.batch_size / step_times[n][-1]:.1f} "
                            "img/sec per rank")
-        step_times["compute"] += run_steps(*runs["compute"], data, target, max(1, args.steps // 2))
+        step_times["compute"].append(run_round(*runs["compute"], data, target,
+                                               max(1, args.steps // 2)))
         for _ in range(max(1, args.steps // 2)):
             t0 = time.perf_counter()
             hvd.allreduce_(flat, name="bench.allreduce")
             step_times["allreduce"].append(time.perf_counter() - t0)
-    # Every rank's medians, averaged, so one slow rank is visible in the result.
+    # Median over rounds of each round's mean step time, averaged over ranks (one slow rank shows).
     results = []
     for n in names:
         med = hvd.allreduce(torch.tensor(statistics.median(step_times[n])), name=f"med.{n}").item()

@@ -91,7 +91,7 @@ def plot(out, path):
         a1.plot(ep, [100 * a for a in h["test_acc"]], style, label=f"{name}: {100 * h['final_test_acc']:.1f}%")
         a2.plot(ep, h["train_loss"], style, label=name)
     a1.set(xlabel="epoch", ylabel="test accuracy (%)", ylim=(50, 100))
-    a2.set(xlabel="epoch", ylabel="training loss (mean over ranks)", yscale="log")
+    a2.set(xlabel="epoch", ylabel="training loss (mean over ranks)", yscale="log", ylim=(None, 10))
     a1.legend(fontsize=7)
     c = out["config"]
     fig.suptitle(f"MNIST 5k, {c['np']} ranks, batch {c['batch_size']}/rank, SGD lr {c['lr']} "
