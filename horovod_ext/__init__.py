@@ -1,8 +1,8 @@
 """horovod_ext: a Horovod plug-in for PyTorch. ``import horovod_ext as hvd_ext`` and swap
 ``hvd.DistributedOptimizer`` for ``hvd_ext.DistributedOptimizer``."""
 from horovod_ext.compression import Compression
-from horovod_ext.modes import Delayed, Sync
+from horovod_ext.modes import EASGD, Delayed, Leader, LocalSGD, Sync
 from horovod_ext.optimizer import DistributedOptimizer
 
-__all__ = ["Compression", "Delayed", "DistributedOptimizer", "Sync"]
+__all__ = ["Compression", "Delayed", "DistributedOptimizer", "EASGD", "Leader", "LocalSGD", "Sync"]
 __version__ = "0.1.0"

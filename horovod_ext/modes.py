@@ -38,7 +38,86 @@ class Delayed:
             raise ValueError(f"Delayed.compensation must be a finite float >= 0; got {c!r}")
 
 
-MODES = {"sync": Sync, "delayed": Delayed}
+def _int_at_least_1(cls, field, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{cls}.{field} must be an int >= 1; got {value!r}")
+
+
+def _fraction(cls, field, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ValueError(f"{cls}.{field} must be a number in (0, 1]; got {value!r}")
+
+
+@dataclass(frozen=True)
+class Leader:
+    """Leader SGD (LSGD): no gradient allreduce; every rank steps on its own gradient. After step t
+    with (t + 1) % period == 0, the rank with the lowest mean of its last ``window`` losses
+    (default: period; ties go to the lowest rank) broadcasts its parameters and every rank does
+    x <- x - pull * (x - x_leader). With ``global_period``/``global_pull`` the period/pull level
+    runs inside groups (the ranks of one host, or ``group_size`` consecutive ranks) and the global
+    level across all ranks, local round first when both fall on one step. ``overlap=True``
+    launches the leader's broadcast asynchronously and applies its pull at the end of the next
+    step (with the leader's parameters of the round's step)."""
+
+    period: int
+    pull: float
+    window: int = None
+    global_period: int = None
+    global_pull: float = None
+    group_size: int = None
+    overlap: bool = False
+    name = "leader"
+
+    def __post_init__(self):
+        _int_at_least_1("Leader", "period", self.period)
+        _fraction("Leader", "pull", self.pull)
+        if self.window is not None:
+            _int_at_least_1("Leader", "window", self.window)
+        if (self.global_period is None) != (self.global_pull is None):
+            raise ValueError("Leader.global_period and Leader.global_pull must be given together")
+        if self.global_period is not None:
+            _int_at_least_1("Leader", "global_period", self.global_period)
+            _fraction("Leader", "global_pull", self.global_pull)
+        if self.group_size is not None:
+            _int_at_least_1("Leader", "group_size", self.group_size)
+            if self.global_period is None:
+                raise ValueError("Leader.group_size needs the two-level mode (global_period, "
+                                 "global_pull)")
+        if not isinstance(self.overlap, bool):
+            raise ValueError(f"Leader.overlap must be a bool; got {self.overlap!r}")
+
+
+@dataclass(frozen=True)
+class EASGD:
+    """Elastic averaging SGD: after step t with (t + 1) % period == 0, with S the sum of all
+    ranks' parameters and x~ the center (equal on all ranks, starting at rank 0's parameters at
+    the first step): x <- x - a (x - x~) and x~ <- x~ + a (S - N x~), both with the old x~.
+    moving_rate a defaults to 0.9 / N."""
+
+    period: int
+    moving_rate: float = None
+    name = "easgd"
+
+    def __post_init__(self):
+        _int_at_least_1("EASGD", "period", self.period)
+        if self.moving_rate is not None:
+            _fraction("EASGD", "moving_rate", self.moving_rate)
+
+
+@dataclass(frozen=True)
+class LocalSGD:
+    """Local SGD (periodic model averaging): after step t with (t + 1) % period == 0, every rank
+    takes the average of all ranks' parameters."""
+
+    period: int
+    name = "localsgd"
+
+    def __post_init__(self):
+        _int_at_least_1("LocalSGD", "period", self.period)
+
+
+MODES = {"sync": Sync, "delayed": Delayed, "leader": Leader, "easgd": EASGD, "localsgd": LocalSGD}
+GRADIENT_MODES = (Sync, Delayed)  # modes that allreduce gradients; the others average models
 
 
 def resolve_mode(mode):
@@ -46,10 +125,14 @@ def resolve_mode(mode):
     if isinstance(mode, tuple(MODES.values())):
         return mode
     if isinstance(mode, str):
-        try:
-            return MODES[mode.lower()]()
-        except KeyError:
+        cls = MODES.get(mode.lower())
+        if cls is None:
             raise ValueError(f"mode={mode!r} is not a known mode; valid modes: "
-                             f"{', '.join(sorted(MODES))}") from None
+                             f"{', '.join(sorted(MODES))}")
+        try:
+            return cls()
+        except TypeError:
+            raise ValueError(f"mode={mode!r} has required fields: pass an instance such as "
+                             f"horovod_ext.{cls.__name__}(period=...)") from None
     raise ValueError(f"mode must be a mode name ({', '.join(sorted(MODES))}) or a mode instance "
                      f"such as horovod_ext.Sync(); got {type(mode).__name__}")

@@ -17,7 +17,7 @@ from horovod.torch.mpi_ops import Adasum, Average, Sum, global_process_set
 from horovod_ext import _C
 from horovod_ext.buckets import MB, Bucket, plan_buckets, split_groups
 from horovod_ext.compression import KERNEL_CASTS, Compression
-from horovod_ext.modes import resolve_mode
+from horovod_ext.modes import GRADIENT_MODES, resolve_mode
 
 
 class _DistributedOptimizer(torch.optim.Optimizer):
@@ -260,6 +260,12 @@ class _DistributedOptimizer(torch.optim.Optimizer):
             self._point_grads(s)
             super(self.__class__, self).step()
 
+    @contextmanager
+    def consensus_params(self):
+        """The model to evaluate: the current parameters after ``flush()``."""
+        self.flush()
+        yield
+
     def zero_grad(self, set_to_none=True):
         """Zeroes the set of buckets the next backward accumulates into, never one in flight.
         ``p.grad`` stays a view of its bucket even when ``set_to_none=True`` (zeros and None mean
@@ -376,7 +382,9 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
     Gradients are gathered in flat buckets (``bucket_cap_mb``, a smaller first bucket of
     ``first_bucket_mb``) in backward order; each bucket's allreduce starts the moment its last
     gradient is accumulated, so communication overlaps the rest of backprop. ``mode`` picks the
-    synchronisation algorithm: ``"sync"`` (exact, the default) or ``Delayed(staleness, compensation)``. ``groups``/``num_groups`` replace
+    synchronisation algorithm: ``"sync"`` (exact, the default), ``Delayed(staleness, compensation)``,
+    or a model-averaging mode without gradient allreduce: ``Leader(period, pull, ...)``,
+    ``EASGD(period, moving_rate)``, ``LocalSGD(period)``. ``groups``/``num_groups`` replace
     the automatic plan with Horovod's explicit grouping (one bucket per group).
     """
     mode = resolve_mode(mode)
@@ -416,6 +424,21 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
     # wrapped optimizer's own step() on zero gradients, without communication. We want exactly
     # that for every mode (a delayed mode would otherwise queue those zeros as a real gradient),
     # so the class reports Horovod's module.
+    if not isinstance(mode, GRADIENT_MODES):
+        from horovod_ext.averaging import _AveragingOptimizer
+        defaults = dict(compression=(compression, Compression.none),
+                        backward_passes_per_step=(backward_passes_per_step, 1), op=(op, Average),
+                        gradient_predivide_factor=(gradient_predivide_factor, 1.0),
+                        groups=(groups, None), sparse_as_dense=(sparse_as_dense, False))
+        for arg, (value, default) in defaults.items():
+            if value != default:
+                raise ValueError(f"{arg} applies to the gradient allreduce, and mode "
+                                 f"{type(mode).__name__} has none; leave it at its default")
+        cls = type(optimizer.__class__.__name__, (optimizer.__class__,),
+                   dict(_AveragingOptimizer.__dict__,
+                        __module__=hvd.DistributedOptimizer.__module__))
+        return cls(optimizer.param_groups, _parameter_names(optimizer.param_groups,
+                                                            named_parameters), process_set, mode)
     cls = type(optimizer.__class__.__name__, (optimizer.__class__,),
                dict(_DistributedOptimizer.__dict__, __module__=hvd.DistributedOptimizer.__module__))
     return cls(optimizer.param_groups, named_parameters, compression, backward_passes_per_step,
