@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import horovod_ext as hvd_ext
+from horovod_ext.wire import wire_bytes
 from models import MODELS
 
 
@@ -45,7 +46,8 @@ def parse_args():
 
 # Benchmarked optimizers: name -> hvd_ext mode (None: Horovod's own DistributedOptimizer).
 MODES = {"horovod": None, "sync": hvd_ext.Sync(), "delayed": hvd_ext.Delayed(staleness=1),
-         "delayed2": hvd_ext.Delayed(staleness=2)}
+         "delayed2": hvd_ext.Delayed(staleness=2), "leader": hvd_ext.Leader(period=4, pull=0.2),
+         "easgd": hvd_ext.EASGD(period=4), "localsgd": hvd_ext.LocalSGD(period=4)}
 
 
 def make(name, base, args):
@@ -64,11 +66,13 @@ def run_round(model, opt, data, target, n):
     round has crossed the wire inside the timed window (a delayed mode's last allreduces
     included). Returns the mean step time of the round (seconds)."""
     t0 = time.perf_counter()
+    ours = hasattr(opt, "flush")
     for _ in range(n):
         opt.zero_grad()
-        F.cross_entropy(model(data), target).backward()
-        opt.step()
-    if hasattr(opt, "flush"):
+        loss = F.cross_entropy(model(data), target)
+        loss.backward()
+        opt.step(loss=loss) if ours else opt.step()  # leader modes elect by the loss
+    if ours:
         opt.flush()
     return (time.perf_counter() - t0) / n
 
@@ -113,10 +117,14 @@ def main():
             step_times["allreduce"].append(time.perf_counter() - t0)
     # Median over rounds of each round's mean step time, averaged over ranks (one slow rank shows).
     results = []
+    steps_run = args.warmup + args.rounds * args.steps
     for n in names:
         med = hvd.allreduce(torch.tensor(statistics.median(step_times[n])), name=f"med.{n}").item()
+        opt = runs[n][1]
+        sent = opt.bytes_sent / steps_run if hasattr(opt, "bytes_sent") else \
+            wire_bytes("allreduce", flat.numel() * flat.element_size(), hvd.size())
         results.append({"mode": n, "optimizer": "hvd.DistributedOptimizer" if n == "horovod"
-                        else "hvd_ext.DistributedOptimizer",
+                        else "hvd_ext.DistributedOptimizer", "bytes_per_step": int(sent),
                         "step_ms": med * 1e3, "samples_per_sec": args.batch_size / med,
                         "samples_per_sec_total": args.batch_size * hvd.size() / med})
     compute_ms, allreduce_ms = (

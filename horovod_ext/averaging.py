@@ -13,6 +13,7 @@ import torch
 
 from horovod_ext import _C
 from horovod_ext.modes import EASGD, Leader, LocalSGD
+from horovod_ext.wire import wire_bytes
 
 _GROUP_SETS = {}  # ranks -> Horovod process set, shared by every optimizer of the process
 
@@ -89,6 +90,7 @@ class _AveragingOptimizer(torch.optim.Optimizer):
         self._names = [names[p] for p in self._params]
         self._flats = ParamFlats(self._params)
         self._t = 0                  # steps taken
+        self.bytes_sent = 0.0        # by this rank, for every collective launched (see wire.py)
         self._losses = deque(maxlen=1)  # (loss, missing) of the last steps
         self._levels = []
         self._center = None          # EASGD center, flat buffers equal on all ranks
@@ -152,12 +154,18 @@ class _AveragingOptimizer(torch.optim.Optimizer):
         for i, c in enumerate(self._center):
             hvd.broadcast_(c, root_rank=root, name=f"hvd_ext.easgd.center.{i}",
                            process_set=self.process_set)
+            self._count("broadcast", c, self.process_set)
+
+    def _count(self, kind, tensor, process_set):
+        self.bytes_sent += wire_bytes(kind, tensor.numel() * tensor.element_size(),
+                                      process_set.size())
 
     def _sum_params(self):
         self._flats.pack(self._sums)
         for i, s in enumerate(self._sums):
             hvd.allreduce_(s, name=f"hvd_ext.{self.mode.name}.sum.{i}", op=hvd.Sum,
                            process_set=self.process_set)
+            self._count("allreduce", s, self.process_set)
 
     def _average_into(self, params):
         self._sum_params()
@@ -175,6 +183,7 @@ class _AveragingOptimizer(torch.optim.Optimizer):
         got = hvd.allgather(torch.tensor([[0.0 if missing else mean, float(missing)]],
                                          dtype=torch.float64),
                             name=f"hvd_ext.leader.{level.tag}.loss", process_set=level.process_set)
+        self.bytes_sent += wire_bytes("allgather", 16, level.process_set.size())
         if got[:, 1].any():
             ranks = [level.ranks[i] for i in torch.nonzero(got[:, 1]).flatten().tolist()]
             raise ValueError("mode Leader elects the rank with the lowest recent loss: pass it "
@@ -191,6 +200,8 @@ class _AveragingOptimizer(torch.optim.Optimizer):
                                         name=f"hvd_ext.leader.{level.tag}.params.{i}",
                                         process_set=level.process_set)
                    for i, b in enumerate(level.buffers)]
+        for b in level.buffers:
+            self._count("broadcast", b, level.process_set)
         level.pending = handles
         if not self.mode.overlap:
             self._apply_pending(level)

@@ -18,6 +18,7 @@ from horovod_ext import _C
 from horovod_ext.buckets import MB, Bucket, plan_buckets, split_groups
 from horovod_ext.compression import KERNEL_CASTS, Compression
 from horovod_ext.modes import GRADIENT_MODES, resolve_mode
+from horovod_ext.wire import wire_bytes
 
 
 class _DistributedOptimizer(torch.optim.Optimizer):
@@ -64,6 +65,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self._synchronized = False
         self._should_synchronize = True
         self._active = process_set.included()
+        self.bytes_sent = 0.0      # by this rank, for every collective launched (see wire.py)
 
         if groups is not None:
             self._plan = split_groups(groups, self._params)
@@ -158,6 +160,9 @@ class _DistributedOptimizer(torch.optim.Optimizer):
                                                  process_set=self.process_set)
         bucket.launched = True
         self._launched[s].append(bucket)
+        sent = bucket.comm if bucket.comm is not None else bucket.flat
+        self.bytes_sent += wire_bytes("allreduce", sent.numel() * sent.element_size(),
+                                      self.process_set.size())
 
     def _wait(self, s):
         """Waits for set s's allreduces in launch order and unpacks them (idempotent)."""
