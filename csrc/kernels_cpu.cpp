@@ -42,44 +42,56 @@ static inline float float_of(uint32_t u) {
   return f;
 }
 
-uint16_t float_to_half(float f) {
-  uint32_t x = bits_of(f);
-  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
-  x &= 0x7fffffffu;
-  if (x >= 0x7f800000u)  // inf stays inf, nan stays a (quiet) nan
-    return sign | 0x7c00u | (x > 0x7f800000u ? 0x0200u : 0u);
-  if (x >= 0x477ff000u)  // >= 65520 rounds (to nearest even) past the largest half
-    return sign | 0x7c00u;
-  if (x < 0x38800000u) {
-    // Below the smallest normal half (2^-14): adding 0.5f puts the float's last mantissa bit at
-    // 2^-24, the subnormal half's unit, so the FPU does the round-to-nearest-even for us.
-    const float t = float_of(x) + 0.5f;
-    return sign | static_cast<uint16_t>(bits_of(t) - 0x3f000000u);
-  }
-  const uint32_t odd = (x >> 13) & 1u;
-  x -= 112u << 23;  // exponent bias 127 -> 15
-  x += 0xfffu + odd;  // round to nearest, ties to even
-  return sign | static_cast<uint16_t>(x >> 13);
+// Branch-free (masks, no selects), so the compiler vectorises the conversion loops.
+static inline uint32_t select(bool c, uint32_t a, uint32_t b) {
+  const uint32_t m = 0u - static_cast<uint32_t>(c);
+  return (a & m) | (b & ~m);
 }
 
-float half_to_float(uint16_t h) {
+static inline uint16_t half_from_float(float f) {
+  const uint32_t u = bits_of(f);
+  const uint32_t sign = (u >> 16) & 0x8000u;
+  const uint32_t x = u & 0x7fffffffu;
+  // Normal halves: rebias the exponent (127 -> 15) and round to nearest, ties to even.
+  const uint32_t normal = (x - (112u << 23) + 0xfffu + ((x >> 13) & 1u)) >> 13;
+  // Below the smallest normal half (2^-14): adding 0.5f puts the float's last mantissa bit at
+  // 2^-24, the subnormal half's unit, so the FPU does the round-to-nearest-even for us.
+  const uint32_t subnormal = bits_of(float_of(x) + 0.5f) - 0x3f000000u;
+  const uint32_t inf_nan = 0x7c00u | (static_cast<uint32_t>(x > 0x7f800000u) << 9);
+  uint32_t h = select(x < 0x38800000u, subnormal, normal);
+  h = select(x >= 0x477ff000u, 0x7c00u, h);  // >= 65520 rounds past the largest half
+  h = select(x >= 0x7f800000u, inf_nan, h);  // inf stays inf, nan stays a (quiet) nan
+  return static_cast<uint16_t>(sign | h);
+}
+
+static inline float float_from_half(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   const uint32_t em = h & 0x7fffu;
-  if (em >= 0x7c00u) return float_of(sign | 0x7f800000u | ((em & 0x3ffu) << 13));
-  if (em < 0x0400u) {  // zero or subnormal: em units of 2^-24
-    const float f = static_cast<float>(em) * 5.9604644775390625e-8f;
-    return sign ? -f : f;
-  }
-  return float_of(sign | ((em << 13) + (112u << 23)));
+  const uint32_t normal = (em << 13) + (112u << 23);
+  const uint32_t inf_nan = 0x7f800000u | ((em & 0x3ffu) << 13);
+  // Zero or subnormal: em units of 2^-24 (exact in float).
+  const uint32_t subnormal = bits_of(static_cast<float>(em) * 5.9604644775390625e-8f);
+  uint32_t r = select(em < 0x0400u, subnormal, normal);
+  r = select(em >= 0x7c00u, inf_nan, r);
+  return float_of(sign | r);
 }
 
-uint16_t float_to_bfloat16(float f) {
+static inline uint16_t bfloat16_from_float(float f) {
   const uint32_t x = bits_of(f);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x0040u);
-  return static_cast<uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+  const uint32_t rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+  const uint32_t quiet_nan = (x >> 16) | 0x0040u;
+  return static_cast<uint16_t>(select((x & 0x7fffffffu) > 0x7f800000u, quiet_nan, rounded));
 }
 
-float bfloat16_to_float(uint16_t h) { return float_of(static_cast<uint32_t>(h) << 16); }
+static inline float float_from_bfloat16(uint16_t h) {
+  return float_of(static_cast<uint32_t>(h) << 16);
+}
+
+// The exported conversions (C++ tests); the kernels use the inline ones above.
+uint16_t float_to_half(float f) { return half_from_float(f); }
+float half_to_float(uint16_t h) { return float_from_half(h); }
+uint16_t float_to_bfloat16(float f) { return bfloat16_from_float(f); }
+float bfloat16_to_float(uint16_t h) { return float_from_bfloat16(h); }
 
 // Storage type and float conversions per dtype tag.
 template <DType T> struct Traits;
@@ -95,13 +107,13 @@ template <> struct Traits<DType::Float64> {
 };
 template <> struct Traits<DType::Float16> {
   using storage = uint16_t;
-  static float load(uint16_t v) { return half_to_float(v); }
-  static uint16_t store(float v) { return float_to_half(v); }
+  static float load(uint16_t v) { return float_from_half(v); }
+  static uint16_t store(float v) { return half_from_float(v); }
 };
 template <> struct Traits<DType::BFloat16> {
   using storage = uint16_t;
-  static float load(uint16_t v) { return bfloat16_to_float(v); }
-  static uint16_t store(float v) { return float_to_bfloat16(v); }
+  static float load(uint16_t v) { return float_from_bfloat16(v); }
+  static uint16_t store(float v) { return bfloat16_from_float(v); }
 };
 
 // Arithmetic in double when either side is double, float otherwise.
@@ -219,7 +231,7 @@ static void sq_norm_typed(const Item* items, const Chunk* chunks, int64_t first,
     const Chunk& ch = chunks[c];
     const SS* src = static_cast<const SS*>(items[ch.item].src) + ch.begin;
     const int64_t n = ch.end - ch.begin;
-    // Four independent accumulators: vectorisable and more accurate than one running sum.
+    // Four independent double accumulators: vectorisable and more accurate than one running sum.
     double acc[4] = {0, 0, 0, 0};
     int64_t j = 0;
     for (; j + 4 <= n; j += 4)
