@@ -1,10 +1,11 @@
 """Models of the benchmarks, defined here (nothing downloaded); inputs are synthetic."""
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 
 class CNN(nn.Module):
-    """A VGG-style CNN for 32x32 inputs, 5.3M parameters, most of them in the first
+    """A VGG-style CNN for 32x32 inputs, 5.4M parameters, most of them in the first
     fully-connected layer: communication-heavy, like the large classifiers of data-parallel
     training."""
 
@@ -21,6 +22,39 @@ class CNN(nn.Module):
         return self.fc2(F.relu(self.fc1(x.flatten(1))))
 
 
+class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.b1 = nn.BatchNorm2d(cout)
+        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.b2 = nn.BatchNorm2d(cout)
+        self.skip = nn.Sequential() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        return F.relu(self.b2(self.c2(F.relu(self.b1(self.c1(x))))) + self.skip(x))
+
+
+class ResNet(nn.Module):
+    """A ResNet-style CNN for 32x32 inputs (ResNet-18's layout at half width, 2.8M parameters in
+    62 tensors): compute-heavy, many small gradients."""
+
+    def __init__(self, classes=10, width=32):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width))
+        layers, cin = [], width
+        for i, cout in enumerate((width, 2 * width, 4 * width, 8 * width)):
+            layers += [Block(cin, cout, 1 if i == 0 else 2), Block(cout, cout, 1)]
+            cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = self.layers(F.relu(self.stem(x)))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
 class MLP(nn.Module):
     """A deep MLP: many mid-sized gradients, cheap compute."""
 
@@ -35,4 +69,41 @@ class MLP(nn.Module):
         return self.out(self.layers(F.relu(self.inp(x.flatten(1)))))
 
 
-MODELS = {"cnn": CNN, "mlp": MLP}
+class LM(nn.Module):
+    """A small decoder-only transformer language model (4 layers, d 256, vocabulary 8192,
+    context 64; 7.4M parameters, 4.2M of them in the untied embedding and output layer whose
+    gradients are the last and first of backward)."""
+
+    def __init__(self, vocab=8192, d=256, layers=4, heads=4, ctx=64):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, d)
+        self.pos = nn.Parameter(torch.zeros(ctx, d))
+        layer = nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0, batch_first=True,
+                                           norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, vocab, bias=False)
+        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(ctx))
+
+    def forward(self, idx):
+        t = idx.shape[1]
+        x = self.tok(idx) + self.pos[:t]
+        x = self.blocks(x, mask=self.mask[:t, :t], is_causal=True)
+        return self.head(self.norm(x))
+
+
+MODELS = {"cnn": CNN, "vgg": CNN, "resnet": ResNet, "mlp": MLP, "lm": LM}
+
+
+def make_batch(name, batch, generator=None):
+    """Synthetic inputs and targets for model `name`: 32x32 images and 10 classes, or token
+    sequences of the LM's context length (targets: the next token)."""
+    if name == "lm":
+        idx = torch.randint(0, 8192, (batch, 65), generator=generator)
+        return idx[:, :-1], idx[:, 1:]
+    return (torch.randn(batch, 3, 32, 32, generator=generator),
+            torch.randint(0, 10, (batch,), generator=generator))
+
+
+def loss_fn(output, target):
+    return F.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1))

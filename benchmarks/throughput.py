@@ -20,12 +20,11 @@ import time
 import horovod
 import horovod.torch as hvd
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 import horovod_ext as hvd_ext
 from horovod_ext.wire import wire_bytes
-from models import MODELS
+from models import MODELS, loss_fn, make_batch
 
 
 def parse_args():
@@ -69,7 +68,7 @@ def run_round(model, opt, data, target, n):
     ours = hasattr(opt, "flush")
     for _ in range(n):
         opt.zero_grad()
-        loss = F.cross_entropy(model(data), target)
+        loss = loss_fn(model(data), target)
         loss.backward()
         opt.step(loss=loss) if ours else opt.step()  # leader modes elect by the loss
     if ours:
@@ -83,8 +82,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     base = MODELS[args.model]()
-    data = torch.randn(args.batch_size, 3, 32, 32)
-    target = torch.randint(0, 10, (args.batch_size,))
+    data, target = make_batch(args.model, args.batch_size)
     names = args.modes.split(",")
     unknown = [n for n in names if n not in MODES]
     if unknown or names[0] != "horovod":
