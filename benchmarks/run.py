@@ -4,6 +4,10 @@ removes (also on Ctrl-C and errors).
 
     python benchmarks/run.py --np 2 --rate 1gbit --model cnn --modes horovod,sync,delayed --steps 30 --json out.json
 
+--sweep runs every combination of --rates x --models x --nps (one namespace per rate), writes
+one JSON per run under results/sweep/, a PNG of speedup over Horovod versus rate per model, and
+prints the README table.
+
 --rate none runs unshaped. A rate needs root and iproute2 (ip, tc); without them the script stops
 with a clear message, or, with --allow-unshaped, warns and runs unshaped. --mpi launches with
 mpirun instead of horovodrun --gloo. Any other argument goes to benchmarks/throughput.py.
@@ -62,6 +66,65 @@ def launch_command(args, rest):
     return [os.path.join(bin_dir, "horovodrun"), "--gloo", "-np", str(args.np), *bench]
 
 
+def run_once(args, rest, rate, env, json_path):
+    """One benchmark launch at `rate` (None: unshaped); returns its exit code."""
+    cmd = launch_command(argparse.Namespace(**{**vars(args), "json": json_path}), rest)
+    if rate is None:
+        return subprocess.run(cmd, env=env).returncode
+    with Namespace(rate) as ns:
+        print(f"network namespace {ns.name}: loopback limited to {rate}", flush=True)
+        return subprocess.run(["ip", "netns", "exec", ns.name, *cmd], env=env).returncode
+
+
+def sweep(args, rest, env):
+    import json
+    out_dir = os.path.join(os.path.dirname(os.path.abspath(args.json)), "sweep")
+    os.makedirs(out_dir, exist_ok=True)
+    runs = []
+    for rate in args.rates.split(","):
+        for model in args.models.split(","):
+            for n in (int(v) for v in args.nps.split(",")):
+                path = os.path.join(out_dir, f"{rate}_{model}_np{n}.json")
+                a = argparse.Namespace(**{**vars(args), "model": model, "np": n})
+                rc = run_once(a, rest, None if rate == "none" else rate, env, path)
+                if rc != 0:
+                    sys.exit(f"error: the run at rate {rate}, model {model}, {n} ranks failed")
+                with open(path) as f:
+                    runs.append(dict(rate=rate, model=model, np=n, **json.load(f)))
+    with open(os.path.join(out_dir, "sweep.json"), "w") as f:
+        json.dump(runs, f, indent=1)
+    plot_sweep(runs, os.path.join(out_dir, "sweep.png"))
+    modes = [r["mode"] for r in runs[0]["results"]]
+    print("| rate | model | ranks | T_compute | T_allreduce | " + " | ".join(modes) + " |")
+    print("|---" * (5 + len(modes)) + "|")
+    for r in runs:
+        cells = [f"{x['step_ms']:.0f} ms ({x['vs_horovod']:.2f}x, eff {x['efficiency']:.2f})"
+                 for x in r["results"]]
+        print(f"| {r['rate']} | {r['model']} | {r['np']} | {r['compute_ms']:.0f} ms | "
+              f"{r['allreduce_ms']:.0f} ms | " + " | ".join(cells) + " |")
+
+
+def plot_sweep(runs, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    models = sorted({r["model"] for r in runs})
+    rates = list(dict.fromkeys(r["rate"] for r in runs))
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.6), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        for n in sorted({r["np"] for r in runs}):
+            sel = {r["rate"]: r for r in runs if r["model"] == model and r["np"] == n}
+            for mode in [m["mode"] for m in runs[0]["results"]][1:]:
+                ys = [next(x["vs_horovod"] for x in sel[rt]["results"] if x["mode"] == mode)
+                      for rt in rates if rt in sel]
+                ax.plot([rt for rt in rates if rt in sel], ys, "o-", label=f"{mode}, {n} ranks")
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set(title=model, xlabel="link rate", ylabel="speedup over Horovod")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def _interrupt(*_):
     """SIGTERM becomes KeyboardInterrupt, so the namespace is removed as on Ctrl-C."""
     raise KeyboardInterrupt
@@ -76,12 +139,20 @@ def main():
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--json", default="results/throughput.json")
     p.add_argument("--mpi", action="store_true", help="launch with mpirun instead of horovodrun --gloo")
+    p.add_argument("--sweep", action="store_true", help="run --rates x --models x --nps")
+    p.add_argument("--rates", default="10gbit,1gbit,none")
+    p.add_argument("--models", default="cnn,resnet,lm,mlp")
+    p.add_argument("--nps", default="2,4")
     p.add_argument("--allow-unshaped", action="store_true",
                    help="if the link cannot be shaped here, warn and run unshaped")
     args, rest = p.parse_known_args()
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = launch_command(args, rest)
+    signal.signal(signal.SIGTERM, _interrupt)
     rate = None if args.rate == "none" else args.rate
+    if args.sweep:
+        if shaping_problem():
+            sys.exit(f"error: {shaping_problem()}; the sweep needs shaped links")
+        return sweep(args, rest, env)
     if rate is not None:
         problem = shaping_problem()
         if problem and not args.allow_unshaped:
@@ -89,13 +160,7 @@ def main():
         if problem:
             print(f"WARNING: {problem}; running UNSHAPED", file=sys.stderr)
             rate = None
-    signal.signal(signal.SIGTERM, _interrupt)
-    if rate is None:
-        sys.exit(subprocess.run(cmd, env=env).returncode)
-    with Namespace(rate) as ns:
-        print(f"network namespace {ns.name}: loopback limited to {rate}", flush=True)
-        rc = subprocess.run(["ip", "netns", "exec", ns.name, *cmd], env=env).returncode
-    sys.exit(rc)
+    sys.exit(run_once(args, rest, rate, env, args.json))
 
 
 if __name__ == "__main__":
