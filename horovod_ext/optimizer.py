@@ -315,9 +315,11 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         the bucket plan. Gradients in flight in this process are waited for and replaced."""
         state_dict = dict(state_dict)
         ours = state_dict.pop("hvd_ext", None)
-        for s in range(len(self._sets)):
+        for s in range(len(self._sets)):  # in-flight results are waited for and dropped
             self._wait(s)
-            self._finish(s)
+            for b in self._sets[s]:
+                b.launched, b.pending = False, len(b.params)
+            self._launched[s].clear()
         self._pending.clear()
         self._apply = None
         self._synchronized = False
