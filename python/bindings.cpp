@@ -18,6 +18,18 @@ namespace {
 
 constexpr int64_t kCpuChunkElems = 32768;  // work unit of at::parallel_for
 
+// The one CPU driver of every kernel: the items' chunks, ranges of which go to torch's thread
+// pool as fn(chunks, first, last).
+std::vector<Chunk> cpu_chunks(const std::vector<Item>& items) {
+  return make_chunks(items.data(), static_cast<int64_t>(items.size()), kCpuChunkElems);
+}
+
+template <typename F>
+void parallel_chunks(const std::vector<Chunk>& chunks, F fn) {
+  at::parallel_for(0, static_cast<int64_t>(chunks.size()), 1,
+                   [&](int64_t first, int64_t last) { fn(chunks.data(), first, last); });
+}
+
 DType to_dtype(const at::Tensor& t, const char* arg) {
   switch (t.scalar_type()) {
     case at::kFloat: return DType::Float32;
@@ -97,10 +109,8 @@ void run_scale_copy(const at::Tensor& flat, const std::vector<Item>& items, DTyp
 #endif
   }
   TORCH_CHECK_VALUE(flat.is_cpu(), "unsupported device ", flat.device());
-  const std::vector<Chunk> chunks =
-      make_chunks(items.data(), static_cast<int64_t>(items.size()), kCpuChunkElems);
-  at::parallel_for(0, static_cast<int64_t>(chunks.size()), 1, [&](int64_t first, int64_t last) {
-    scale_copy_cpu(items.data(), chunks.data(), first, last, src_t, dst_t, scale, accumulate);
+  parallel_chunks(cpu_chunks(items), [&](const Chunk* chunks, int64_t first, int64_t last) {
+    scale_copy_cpu(items.data(), chunks, first, last, src_t, dst_t, scale, accumulate);
   });
 }
 
@@ -135,10 +145,8 @@ void run_ternary(Ternary op, const at::Tensor& flat, const std::vector<Item>& it
     fail_no_cuda();
 #endif
   }
-  const std::vector<Chunk> chunks =
-      make_chunks(items.data(), static_cast<int64_t>(items.size()), kCpuChunkElems);
-  at::parallel_for(0, static_cast<int64_t>(chunks.size()), 1, [&](int64_t first, int64_t last) {
-    ternary_cpu(op, items.data(), chunks.data(), first, last, t, a, b);
+  parallel_chunks(cpu_chunks(items), [&](const Chunk* chunks, int64_t first, int64_t last) {
+    ternary_cpu(op, items.data(), chunks, first, last, t, a, b);
   });
 }
 
@@ -229,11 +237,10 @@ void sq_norm(const std::vector<at::Tensor>& tensors, at::Tensor& out) {
     fail_no_cuda();
 #endif
   }
-  const std::vector<Chunk> chunks =
-      make_chunks(items.data(), static_cast<int64_t>(items.size()), kCpuChunkElems);
+  const std::vector<Chunk> chunks = cpu_chunks(items);
   std::vector<double> partial(chunks.size());
-  at::parallel_for(0, static_cast<int64_t>(chunks.size()), 1, [&](int64_t first, int64_t last) {
-    sq_norm_partials_cpu(items.data(), chunks.data(), first, last, t0, partial.data() + first);
+  parallel_chunks(chunks, [&](const Chunk* c, int64_t first, int64_t last) {
+    sq_norm_partials_cpu(items.data(), c, first, last, t0, partial.data() + first);
   });
   double total = 0.0;
   for (double p : partial) total += p;  // fixed order: same result for any thread count
