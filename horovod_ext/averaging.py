@@ -144,7 +144,7 @@ class _AveragingOptimizer(torch.optim.Optimizer):
                     _C.easgd([p.data for p in ps], c, s, offs, self._alpha,
                              float(self.process_set.size()))
         if isinstance(self.mode, LocalSGD) and self._t % self.mode.period == 0:
-            self._average_into(self._params)
+            self._average_params()
         return result
 
     def _init_center(self):
@@ -167,7 +167,7 @@ class _AveragingOptimizer(torch.optim.Optimizer):
                            process_set=self.process_set)
             self._count("allreduce", s, self.process_set)
 
-    def _average_into(self, params):
+    def _average_params(self):
         self._sum_params()
         n = self.process_set.size()
         with torch.no_grad():
@@ -248,7 +248,7 @@ class _AveragingOptimizer(torch.optim.Optimizer):
             if self._center is not None:
                 self._flats.unpack(self._center)
         else:
-            self._average_into(self._params)
+            self._average_params()
         try:
             yield
         finally:

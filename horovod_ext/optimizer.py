@@ -138,8 +138,8 @@ class _DistributedOptimizer(torch.optim.Optimizer):
                 self._launch(self._cur, bucket)
 
     def _launch(self, s, bucket):
-        """Starts the allreduce of one bucket of set s (its gradients are final for this step)."""
-        bucket.adopt_grads()
+        """Starts the allreduce of one bucket of set s (its gradients are final for this step and
+        every ``p.grad`` is its view: the hooks check their own parameter, synchronize() the rest)."""
         average = self.op == Average
         prescale = 1.0 / self.gradient_predivide_factor if average else 1.0
         postscale = self.gradient_predivide_factor if average else 1.0
@@ -206,7 +206,8 @@ class _DistributedOptimizer(torch.optim.Optimizer):
             return
         cur = self._cur
         for b in self._sets[cur]:
-            if not b.launched:
+            if not b.launched:  # a parameter without gradient this step: its hook never ran
+                b.adopt_grads()
                 self._launch(cur, b)
             if b.snap is not None:  # the parameters this gradient was computed at
                 with torch.no_grad():
