@@ -3,6 +3,8 @@
 from horovod_ext.compression import Compression
 from horovod_ext.modes import EASGD, Delayed, Leader, LocalSGD, Sync
 from horovod_ext.optimizer import DistributedOptimizer
+from horovod_ext.stats import GradientStats
 
-__all__ = ["Compression", "Delayed", "DistributedOptimizer", "EASGD", "Leader", "LocalSGD", "Sync"]
+__all__ = ["Compression", "Delayed", "DistributedOptimizer", "EASGD", "GradientStats", "Leader",
+           "LocalSGD", "Sync"]
 __version__ = "0.1.0"

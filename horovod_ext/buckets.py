@@ -78,7 +78,7 @@ class Bucket:
     running; ``pending`` is the number of params whose gradient is not final for this step yet.
     """
 
-    def __init__(self, index, params, comm_dtype, snapshot=False):
+    def __init__(self, index, params, comm_dtype, snapshot=False, extra=0):
         self.index = index
         self.params = params
         self.offsets = []
@@ -88,11 +88,14 @@ class Bucket:
             total += p.numel()
         self.numel = total
         p0 = params[0]
-        self.flat = torch.zeros(total, dtype=p0.dtype, device=p0.device)
+        # ``extra`` trailing elements travel with the gradients (the local squared norm of
+        # gradient statistics rides there); ``grads`` is the flat gradient without them.
+        self.flat = torch.zeros(total + extra, dtype=p0.dtype, device=p0.device)
+        self.grads = self.flat[:total]
         self.views = [self.flat[o:o + p.numel()].view_as(p) for o, p in zip(self.offsets, params)]
         # Communication buffer of the compressed dtype; None when the bucket is reduced in place.
         cast = comm_dtype is not None and comm_dtype != p0.dtype
-        self.comm = torch.empty(total, dtype=comm_dtype, device=p0.device) if cast else None
+        self.comm = torch.empty(total + extra, dtype=comm_dtype, device=p0.device) if cast else None
         # The parameters at which the gradient was computed (delay compensation only).
         self.snap = torch.empty_like(self.flat) if snapshot else None
         self.pending = len(params)

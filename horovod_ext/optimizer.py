@@ -18,6 +18,7 @@ from horovod_ext import _C
 from horovod_ext.buckets import MB, Bucket, plan_buckets, split_groups
 from horovod_ext.compression import KERNEL_CASTS, Compression
 from horovod_ext.modes import GRADIENT_MODES, resolve_mode
+from horovod_ext.stats import GradientStats
 from horovod_ext.wire import wire_bytes
 
 
@@ -31,7 +32,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params, named_parameters, compression, backward_passes_per_step, op,
                  gradient_predivide_factor, groups, sparse_as_dense, process_set, mode,
-                 bucket_cap_mb, first_bucket_mb):
+                 bucket_cap_mb, first_bucket_mb, stats):
         super(self.__class__, self).__init__(params)
         self.mode = mode
         self._compression = compression
@@ -44,6 +45,16 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self._first_cap_bytes = int(first_bucket_mb * MB)
         self._staleness = getattr(mode, "staleness", 0)
         self._compensation = float(getattr(mode, "compensation", 0.0))
+        # NOTE: [gradient statistics] With ``stats``, every bucket carries one extra element.
+        # At launch the bucket's local squared norm goes into ``_local[s][bucket]`` (before the
+        # in-place allreduce overwrites the gradient); the set's last launch writes their sum
+        # into its own extra element, so the allreduce averages it over ranks for free. After
+        # the wait, the averaged gradient's norm goes into ``_global[s]`` and the pair is
+        # handed to the GradientStats without waiting on the device.
+        self.gradient_stats = stats
+        if stats is not None:
+            stats._bind(process_set.size(), self._staleness)
+        self._grad_steps = 0  # gradients launched so far (the step a statistic belongs to)
 
         names = _parameter_names(self.param_groups, named_parameters)
         # Parameters that get gradients, in registration order; names for messages and plans.
@@ -56,6 +67,9 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self._locs = [{} for _ in range(n_sets)]      # per set: param -> (bucket, slot)
         self._set_plan = [None] * n_sets              # the plan each set was built with
         self._set_gen = [0] * n_sets                  # per set: rebuilds so far (in names)
+        self._set_step = [0] * n_sets                 # per set: the step its gradient is of
+        self._norms = [None] * n_sets                 # per set: [local, global] once reduced
+        self._local_parts = [None] * n_sets           # per set: local |g|^2 of each bucket
         self._launched = [[] for _ in range(n_sets)]  # per set: launched buckets, launch order
         self._cur = 0              # the set the next backward accumulates into
         self._pending = deque()    # sets launched, not applied yet, oldest first
@@ -90,8 +104,9 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         first build of the accumulation set takes in the gradients ``p.grad`` held before."""
         comm_dtype = KERNEL_CASTS.get(self._compression)
         old = self._locs[s]
-        buckets = [Bucket(i, [self._params[j] for j in b], comm_dtype, self._compensation > 0)
-                   for i, b in enumerate(self._plan)]
+        extra = 0 if self.gradient_stats is None else 1
+        buckets = [Bucket(i, [self._params[j] for j in b], comm_dtype, self._compensation > 0,
+                          extra) for i, b in enumerate(self._plan)]
         for b in buckets:
             if old:
                 with torch.no_grad():
@@ -101,6 +116,9 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         if self._set_plan[s] is not None:
             self._set_gen[s] += 1
         self._sets[s], self._set_plan[s] = buckets, self._plan
+        if extra:
+            p0 = self._params[0]
+            self._local_parts[s] = torch.zeros(len(buckets), dtype=torch.float32, device=p0.device)
         self._locs[s] = {p: (b, k) for b in buckets for k, p in enumerate(b.params)}
 
     def _point_grads(self, s):
@@ -144,6 +162,11 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         prescale = 1.0 / self.gradient_predivide_factor if average else 1.0
         postscale = self.gradient_predivide_factor if average else 1.0
         name = f"hvd_ext.grad.{self._set_gen[s]}.{s}.{bucket.index}"
+        if self.gradient_stats is not None:  # see NOTE: [gradient statistics]
+            parts = self._local_parts[s]
+            _C.sq_norm([bucket.grads], parts[bucket.index:bucket.index + 1])
+            if len(self._launched[s]) == len(self._sets[s]) - 1:
+                bucket.flat[-1:].copy_(parts.sum())
         if bucket.comm is not None:
             # Cast + prescale in one pass; the average's 1/size is folded into the unpack.
             _C.pack([bucket.flat], bucket.comm, [0], prescale)
@@ -177,10 +200,18 @@ class _DistributedOptimizer(torch.optim.Optimizer):
                 _C.unpack(b.comm, [0], [b.flat], scale, False)
             elif output is not b.flat:
                 b.flat.copy_(self._compression.decompress(output, b.ctx).view(-1))
+        if self.gradient_stats is not None and self._launched[s] and self._norms[s] is None:
+            parts = torch.empty(len(self._sets[s]), dtype=torch.float32, device=self._params[0].device)
+            for b in self._sets[s]:
+                _C.sq_norm([b.grads], parts[b.index:b.index + 1])
+            self._norms[s] = torch.stack([self._launched[s][-1].flat[-1].float(), parts.sum()])
 
     def _finish(self, s):
         """Set s becomes the gradient to apply: reduced, compensated for its delay."""
         self._wait(s)
+        if self._norms[s] is not None:
+            self.gradient_stats._push(self._set_step[s], self._norms[s])
+            self._norms[s] = None
         for b in self._sets[s]:
             b.launched = False
             b.pending = len(b.params)
@@ -213,6 +244,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
                 with torch.no_grad():
                     _C.pack(b.params, b.snap, b.offsets, 1.0)
         self._passes = [0] * len(self._params)
+        self._set_step[cur], self._grad_steps = self._grad_steps, self._grad_steps + 1
         self._pending.append(cur)
         self._apply = None
         if len(self._pending) > self._staleness:
@@ -297,12 +329,17 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         pending = []
         for s in self._pending:
             self._wait(s)
+            norms = self._norms[s]
             pending.append({"grads": [self._locs[s][p][0].views[self._locs[s][p][1]].clone()
                                       for p in self._params],
-                            "snapshots": [self._snapshot_of(s, p) for p in self._params]})
+                            "snapshots": [self._snapshot_of(s, p) for p in self._params],
+                            "step": self._set_step[s],
+                            "norms": None if norms is None else norms.clone()})
+        stats = self.gradient_stats
         sd["hvd_ext"] = {"mode": self.mode.name, "staleness": self._staleness,
                          "plan": [list(b) for b in self._plan], "rebuilt": self._rebuilt,
-                         "pending": pending}
+                         "pending": pending, "grad_steps": self._grad_steps,
+                         "stats": None if stats is None else stats.state_dict()}
         return sd
 
     def _snapshot_of(self, s, p):
@@ -321,6 +358,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
             for b in self._sets[s]:
                 b.launched, b.pending = False, len(b.params)
             self._launched[s].clear()
+            self._norms[s] = None
         self._pending.clear()
         self._apply = None
         self._synchronized = False
@@ -333,6 +371,9 @@ class _DistributedOptimizer(torch.optim.Optimizer):
             raise ValueError(f"state_dict was saved with staleness {ours['staleness']} but this "
                              f"optimizer has staleness {self._staleness}")
         self._plan, self._rebuilt = [list(b) for b in ours["plan"]], ours["rebuilt"]
+        self._grad_steps = ours.get("grad_steps", 0)
+        if self.gradient_stats is not None and ours.get("stats") is not None:
+            self.gradient_stats.load_state_dict(ours["stats"])
         for s in range(len(self._sets)):
             self._install(s)
         for s, entry in enumerate(ours["pending"]):
@@ -341,6 +382,9 @@ class _DistributedOptimizer(torch.optim.Optimizer):
                 b.views[k].copy_(g)
                 if b.snap is not None:
                     b.snap[b.offsets[k]:b.offsets[k] + p.numel()].copy_(w0.view(-1))
+            self._set_step[s] = entry.get("step", 0)
+            if self.gradient_stats is not None and entry.get("norms") is not None:
+                self._norms[s] = entry["norms"].clone()
             self._pending.append(s)
         self._cur = len(ours["pending"]) % len(self._sets)
         self._point_grads(self._cur)
@@ -374,6 +418,30 @@ def _check_positive_int(name, value):
         raise ValueError(f"{name} must be an int >= 1; got {value!r}")
 
 
+def _check_stats(stats, mode, op, compression, optimizer, process_set):
+    """stats needs the average of >= 2 ranks' float32/float64 gradients, reduced uncompressed."""
+    if stats is None:
+        return
+    if not isinstance(stats, GradientStats):
+        raise ValueError(f"stats must be a horovod_ext.GradientStats; got {type(stats).__name__}")
+    if not isinstance(mode, GRADIENT_MODES):
+        raise ValueError(f"stats needs a gradient-averaging mode (sync, delayed): mode "
+                         f"{type(mode).__name__} averages parameters, not gradients")
+    if op != Average:
+        raise ValueError("stats needs op=Average: the noise scale compares per-rank gradients "
+                         "with their average")
+    if compression is not Compression.none:
+        raise ValueError("stats needs compression=Compression.none: the squared norm rides in "
+                         "the reduced buffer and would be rounded to 16 bits")
+    if process_set.included() and process_set.size() < 2:
+        raise ValueError(f"stats needs >= 2 ranks to compare per-rank and averaged gradients; "
+                         f"this process set has {process_set.size()}")
+    bad = {p.dtype for g in optimizer.param_groups for p in g["params"]
+           if p.dtype not in (torch.float32, torch.float64)}
+    if bad:
+        raise ValueError(f"stats needs float32 or float64 parameters; got {sorted(map(str, bad))}")
+
+
 def _check_positive(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{name} must be a number > 0; got {value!r}")
@@ -383,7 +451,7 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
                          backward_passes_per_step=1, op=Average, gradient_predivide_factor=1.0,
                          num_groups=0, groups=None, sparse_as_dense=False,
                          process_set=global_process_set, *, mode="sync", bucket_cap_mb=25,
-                         first_bucket_mb=1):
+                         first_bucket_mb=1, stats=None):
     """Wraps ``optimizer`` like ``hvd.DistributedOptimizer`` (same arguments, same meaning) and
     returns an instance of a subclass of its class.
 
@@ -394,6 +462,8 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
     or a model-averaging mode without gradient allreduce: ``Leader(period, pull, ...)``,
     ``EASGD(period, moving_rate)``, ``LocalSGD(period)``. ``groups``/``num_groups`` replace
     the automatic plan with Horovod's explicit grouping (one bucket per group).
+    ``stats=GradientStats(batch_size)`` measures the gradient noise scale for free (see
+    ``horovod_ext.stats``); it is then ``optimizer.gradient_stats``.
     """
     mode = resolve_mode(mode)
     if not isinstance(optimizer, torch.optim.Optimizer):
@@ -432,6 +502,7 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
     # wrapped optimizer's own step() on zero gradients, without communication. We want exactly
     # that for every mode (a delayed mode would otherwise queue those zeros as a real gradient),
     # so the class reports Horovod's module.
+    _check_stats(stats, mode, op, compression, optimizer, process_set)
     if not isinstance(mode, GRADIENT_MODES):
         from horovod_ext.averaging import _AveragingOptimizer
         defaults = dict(compression=(compression, Compression.none),
@@ -451,4 +522,4 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
                dict(_DistributedOptimizer.__dict__, __module__=hvd.DistributedOptimizer.__module__))
     return cls(optimizer.param_groups, named_parameters, compression, backward_passes_per_step,
                op, gradient_predivide_factor, groups, sparse_as_dense, process_set, mode,
-               bucket_cap_mb, first_bucket_mb)
+               bucket_cap_mb, first_bucket_mb, stats)
