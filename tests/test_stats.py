@@ -6,17 +6,19 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import horovod_ext as hvd_ext
-from conftest import BIN, ROOT, launch, launch_json
+from conftest import ROOT, launch
 
 
 @pytest.fixture(scope="module", params=[2, 4], ids=lambda n: f"np{n}")
 def results(request, tmp_path_factory):
-    return request.param, launch_json("stats_reference.py", request.param, "gloo",
-                                      tmp_path_factory)
+    out = tmp_path_factory.mktemp(f"stats_np{request.param}") / "result.json"
+    launch("stats_reference.py", request.param, "gloo", [str(out)])
+    return request.param, json.loads(out.read_text()), Path(str(out) + ".stats.json")
 
 
 @pytest.mark.parametrize("key", ["g2", "trace", "noise"])
@@ -31,7 +33,7 @@ def test_least_squares_within_25_percent(results, key):
 
 @pytest.mark.parametrize("mode", ["sync", "delayed"])
 def test_formulas_match_in_process_computation(results, mode):
-    n, res = results
+    n, res, _ = results
     r = res[f"formulas_{mode}"]
     assert r["bucket_count"] >= 3, "the case must spread gradients over several buckets"
     assert r["steps"] == list(range(9)), "one entry per step, in order"
@@ -63,3 +65,35 @@ def test_one_rank_is_refused():
 def test_bad_fields_raise(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         hvd_ext.GradientStats(**kwargs)
+
+
+def test_advise_cli_follows_its_formulas(results, tmp_path):
+    n, _, saved = results
+    d = json.loads(saved.read_text())
+    assert d["ranks"] == n and d["batch_size"] == 16 and len(d["history"]) == 400
+    png = tmp_path / "advice.png"
+    proc = subprocess.run([sys.executable, "-m", "horovod_ext.advise", str(saved), "--window", "50",
+                           "--png", str(png)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    noise, b = d["noise_scale"], d["batch_size"]
+    assert f"B_noise = {noise:.4g} samples" in out
+    recent = [h["noise_scale"] for h in d["history"][-50:]]
+    assert f"median {sorted(recent)[24] / 2 + sorted(recent)[25] / 2:.4g}" in out
+    rows = {int(line.split()[0]): [float(v) for v in line.split()[1:]] for line in out.splitlines()
+            if line.startswith("  ") and line.split()[0].isdigit()}
+    assert sorted(rows) == [1, 2, 4, 8, 16, 32, 64]
+    for m, (global_batch, speed, eff) in rows.items():
+        predicted = (1 + noise / b) / (1 + noise / (m * b))
+        assert global_batch == m * b and abs(speed - predicted) < 0.006, m
+        assert abs(eff - predicted / m) < 0.006, m
+    assert rows[64][1] < (1 + noise / b), "the speed-up saturates below 1 + B_noise/b"
+    for formula in ("(1 + B_noise/b) / (1 + B_noise/(N b))", "1/(1 + M/B)", "1/(M + k)"):
+        assert formula in out
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_advise_refuses_an_undefined_noise_scale(tmp_path):
+    from horovod_ext.advise import report
+    with pytest.raises(ValueError, match="no finite positive noise scale"):
+        report({"noise_scale": None, "history": [], "batch_size": 4, "ranks": 2})

@@ -43,6 +43,8 @@ def least_squares():
         opt.zero_grad()
         (0.5 * (model(x).view(-1) - y).pow(2).mean()).backward()
         opt.step()
+    if hvd.rank() == 0:
+        stats.save(sys.argv[1] + ".stats.json")
     g2_true, tr_true = 1.0, 1.0 + D * (1.0 + S2)
     return dict(g2=stats.true_grad_sq_norm, g2_true=g2_true, trace=stats.trace_cov,
                 trace_true=tr_true, noise_scale=stats.noise_scale, noise_true=tr_true / g2_true,

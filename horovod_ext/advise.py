@@ -1,0 +1,130 @@
+"""How many ranks, what batch, what learning rate: advice from a run's gradient statistics.
+
+    python -m horovod_ext.advise stats.json [--window 100] [--png advice.png]
+
+``stats.json`` is what ``optimizer.gradient_stats.save(path)`` writes; in a running job,
+``print(horovod_ext.advise.report(optimizer.gradient_stats))`` gives the same text. Every line
+names the formula it uses (DESIGN.md, "Advisor"): B_noise (McCandlish et al. 2018), the step
+speed-up (1 + B_noise/b) / (1 + B_noise/(N b)), learning rates proportional to 1/(1 + M/B) for
+batch B and to 1/(M + k) for staleness k, with M = B_noise.
+"""
+import argparse
+import json
+
+import numpy as np
+
+RANKS = (1, 2, 4, 8, 16, 32, 64)
+STALENESS = (0, 1, 2, 4, 8, 16)
+
+
+def _as_dict(stats):
+    if isinstance(stats, (str, bytes)) or hasattr(stats, "__fspath__"):
+        with open(stats) as f:
+            return json.load(f)
+    if isinstance(stats, dict):
+        return stats
+    return stats.to_json()  # a GradientStats
+
+
+def speedup(noise, b, n):
+    """Predicted step speed-up of n ranks over one at per-rank batch b: steps to a target scale
+    like S_min (1 + B_noise/B), so the ratio is (1 + B_noise/b) / (1 + B_noise/(n b))."""
+    return (1 + noise / b) / (1 + noise / (n * b))
+
+
+def summary(stats, window=100):
+    """The numbers behind the report, as a dict."""
+    d = _as_dict(stats)
+    noise = d["noise_scale"]
+    if noise is None or not noise > 0:
+        raise ValueError("no finite positive noise scale yet: the run's mean-gradient estimate "
+                         "is not above its noise; observe more steps (or a larger ema)")
+    recent = [h["noise_scale"] for h in d["history"][-window:] if h["noise_scale"] is not None]
+    b, n = d["batch_size"], d["ranks"]
+    return {"noise_scale": noise, "window": len(recent),
+            "median": float(np.median(recent)), "p10": float(np.percentile(recent, 10)),
+            "p90": float(np.percentile(recent, 90)), "batch_size": b, "ranks": n,
+            "staleness": d.get("staleness", 0), "steps": len(d["history"]),
+            "speedup": {m: speedup(noise, b, m) for m in RANKS},
+            "lr_batch": {m: (1 + noise / b) / (1 + noise / (m * b)) for m in RANKS},
+            "lr_staleness": {k: noise / (noise + k) for k in STALENESS}}
+
+
+def report(stats, window=100):
+    """The advice as text (see the module docstring)."""
+    s = summary(stats, window)
+    noise, b, n = s["noise_scale"], s["batch_size"], s["ranks"]
+    lines = [
+        f"gradient statistics: {n} ranks x batch {b} per rank (global {n * b}), "
+        f"{s['steps']} steps, staleness {s['staleness']}",
+        f"B_noise = {noise:.4g} samples   [B_noise = EMA(tr S) / EMA(|G|^2), per-step unbiased "
+        f"estimates from per-rank and averaged gradient norms; McCandlish et al. 2018, App. A]",
+        f"  over the last {s['window']} steps: median {s['median']:.4g}, 10th-90th percentile "
+        f"{s['p10']:.4g} to {s['p90']:.4g}",
+        f"critical batch ~ {noise:.4g} samples   [B_crit ~ B_noise]; the current global batch "
+        f"is {n * b / noise:.2g} x critical: "
+        + ("more samples per step still cut the step count almost in proportion"
+           if n * b < noise / 2 else "more samples per step buy few fewer steps"),
+        f"step speed-up over 1 rank at {b} per rank   [S(N) = (1 + B_noise/b) / "
+        f"(1 + B_noise/(N b)), steps to a target ~ S_min (1 + B_noise/B)]",
+        "  ranks  global batch  speed-up  per-rank efficiency"]
+    lines += [f"  {m:5d}  {m * b:12d}  {s['speedup'][m]:8.2f}  {s['speedup'][m] / m:19.2f}"
+              for m in RANKS]
+    lines += [f"learning rate for N ranks relative to 1 rank at {b} per rank   "
+              f"[lr ~ 1/(1 + M/B), B = N b, M = B_noise]"]
+    lines += ["  " + "  ".join(f"N={m}: x{s['lr_batch'][m]:.3g}" for m in RANKS)]
+    lines += [f"learning rate for staleness k relative to k = 0   [lr ~ 1/(M + k), M = B_noise; "
+              f"delays well below M cost little: critical delay ~ {noise:.4g} steps]"]
+    lines += ["  " + "  ".join(f"k={k}: x{s['lr_staleness'][k]:.3g}" for k in STALENESS)]
+    return "\n".join(lines)
+
+
+def plot(stats, path, window=100):
+    """B_noise over the run and the predicted speed-up curve, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    d, s = _as_dict(stats), summary(stats, window)
+    steps = [h["step"] for h in d["history"] if h["noise_scale"] is not None]
+    values = [h["noise_scale"] for h in d["history"] if h["noise_scale"] is not None]
+    fig, (a, c) = plt.subplots(1, 2, figsize=(11, 4))
+    a.plot(steps, values)
+    a.axhline(s["noise_scale"], ls="--", color="gray")
+    a.set(xlabel="step", ylabel="B_noise (samples)", yscale="log",
+          title="noise scale: EMA(tr S) / EMA(|G|^2)")
+    ranks = np.arange(1, 65)
+    c.plot(ranks, [speedup(s["noise_scale"], s["batch_size"], m) for m in ranks],
+           label="predicted (1 + B/b) / (1 + B/(N b))")
+    c.plot(ranks, ranks, ls=":", color="gray", label="linear")
+    crit = s["noise_scale"] / s["batch_size"]
+    if 1 <= crit <= 64:
+        c.axvline(crit, ls="--", color="red", label=f"critical batch: N = {crit:.3g}")
+    c.set(xlabel="ranks N", ylabel="step speed-up over 1 rank", xscale="log", yscale="log",
+          title=f"per-rank batch b = {s['batch_size']}")
+    c.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m horovod_ext.advise", description=__doc__.split(
+        "\n")[0])
+    ap.add_argument("stats", help="JSON written by optimizer.gradient_stats.save(path)")
+    ap.add_argument("--window", type=int, default=100, help="steps for the spread of B_noise")
+    ap.add_argument("--png", default=None, help="plot path (default: <stats>.png)")
+    args = ap.parse_args(argv)
+    if args.window < 1:
+        ap.error(f"--window must be >= 1; got {args.window}")
+    try:
+        _as_dict(args.stats)
+    except (OSError, ValueError) as e:
+        ap.error(f"stats: cannot read {args.stats!r}: {e}")
+    print(report(args.stats, args.window))
+    png = args.png or (args.stats[:-5] if args.stats.endswith(".json") else args.stats) + ".png"
+    plot(args.stats, png, args.window)
+    print(f"plot: {png}")
+
+
+if __name__ == "__main__":
+    main()
