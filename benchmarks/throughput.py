@@ -43,10 +43,16 @@ def parse_args():
     return p.parse_args()
 
 
-# Benchmarked optimizers: name -> hvd_ext mode (None: Horovod's own DistributedOptimizer).
-MODES = {"horovod": None, "sync": hvd_ext.Sync(), "delayed": hvd_ext.Delayed(staleness=1),
-         "delayed2": hvd_ext.Delayed(staleness=2), "leader": hvd_ext.Leader(period=4, pull=0.2),
-         "easgd": hvd_ext.EASGD(period=4), "localsgd": hvd_ext.LocalSGD(period=4)}
+# Benchmarked optimizers: name -> hvd_ext.DistributedOptimizer arguments (None: Horovod's own
+# DistributedOptimizer); stats=True measures the gradient noise scale on the way.
+MODES = {"horovod": None, "sync": dict(mode=hvd_ext.Sync()),
+         "delayed": dict(mode=hvd_ext.Delayed(staleness=1)),
+         "delayed2": dict(mode=hvd_ext.Delayed(staleness=2)),
+         "leader": dict(mode=hvd_ext.Leader(period=4, pull=0.2)),
+         "easgd": dict(mode=hvd_ext.EASGD(period=4)),
+         "localsgd": dict(mode=hvd_ext.LocalSGD(period=4)),
+         "sync+stats": dict(mode=hvd_ext.Sync(), stats=True),
+         "delayed+stats": dict(mode=hvd_ext.Delayed(staleness=1), stats=True)}
 
 
 def make(name, base, args):
@@ -55,8 +61,11 @@ def make(name, base, args):
     if MODES[name] is None:
         opt = hvd.DistributedOptimizer(opt, named_parameters=model.named_parameters())
     else:
+        kwargs = dict(MODES[name])
+        if kwargs.pop("stats", False):
+            kwargs["stats"] = hvd_ext.GradientStats(batch_size=args.batch_size)
         opt = hvd_ext.DistributedOptimizer(opt, named_parameters=model.named_parameters(),
-                                           mode=MODES[name], bucket_cap_mb=args.bucket_cap_mb)
+                                           bucket_cap_mb=args.bucket_cap_mb, **kwargs)
     return model, opt
 
 

@@ -162,7 +162,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         prescale = 1.0 / self.gradient_predivide_factor if average else 1.0
         postscale = self.gradient_predivide_factor if average else 1.0
         name = f"hvd_ext.grad.{self._set_gen[s]}.{s}.{bucket.index}"
-        if self.gradient_stats is not None:  # see NOTE: [gradient statistics]
+        if self._measured(self._grad_steps):  # see NOTE: [gradient statistics]
             parts = self._local_parts[s]
             _C.sq_norm([bucket.grads], parts[bucket.index:bucket.index + 1])
             if len(self._launched[s]) == len(self._sets[s]) - 1:
@@ -200,11 +200,15 @@ class _DistributedOptimizer(torch.optim.Optimizer):
                 _C.unpack(b.comm, [0], [b.flat], scale, False)
             elif output is not b.flat:
                 b.flat.copy_(self._compression.decompress(output, b.ctx).view(-1))
-        if self.gradient_stats is not None and self._launched[s] and self._norms[s] is None:
+        if self._measured(self._set_step[s]) and self._launched[s] and self._norms[s] is None:
             parts = torch.empty(len(self._sets[s]), dtype=torch.float32, device=self._params[0].device)
             for b in self._sets[s]:
                 _C.sq_norm([b.grads], parts[b.index:b.index + 1])
             self._norms[s] = torch.stack([self._launched[s][-1].flat[-1].float(), parts.sum()])
+
+    def _measured(self, step):
+        stats = self.gradient_stats
+        return stats is not None and step % stats.every == 0
 
     def _finish(self, s):
         """Set s becomes the gradient to apply: reduced, compensated for its delay."""

@@ -18,15 +18,21 @@ class GradientStats:
     ``hvd_ext.DistributedOptimizer`` and read ``optimizer.gradient_stats``.
 
     batch_size: samples behind one rank's gradient of one step (all backward passes of it).
-    ema: decay of the moving averages of |G|^2 and tr(S) (bias-corrected, as in Adam).
+    ema: decay of the moving averages of |G|^2 and tr(S) (bias-corrected, as in Adam), per
+    observed step.
+    every: observe every ``every``-th step only (steps 0, every, 2 every, ...). Each observed
+    step costs two read passes over the gradients (the local norm, the averaged one).
     """
 
-    def __init__(self, batch_size, ema=0.99):
+    def __init__(self, batch_size, ema=0.99, every=1):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"GradientStats.batch_size must be an int >= 1; got {batch_size!r}")
         if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1:
             raise ValueError(f"GradientStats.ema must be a number in [0, 1); got {ema!r}")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"GradientStats.every must be an int >= 1; got {every!r}")
         self.batch_size = batch_size
+        self.every = every
         self.ema = float(ema)
         self.ranks = None     # set by the optimizer it is given to
         self.staleness = 0    # idem: the delay of the gradients it sees
@@ -136,6 +142,7 @@ class GradientStats:
     def to_json(self):
         self._drain()
         return {"batch_size": self.batch_size, "ranks": self.ranks, "ema": self.ema,
+                "every": self.every,
                 "staleness": self.staleness, "noise_scale": _finite_or_none(self._ratio()),
                 "history": self._history}
 

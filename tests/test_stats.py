@@ -31,13 +31,14 @@ def test_least_squares_within_25_percent(results, key):
     assert r["critical_batch"] == r["noise_scale"]
 
 
-@pytest.mark.parametrize("mode", ["sync", "delayed"])
-def test_formulas_match_in_process_computation(results, mode):
+@pytest.mark.parametrize("mode, steps, before_flush", [
+    ("sync", list(range(9)), 9), ("delayed", list(range(9)), 7), ("every", [0, 3, 6], 3)])
+def test_formulas_match_in_process_computation(results, mode, steps, before_flush):
     n, res, _ = results
     r = res[f"formulas_{mode}"]
     assert r["bucket_count"] >= 3, "the case must spread gradients over several buckets"
-    assert r["steps"] == list(range(9)), "one entry per step, in order"
-    assert r["seen_before_flush"] == (9 if mode == "sync" else 7)
+    assert r["steps"] == steps, "one entry per observed step, in order"
+    assert r["seen_before_flush"] == before_flush
     assert r["worst"] < 1e-4, f"largest relative difference {r['worst']:.3g}"
     for key in ("noise_scale", "trace", "local"):
         assert math.isclose(r[key], r[f"{key}_ref"], rel_tol=1e-4), key
@@ -61,7 +62,8 @@ def test_one_rank_is_refused():
 @pytest.mark.parametrize("kwargs, needle", [
     (dict(batch_size=0), "GradientStats.batch_size"), (dict(batch_size=2.0), "batch_size"),
     (dict(batch_size=True), "batch_size"), (dict(batch_size=4, ema=1.0), "GradientStats.ema"),
-    (dict(batch_size=4, ema=-0.1), "GradientStats.ema")])
+    (dict(batch_size=4, ema=-0.1), "GradientStats.ema"),
+    (dict(batch_size=4, every=0), "GradientStats.every")])
 def test_bad_fields_raise(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         hvd_ext.GradientStats(**kwargs)
