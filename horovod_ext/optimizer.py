@@ -15,6 +15,7 @@ from horovod.torch.functions import broadcast_object
 from horovod.torch.mpi_ops import Adasum, Average, Sum, global_process_set
 
 from horovod_ext import _C
+from horovod_ext.agreement import check_agreement
 from horovod_ext.buckets import MB, Bucket, plan_buckets, split_groups
 from horovod_ext.compression import KERNEL_CASTS, Compression
 from horovod_ext.modes import GRADIENT_MODES, resolve_mode
@@ -422,6 +423,18 @@ def _check_positive_int(name, value):
         raise ValueError(f"{name} must be an int >= 1; got {value!r}")
 
 
+def _agree(optimizer, named_parameters, process_set, config):
+    """Runs before any local check, so that a rank whose arguments differ raises with the others
+    instead of leaving them waiting; names that fail Horovod's rules are compared as such."""
+    params = [p for g in getattr(optimizer, "param_groups", []) for p in g["params"]]
+    try:
+        names = _parameter_names(getattr(optimizer, "param_groups", []), named_parameters)
+    except (ValueError, TypeError) as e:
+        config = dict(config, named_parameters=str(e))
+        names = {p: f"#{i}" for i, p in enumerate(params)}
+    check_agreement(params, names, config, process_set)
+
+
 def _check_stats(stats, mode, op, compression, optimizer, process_set):
     """stats needs the average of >= 2 ranks' float32/float64 gradients, reduced uncompressed."""
     if stats is None:
@@ -468,7 +481,21 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
     the automatic plan with Horovod's explicit grouping (one bucket per group).
     ``stats=GradientStats(batch_size)`` measures the gradient noise scale for free (see
     ``horovod_ext.stats``); it is then ``optimizer.gradient_stats``.
+
+    Every rank must pass the same parameters (names, shapes, dtypes, order) and arguments: one
+    small allgather checks it first, and a difference raises ValueError on every rank.
     """
+    if named_parameters is not None:
+        named_parameters = list(named_parameters)
+    _agree(optimizer, named_parameters, process_set, dict(
+        mode=repr(mode), optimizer=type(optimizer).__name__, compression=repr(compression),
+        backward_passes_per_step=repr(backward_passes_per_step), op=repr(op),
+        gradient_predivide_factor=repr(gradient_predivide_factor), num_groups=repr(num_groups),
+        groups=repr(groups if not isinstance(groups, list) else [len(g) for g in groups]),
+        sparse_as_dense=repr(sparse_as_dense), bucket_cap_mb=repr(bucket_cap_mb),
+        first_bucket_mb=repr(first_bucket_mb),
+        stats=repr(stats if not isinstance(stats, GradientStats)
+                   else (stats.batch_size, stats.ema, stats.every))))
     mode = resolve_mode(mode)
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise ValueError(f"optimizer must be a torch.optim.Optimizer; got {type(optimizer).__name__}")

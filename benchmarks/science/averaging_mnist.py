@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import horovod_ext as hvd_ext
-from delayed_convergence import Net, accuracy
-from mnist_data import mnist_split
+from delayed_convergence import accuracy
+from mnist_data import Net, mnist_split
 
 
 def modes(period):

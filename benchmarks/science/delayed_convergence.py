@@ -14,12 +14,11 @@ import os
 
 import horovod.torch as hvd
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
 import horovod_ext as hvd_ext
-from mnist_data import mnist_split
+from mnist_data import Net, mnist_split
 
 
 
@@ -29,18 +28,6 @@ def configs(c):
     out.update({f"delayed k={k}": hvd_ext.Delayed(k) for k in (1, 2, 4)})
     out.update({f"delayed k={k} c={c:g}": hvd_ext.Delayed(k, c) for k in (1, 2, 4)})
     return out
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.c1, self.c2 = nn.Conv2d(1, 16, 5), nn.Conv2d(16, 32, 5)
-        self.f1, self.f2 = nn.Linear(32 * 4 * 4, 64), nn.Linear(64, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.c1(x)), 2)
-        x = F.max_pool2d(F.relu(self.c2(x)), 2)
-        return self.f2(F.relu(self.f1(x.flatten(1))))
 
 
 def accuracy(model, x, y):

