@@ -6,7 +6,8 @@
 ``print(horovod_ext.advise.report(optimizer.gradient_stats))`` gives the same text. Every line
 names the formula it uses (DESIGN.md, "Advisor"): B_noise (McCandlish et al. 2018), the step
 speed-up (1 + B_noise/b) / (1 + B_noise/(N b)), learning rates proportional to 1/(1 + M/B) for
-batch B and to 1/(M + k) for staleness k, with M = B_noise.
+batch B (M = B_noise) and to 1/(M + k) for staleness k (M = B_noise / B, the noise scale in
+steps of the current global batch B).
 """
 import argparse
 import json
@@ -47,7 +48,8 @@ def summary(stats, window=100):
             "staleness": d.get("staleness", 0), "steps": len(d["history"]),
             "speedup": {m: speedup(noise, b, m) for m in RANKS},
             "lr_batch": {m: (1 + noise / b) / (1 + noise / (m * b)) for m in RANKS},
-            "lr_staleness": {k: noise / (noise + k) for k in STALENESS}}
+            "delay_m": noise / (n * b),
+            "lr_staleness": {k: (noise / (n * b)) / (noise / (n * b) + k) for k in STALENESS}}
 
 
 def report(stats, window=100):
@@ -73,8 +75,9 @@ def report(stats, window=100):
     lines += [f"learning rate for N ranks relative to 1 rank at {b} per rank   "
               f"[lr ~ 1/(1 + M/B), B = N b, M = B_noise]"]
     lines += ["  " + "  ".join(f"N={m}: x{s['lr_batch'][m]:.3g}" for m in RANKS)]
-    lines += [f"learning rate for staleness k relative to k = 0   [lr ~ 1/(M + k), M = B_noise; "
-              f"delays well below M cost little: critical delay ~ {noise:.4g} steps]"]
+    lines += [f"learning rate for staleness k relative to k = 0   [lr ~ 1/(M + k), M = B_noise/B "
+              f"= {s['delay_m']:.3g} steps at global batch B = {n * b}: critical delay ~ M; an "
+              f"upper estimate: measured critical delays were 4-7x shorter]"]
     lines += ["  " + "  ".join(f"k={k}: x{s['lr_staleness'][k]:.3g}" for k in STALENESS)]
     return "\n".join(lines)
 

@@ -92,6 +92,9 @@ def test_advise_cli_follows_its_formulas(results, tmp_path):
     assert rows[64][1] < (1 + noise / b), "the speed-up saturates below 1 + B_noise/b"
     for formula in ("(1 + B_noise/b) / (1 + B_noise/(N b))", "1/(1 + M/B)", "1/(M + k)"):
         assert formula in out
+    m = noise / (n * b)
+    k4 = float(out.split("k=4: x")[1].split()[0])
+    assert abs(k4 - m / (m + 4)) < 0.006 * k4, (k4, m)
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
 
 

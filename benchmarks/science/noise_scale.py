@@ -141,10 +141,10 @@ def budget(args):
     samples = args.epochs * len(t[2])
     configs = [(f"batch {b}", b, 0) for b in (8, 16, 32, 64, 128, 256)]
     configs += [(f"{n} learners", 16 * n, n - 1) for n in (1, 2, 4, 8)]  # delayed, k = N - 1
-    runs = [(c, lr) for c in configs for lr in LRS["mnist"]]
+    runs = [(c, lr) for c in configs for lr in LRS["mnist"][1:4]]  # the grid's middle 3
     results = {}
     for (name, b, k), lr in tqdm(runs, desc="budget runs"):
-        r = train(t, b, lr, k, samples)
+        r = train(t, b, lr, k, samples, eval_every=1024)
         results.setdefault(name, {"batch": b, "staleness": k, "runs": []})["runs"].append(
             dict(r, lr=lr))
     for name, res in results.items():
