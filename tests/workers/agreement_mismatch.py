@@ -22,7 +22,9 @@ def model_for(case, rank):
 
 def main():
     hvd.init()
-    hvd.allreduce(torch.zeros(1), name="warm_up")  # time the check, not the first connection
+    # Time the check, not Horovod's first use of each collective.
+    hvd.allreduce(torch.zeros(1), name="warm_up")
+    hvd.allgather(torch.zeros(1), name="warm_up.gather")
     r = hvd.rank()
     cases = {"shape": {}, "count": {"named": False},
              "mode": {"mode": hvd_ext.Delayed(staleness=1 + r)},
