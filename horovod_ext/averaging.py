@@ -5,6 +5,7 @@ steps the ranks' parameters are pulled together. Parameters travel as one flat b
 (dtype, device): the pack kernel fills it, one collective moves it, and a fused kernel applies
 it (pull toward the leader, the EASGD worker+center update) without per-tensor temporaries.
 """
+import math
 from collections import deque
 from contextlib import contextmanager
 
@@ -12,6 +13,7 @@ import horovod.torch as hvd
 import torch
 
 from horovod_ext import _C
+from horovod_ext.failure import nonfinite_error, nonfinite_names, stop_all_ranks
 from horovod_ext.modes import EASGD, Leader, LocalSGD
 from horovod_ext.wire import wire_bytes
 
@@ -82,12 +84,15 @@ class _Level:
 
 
 class _AveragingOptimizer(torch.optim.Optimizer):
-    def __init__(self, params, names, process_set, mode):
+    def __init__(self, params, names, process_set, mode, nonfinite):
         super(self.__class__, self).__init__(params)
         self.mode = mode
+        self.nonfinite = nonfinite
+        self.skipped_steps = 0       # inner steps this rank skipped for a non-finite gradient
         self.process_set = process_set
         self._params = [p for g in self.param_groups for p in g["params"]]
         self._names = [names[p] for p in self._params]
+        self._name_of = names
         self._flats = ParamFlats(self._params)
         self._t = 0                  # steps taken
         self.bytes_sent = 0.0        # by this rank, for every collective launched (see wire.py)
@@ -124,7 +129,15 @@ class _AveragingOptimizer(torch.optim.Optimizer):
         returns it."""
         if isinstance(self.mode, EASGD) and self._center is None:
             self._init_center()
-        result = super(self.__class__, self).step(closure)
+        if closure is not None and self.nonfinite != "ignore":  # its gradient is the one to check
+            with torch.enable_grad():
+                result = closure()
+            closure = None
+        else:
+            result = None
+        if not self._bad_gradient():
+            inner = super(self.__class__, self).step(closure)
+            result = inner if result is None else result
         if loss is None:
             loss = result
         if isinstance(loss, torch.Tensor):
@@ -146,6 +159,20 @@ class _AveragingOptimizer(torch.optim.Optimizer):
         if isinstance(self.mode, LocalSGD) and self._t % self.mode.period == 0:
             self._average_params()
         return result
+
+    def _bad_gradient(self):
+        """``nonfinite`` on this rank's own gradient (each rank steps on its own here, so a skip
+        needs no agreement; the averaging rounds still run). True to skip the inner step."""
+        if self.nonfinite == "ignore":
+            return False
+        bad = nonfinite_names(
+            [([p.grad for p in ps if p.grad is not None],
+              [self._name_of[p] for p in ps if p.grad is not None])
+             for ps, _, _ in self._flats.groups])
+        if bad and self.nonfinite == "raise":  # the others would wait at the next round
+            stop_all_ranks(nonfinite_error(bad, f"on rank {hvd.rank()} at step {self._t}"))
+        self.skipped_steps += bool(bad)
+        return bool(bad)
 
     def _init_center(self):
         self._center = self._flats.empty()
@@ -180,6 +207,7 @@ class _AveragingOptimizer(torch.optim.Optimizer):
         recent = list(self._losses)[-level.window:]
         missing = any(m for _, m in recent)
         mean = sum(v for v, _ in recent) / len(recent)
+        mean = mean if math.isfinite(mean) else math.inf  # a diverged rank never leads
         got = hvd.allgather(torch.tensor([[0.0 if missing else mean, float(missing)]],
                                          dtype=torch.float64),
                             name=f"hvd_ext.leader.{level.tag}.loss", process_set=level.process_set)

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import horovod.torch as hvd
 import torch
+from horovod.common.exceptions import HorovodInternalError
 from horovod.torch.functions import broadcast_object
 from horovod.torch.mpi_ops import Adasum, Average, Sum, global_process_set
 
@@ -18,6 +19,8 @@ from horovod_ext import _C
 from horovod_ext.agreement import check_agreement
 from horovod_ext.buckets import MB, Bucket, plan_buckets, split_groups
 from horovod_ext.compression import KERNEL_CASTS, Compression
+from horovod_ext.failure import (check_nonfinite, nonfinite_error, nonfinite_names,
+                                 stop_all_ranks)
 from horovod_ext.modes import GRADIENT_MODES, resolve_mode
 from horovod_ext.stats import GradientStats
 from horovod_ext.wire import wire_bytes
@@ -33,9 +36,13 @@ class _DistributedOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params, named_parameters, compression, backward_passes_per_step, op,
                  gradient_predivide_factor, groups, sparse_as_dense, process_set, mode,
-                 bucket_cap_mb, first_bucket_mb, stats):
+                 bucket_cap_mb, first_bucket_mb, stats, nonfinite):
         super(self.__class__, self).__init__(params)
         self.mode = mode
+        self.nonfinite = nonfinite
+        self.skipped_steps = 0     # inner steps skipped for a non-finite gradient
+        self._apply_bad = []       # parameters whose gradient to apply is not finite
+        self._hook_error = None    # (parameter name, exception) of a failed backward hook
         self._compression = compression
         self.backward_passes_per_step = backward_passes_per_step
         self.op = op
@@ -140,6 +147,17 @@ class _DistributedOptimizer(torch.optim.Optimizer):
 
     # ---- backward: hooks -> ready -> launch -------------------------------------------------
     def _on_grad_ready(self, p):
+        # NOTE: [hook errors] An exception here would leave this rank's buckets unlaunched and
+        # the other ranks waiting for them; it is kept and raised at synchronize()/step(), which
+        # first shuts Horovod down so that the other ranks fail too (see failure.stop_all_ranks).
+        if self._hook_error is not None:
+            return
+        try:
+            self._grad_ready(p)
+        except Exception as e:  # noqa: BLE001 - re-raised at step() with its cause
+            self._hook_error = (self._names[self._index[p]], e)
+
+    def _grad_ready(self, p):
         i = self._index[p]
         bucket, slot = self._locs[self._cur][p]
         if bucket.launched or self._passes[i] >= self.backward_passes_per_step:
@@ -193,7 +211,13 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         for b in self._launched[s]:
             if b.handle is None:
                 continue
-            output = hvd.synchronize(b.handle)
+            try:
+                output = hvd.synchronize(b.handle)
+            except HorovodInternalError as e:
+                b.handle = None
+                raise _another_rank_failed(f"the allreduce of gradient bucket {b.index} (first "
+                                           f"parameter {self._names[self._index[b.params[0]]]!r}) "
+                                           "did not complete", e) from e
             b.handle = None
             if b.comm is not None:
                 scale = self.gradient_predivide_factor / self.process_set.size() \
@@ -207,13 +231,29 @@ class _DistributedOptimizer(torch.optim.Optimizer):
                 _C.sq_norm([b.grads], parts[b.index:b.index + 1])
             self._norms[s] = torch.stack([self._launched[s][-1].flat[-1].float(), parts.sum()])
 
+    def _drop_in_flight(self):
+        """Waits for every launched allreduce, keeping none of the results; one that fails (a
+        rank died: elastic restore) is dropped as well."""
+        for s in range(len(self._sets)):
+            for b in self._launched[s]:
+                if b.handle is not None:
+                    try:
+                        hvd.synchronize(b.handle)
+                    except HorovodInternalError:
+                        pass
+                    b.handle = None
+
     def _measured(self, step):
         stats = self.gradient_stats
         return stats is not None and step % stats.every == 0
 
     def _finish(self, s):
-        """Set s becomes the gradient to apply: reduced, compensated for its delay."""
+        """Set s becomes the gradient to apply: reduced, checked (``nonfinite``), compensated
+        for its delay. Every rank holds the same reduced values, so every rank finds the same
+        parameters not finite, and skips or raises alike."""
         self._wait(s)
+        self._apply_bad = [] if self.nonfinite == "ignore" else nonfinite_names(
+            [(b.views, [self._names[self._index[p]] for p in b.params]) for b in self._sets[s]])
         if self._norms[s] is not None:
             self.gradient_stats._push(self._set_step[s], self._norms[s])
             self._norms[s] = None
@@ -237,6 +277,16 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         contribute zeros) and queues this step's gradients. In sync mode it waits for them; in
         delayed mode it waits for the gradients of ``staleness`` steps ago, if there are any.
         Afterwards ``p.grad`` holds the averaged gradient the inner step will apply."""
+        if self._hook_error is not None:
+            name, error = self._hook_error
+            self._hook_error = None
+            if isinstance(error, HorovodInternalError):  # Horovod itself stopped (elastic restores)
+                raise _another_rank_failed(f"the allreduce of parameter {name!r} could not start",
+                                           error) from error
+            stop_all_ranks(RuntimeError(
+                f"the backward hook of parameter {name!r} raised {type(error).__name__}: {error}. "
+                "Horovod was shut down on this rank so that the other ranks stop waiting for its "
+                "gradients."), error)
         if not self._active:
             self._synchronized = True
             return
@@ -289,7 +339,20 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         apply, self._apply = self._apply, None
         if self._staleness and apply is None:
             return None
+        if self._skip_bad(apply):
+            return None
         return super(self.__class__, self).step(closure)
+
+    def _skip_bad(self, s):
+        """Acts on ``nonfinite`` for the set about to be applied: True to skip its inner step."""
+        bad, self._apply_bad = self._apply_bad, []
+        if not bad:
+            return False
+        if self.nonfinite == "raise":
+            raise nonfinite_error(bad, f"in the averaged gradient of step {self._set_step[s]}, "
+                                       "on every rank")
+        self.skipped_steps += 1
+        return True
 
     def flush(self):
         """Waits for and applies every gradient still in flight, oldest first, one inner step
@@ -301,7 +364,8 @@ class _DistributedOptimizer(torch.optim.Optimizer):
             self._finish(s)
             self._cur = s
             self._point_grads(s)
-            super(self.__class__, self).step()
+            if not self._skip_bad(s):
+                super(self.__class__, self).step()
 
     @contextmanager
     def consensus_params(self):
@@ -358,8 +422,9 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         the bucket plan. Gradients in flight in this process are waited for and replaced."""
         state_dict = dict(state_dict)
         ours = state_dict.pop("hvd_ext", None)
-        for s in range(len(self._sets)):  # in-flight results are waited for and dropped
-            self._wait(s)
+        self._drop_in_flight()
+        self._hook_error, self._apply_bad = None, []
+        for s in range(len(self._sets)):
             for b in self._sets[s]:
                 b.launched, b.pending = False, len(b.params)
             self._launched[s].clear()
@@ -393,6 +458,11 @@ class _DistributedOptimizer(torch.optim.Optimizer):
             self._pending.append(s)
         self._cur = len(ours["pending"]) % len(self._sets)
         self._point_grads(self._cur)
+
+
+def _another_rank_failed(what, error):
+    return HorovodInternalError(f"{what}: another rank failed or exited first, and its error says "
+                                f"why. ({error})")
 
 
 def _parameter_names(param_groups, named_parameters):
@@ -468,7 +538,7 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
                          backward_passes_per_step=1, op=Average, gradient_predivide_factor=1.0,
                          num_groups=0, groups=None, sparse_as_dense=False,
                          process_set=global_process_set, *, mode="sync", bucket_cap_mb=25,
-                         first_bucket_mb=1, stats=None):
+                         first_bucket_mb=1, stats=None, nonfinite="ignore"):
     """Wraps ``optimizer`` like ``hvd.DistributedOptimizer`` (same arguments, same meaning) and
     returns an instance of a subclass of its class.
 
@@ -481,6 +551,10 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
     the automatic plan with Horovod's explicit grouping (one bucket per group).
     ``stats=GradientStats(batch_size)`` measures the gradient noise scale for free (see
     ``horovod_ext.stats``); it is then ``optimizer.gradient_stats``.
+    ``nonfinite``: what a NaN or inf in the gradient to apply does: ``"ignore"`` (apply it, as
+    Horovod does), ``"skip"`` (skip that inner step on every rank, counted in
+    ``optimizer.skipped_steps``) or ``"raise"`` (FloatingPointError naming the parameter). In
+    the gradient modes it is decided from the averaged gradient, so every rank agrees.
 
     Every rank must pass the same parameters (names, shapes, dtypes, order) and arguments: one
     small allgather checks it first, and a difference raises ValueError on every rank.
@@ -493,7 +567,7 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
         gradient_predivide_factor=repr(gradient_predivide_factor), num_groups=repr(num_groups),
         groups=repr(groups if not isinstance(groups, list) else [len(g) for g in groups]),
         sparse_as_dense=repr(sparse_as_dense), bucket_cap_mb=repr(bucket_cap_mb),
-        first_bucket_mb=repr(first_bucket_mb),
+        first_bucket_mb=repr(first_bucket_mb), nonfinite=repr(nonfinite),
         stats=repr(stats if not isinstance(stats, GradientStats)
                    else (stats.batch_size, stats.ema, stats.every))))
     mode = resolve_mode(mode)
@@ -503,6 +577,7 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
     _check_positive("gradient_predivide_factor", gradient_predivide_factor)
     _check_positive("bucket_cap_mb", bucket_cap_mb)
     _check_positive("first_bucket_mb", first_bucket_mb)
+    check_nonfinite(nonfinite)
     if op == Adasum:
         raise ValueError("op=Adasum is not supported by horovod_ext.DistributedOptimizer (Adasum "
                          "combines per tensor, not per bucket); use hvd.DistributedOptimizer")
@@ -548,9 +623,10 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
                    dict(_AveragingOptimizer.__dict__,
                         __module__=hvd.DistributedOptimizer.__module__))
         return cls(optimizer.param_groups, _parameter_names(optimizer.param_groups,
-                                                            named_parameters), process_set, mode)
+                                                            named_parameters), process_set, mode,
+                   nonfinite)
     cls = type(optimizer.__class__.__name__, (optimizer.__class__,),
                dict(_DistributedOptimizer.__dict__, __module__=hvd.DistributedOptimizer.__module__))
     return cls(optimizer.param_groups, named_parameters, compression, backward_passes_per_step,
                op, gradient_predivide_factor, groups, sparse_as_dense, process_set, mode,
-               bucket_cap_mb, first_bucket_mb, stats)
+               bucket_cap_mb, first_bucket_mb, stats, nonfinite)

@@ -62,6 +62,8 @@ class GradientStats:
         ``global_sq_norm`` = |mean_i g_i|^2 (batch N b)."""
         if self.ranks is None or self.ranks < 2:
             raise ValueError("GradientStats needs ranks >= 2 before observing a step")
+        if not (math.isfinite(local_sq_norm) and math.isfinite(global_sq_norm)):
+            return  # a non-finite gradient (skipped or ignored) would poison the averages for good
         b_small, b_big = self.batch_size, self.batch_size * self.ranks
         g2 = (b_big * global_sq_norm - b_small * local_sq_norm) / (b_big - b_small)
         tr = (local_sq_norm - global_sq_norm) / (1.0 / b_small - 1.0 / b_big)

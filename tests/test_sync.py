@@ -54,6 +54,7 @@ def _opt():
     (dict(num_groups=-2), "num_groups"),
     (dict(groups="x"), "groups"),
     (dict(compression=object()), "compression"),
+    (dict(nonfinite="warn"), "nonfinite must be one of 'ignore', 'skip', 'raise'"),
 ])
 def test_bad_arguments_name_the_argument(kwargs, needle):
     opt, _ = _opt()
