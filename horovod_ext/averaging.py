@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import horovod.torch as hvd
 import torch
+from horovod.common.exceptions import HorovodInternalError
 
 from horovod_ext import _C
 from horovod_ext.failure import nonfinite_error, nonfinite_names, stop_all_ranks
@@ -309,18 +310,43 @@ class _AveragingOptimizer(torch.optim.Optimizer):
         if ours["mode"] != self.mode.name:
             raise ValueError(f"state_dict was saved in mode {ours['mode']!r}, this optimizer runs "
                              f"mode {self.mode.name!r}")
-        self.flush()
+        self._drop_pending()
         self._t = ours["t"]
         self._losses.clear()
         self._losses.extend(tuple(x) for x in ours["losses"])
         for level, saved in zip(self._levels, ours["levels"]):
             level.leader, level.history = saved["leader"], list(saved["history"])
+            if level.leader not in level.ranks:  # saved by a larger job (elastic)
+                level.leader = level.ranks[0]
             if saved["pending"] is not None:
                 for b, s in zip(level.buffers, saved["pending"]):
                     b.copy_(s)
                 level.pending = "ready"
         if ours["center"] is not None:
             self._center = [c.clone() for c in ours["center"]]
+
+    def _drop_pending(self):
+        """Forgets overlapped pulls in flight (waited for; a failed one, when a rank died, too)."""
+        for level in self._levels:
+            if level.pending not in (None, "ready"):
+                for h in level.pending:
+                    try:
+                        hvd.synchronize(h)
+                    except HorovodInternalError:
+                        pass
+            level.pending = None
+
+    def _on_reset(self):
+        """After Horovod elastic re-forms the job: the one-level modes follow the new ranks."""
+        if len(self._levels) > 1:
+            raise ValueError("the two-level Leader mode cannot follow an elastic resize (its "
+                             "groups are fixed process sets); use a one-level Leader")
+        for level in self._levels:
+            level.ranks = _ranks(level.process_set)
+            if level.leader not in level.ranks:
+                level.leader = level.ranks[0]
+        if isinstance(self.mode, EASGD) and self.mode.moving_rate is None:
+            self._alpha = 0.9 / self.process_set.size()
 
     @property
     def leader_history(self):

@@ -5,6 +5,7 @@ Control flow, as verbs: ``_on_grad_ready`` (autograd hook) -> ``_mark_bucket_rea
 ``_launch`` (Horovod ``allreduce_async_`` of the flat bucket) -> ``synchronize`` (wait in launch
 order, unpack, rebuild the plan once from the real gradient order) -> the inner ``step``.
 """
+import os
 import warnings
 from collections import deque
 from contextlib import contextmanager
@@ -385,6 +386,12 @@ class _DistributedOptimizer(torch.optim.Optimizer):
                 if p.grad is not view:
                     p.grad = view
 
+    def _on_reset(self):
+        """After Horovod elastic re-forms the job (ranks and size may have changed)."""
+        self._active = self.process_set.included()
+        if self.gradient_stats is not None:
+            self.gradient_stats.ranks = self.process_set.size()
+
     def set_backward_passes_per_step(self, passes):
         _check_positive_int("backward_passes_per_step", passes)
         self.backward_passes_per_step = passes
@@ -495,14 +502,19 @@ def _check_positive_int(name, value):
 
 def _agree(optimizer, named_parameters, process_set, config):
     """Runs before any local check, so that a rank whose arguments differ raises with the others
-    instead of leaving them waiting; names that fail Horovod's rules are compared as such."""
+    instead of leaving them waiting; names that fail Horovod's rules are compared as such.
+    Returns the check's arguments. Under Horovod elastic a worker may be constructed while the
+    others train, so the check runs in ``hvd_ext.elastic.TorchState.sync()`` instead."""
     params = [p for g in getattr(optimizer, "param_groups", []) for p in g["params"]]
     try:
         names = _parameter_names(getattr(optimizer, "param_groups", []), named_parameters)
     except (ValueError, TypeError) as e:
         config = dict(config, named_parameters=str(e))
         names = {p: f"#{i}" for i, p in enumerate(params)}
-    check_agreement(params, names, config, process_set)
+    agreement = (params, names, config, process_set)
+    if os.environ.get("HOROVOD_ELASTIC") != "1":
+        check_agreement(*agreement)
+    return agreement
 
 
 def _check_stats(stats, mode, op, compression, optimizer, process_set):
@@ -561,7 +573,7 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
     """
     if named_parameters is not None:
         named_parameters = list(named_parameters)
-    _agree(optimizer, named_parameters, process_set, dict(
+    agreement = _agree(optimizer, named_parameters, process_set, dict(
         mode=repr(mode), optimizer=type(optimizer).__name__, compression=repr(compression),
         backward_passes_per_step=repr(backward_passes_per_step), op=repr(op),
         gradient_predivide_factor=repr(gradient_predivide_factor), num_groups=repr(num_groups),
@@ -622,11 +634,15 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
         cls = type(optimizer.__class__.__name__, (optimizer.__class__,),
                    dict(_AveragingOptimizer.__dict__,
                         __module__=hvd.DistributedOptimizer.__module__))
-        return cls(optimizer.param_groups, _parameter_names(optimizer.param_groups,
-                                                            named_parameters), process_set, mode,
-                   nonfinite)
+        opt = cls(optimizer.param_groups, _parameter_names(optimizer.param_groups,
+                                                           named_parameters), process_set, mode,
+                  nonfinite)
+        opt._agreement = agreement
+        return opt
     cls = type(optimizer.__class__.__name__, (optimizer.__class__,),
                dict(_DistributedOptimizer.__dict__, __module__=hvd.DistributedOptimizer.__module__))
-    return cls(optimizer.param_groups, named_parameters, compression, backward_passes_per_step,
-               op, gradient_predivide_factor, groups, sparse_as_dense, process_set, mode,
-               bucket_cap_mb, first_bucket_mb, stats, nonfinite)
+    opt = cls(optimizer.param_groups, named_parameters, compression, backward_passes_per_step,
+              op, gradient_predivide_factor, groups, sparse_as_dense, process_set, mode,
+              bucket_cap_mb, first_bucket_mb, stats, nonfinite)
+    opt._agreement = agreement
+    return opt
