@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): setup.py scripts/install_horovod.sh $(wildcard csrc/*.h csrc/*.cpp csrc/cuda/* python/*.cpp)
 	test -x $(PY) || python3 -m venv --system-site-packages $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install numpy pybind11 ninja pytest tqdm matplotlib mlxtend
+	$(PY) -m pip install numpy pybind11 ninja pytest hypothesis tqdm matplotlib mlxtend
 	PYTHON=$(PY) bash scripts/install_horovod.sh
 	$(PY) -m pip install --no-build-isolation --no-deps -e .
 	touch $(STAMP)
