@@ -63,7 +63,8 @@ def make(name, base, args):
     else:
         kwargs = dict(MODES[name])
         if kwargs.pop("stats", False):
-            kwargs["stats"] = hvd_ext.GradientStats(batch_size=args.batch_size)
+            kwargs["stats"] = hvd_ext.GradientStats(
+                batch_size=args.batch_size, history=getattr(args, "stats_history", 10_000))
         opt = hvd_ext.DistributedOptimizer(opt, named_parameters=model.named_parameters(),
                                            bucket_cap_mb=args.bucket_cap_mb, **kwargs)
     return model, opt

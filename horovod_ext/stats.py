@@ -11,6 +11,10 @@ the fused multi-tensor norm kernel. Nothing here communicates.
 """
 import json
 import math
+from collections import deque
+
+
+DRAIN_EVERY = 64
 
 
 class GradientStats:
@@ -22,21 +26,26 @@ class GradientStats:
     observed step.
     every: observe every ``every``-th step only (steps 0, every, 2 every, ...). Each observed
     step costs two read passes over the gradients (the local norm, the averaged one).
+    history: how many observed steps ``history`` keeps (the latest; memory stays bounded in
+    long runs). The moving averages cover every step.
     """
 
-    def __init__(self, batch_size, ema=0.99, every=1):
+    def __init__(self, batch_size, ema=0.99, every=1, history=10_000):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"GradientStats.batch_size must be an int >= 1; got {batch_size!r}")
         if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1:
             raise ValueError(f"GradientStats.ema must be a number in [0, 1); got {ema!r}")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"GradientStats.every must be an int >= 1; got {every!r}")
+        if isinstance(history, bool) or not isinstance(history, int) or history < 1:
+            raise ValueError(f"GradientStats.history must be an int >= 1; got {history!r}")
         self.batch_size = batch_size
         self.every = every
         self.ema = float(ema)
         self.ranks = None     # set by the optimizer it is given to
         self.staleness = 0    # idem: the delay of the gradients it sees
-        self._history = []    # one dict per observed step, oldest first
+        self._history = deque(maxlen=history)  # one dict per observed step, oldest first
+        self._observed = 0    # steps observed, including those dropped from the history
         self._pending = []    # (step, tensor [local, global]) not converted to floats yet
         self._g2 = self._tr = 0.0  # uncorrected moving averages
         self._weight = 0.0         # 1 - ema**steps, their bias correction
@@ -48,8 +57,12 @@ class GradientStats:
         self.ranks, self.staleness = ranks, staleness
 
     def _push(self, step, norms):
-        """Queues a device tensor [mean_i |g_i|^2, |g_bar|^2] without waiting for it."""
+        """Queues a device tensor [mean_i |g_i|^2, |g_bar|^2] without waiting for it; every
+        ``DRAIN_EVERY`` steps the queue is read (one device sync), so it stays bounded when
+        nobody reads the statistics."""
         self._pending.append((step, norms))
+        if len(self._pending) >= DRAIN_EVERY:
+            self._drain()
 
     def _drain(self):
         pending, self._pending = self._pending, []
@@ -71,6 +84,7 @@ class GradientStats:
         self._g2 = beta * self._g2 + (1 - beta) * g2
         self._tr = beta * self._tr + (1 - beta) * tr
         self._weight = beta * self._weight + (1 - beta)
+        self._observed += 1
         self._history.append({"step": step, "local_sq_norm": local_sq_norm,
                              "grad_sq_norm": global_sq_norm, "g2": g2, "trace": tr,
                              "noise_scale": _finite_or_none(self._ratio())})
@@ -87,12 +101,13 @@ class GradientStats:
         grad_sq_norm, the step's unbiased estimates g2 (|G|^2) and trace (tr S), and
         noise_scale (the ratio of moving averages after it; None while undefined)."""
         self._drain()
-        return self._history
+        return list(self._history)
 
     @property
     def steps(self):
+        """Steps observed so far (the history keeps the latest ``history`` of them)."""
         self._drain()
-        return len(self._history)
+        return self._observed
 
     @property
     def noise_scale(self):
@@ -134,19 +149,21 @@ class GradientStats:
     def state_dict(self):
         self._drain()
         return {"g2": self._g2, "tr": self._tr, "weight": self._weight,
-                "history": [dict(h) for h in self._history]}
+                "observed": self._observed, "history": [dict(h) for h in self._history]}
 
     def load_state_dict(self, state):
         self._pending = []
         self._g2, self._tr, self._weight = state["g2"], state["tr"], state["weight"]
-        self._history = [dict(h) for h in state["history"]]
+        self._history.clear()
+        self._history.extend(dict(h) for h in state["history"])
+        self._observed = state.get("observed", len(self._history))
 
     def to_json(self):
         self._drain()
         return {"batch_size": self.batch_size, "ranks": self.ranks, "ema": self.ema,
                 "every": self.every,
                 "staleness": self.staleness, "noise_scale": _finite_or_none(self._ratio()),
-                "history": self._history}
+                "history": list(self._history)}
 
     def save(self, path):
         """Writes ``to_json()`` to ``path``; ``python -m horovod_ext.advise path`` reads it."""

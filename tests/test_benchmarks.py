@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import BIN, ROOT
 
 RUN = [sys.executable, str(ROOT / "benchmarks" / "run.py")]
 
@@ -47,3 +47,25 @@ def test_refuses_clearly_without_iproute2(tmp_path):
     assert proc.returncode != 0
     assert ("needs iproute2" in proc.stderr) or ("needs root" in proc.stderr)
     assert "--allow-unshaped" in proc.stderr
+
+
+def test_soak_finds_no_growth(tmp_path):
+    """A short soak of every mode: nothing the optimizers hold grows (handles, buffers, file
+    descriptors, Python objects beyond the samples themselves) and RSS stays flat."""
+    out = tmp_path / "soak.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([str(BIN / "horovodrun"), "--gloo", "-np", "2", sys.executable,
+                           str(ROOT / "benchmarks" / "soak.py"), "--steps", "300", "--warmup",
+                           "200", "--every", "150", "--json", str(out)], capture_output=True,
+                          text=True, env=env, timeout=600, cwd=ROOT / "benchmarks")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    d = json.loads(out.read_text())
+    assert set(d["results"]) >= {"sync", "delayed", "leader", "easgd", "localsgd", "sync+stats"}
+    for mode, r in d["results"].items():
+        assert r["handles_growth"] == r["buffer_bytes_growth"] == r["fds_growth"] == 0, mode
+        assert r["samples"][-1]["handles"] == 0, f"{mode}: handles left after flush()"
+        if mode != "horovod":
+            # one tracked object per sample taken (its dict), nothing else
+            assert r["objects_growth"] <= len(r["samples"]) - 1, f"{mode}: {r['objects_growth']}"
+        assert r["rss_growth"] < 0.05, f"{mode}: RSS grew {r['rss_growth']:.1%}"
+    assert (tmp_path / "soak.png").stat().st_size > 0

@@ -63,10 +63,27 @@ def test_one_rank_is_refused():
     (dict(batch_size=0), "GradientStats.batch_size"), (dict(batch_size=2.0), "batch_size"),
     (dict(batch_size=True), "batch_size"), (dict(batch_size=4, ema=1.0), "GradientStats.ema"),
     (dict(batch_size=4, ema=-0.1), "GradientStats.ema"),
-    (dict(batch_size=4, every=0), "GradientStats.every")])
+    (dict(batch_size=4, every=0), "GradientStats.every"),
+    (dict(batch_size=4, history=0), "GradientStats.history")])
 def test_bad_fields_raise(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         hvd_ext.GradientStats(**kwargs)
+
+
+def test_history_keeps_the_latest_steps_and_every_step_counts():
+    stats = hvd_ext.GradientStats(batch_size=4, ema=0.5, history=3)
+    stats._bind(2, 0)
+    for t in range(5):
+        stats.observe(t, 2.0 + t, 1.0)
+    assert [h["step"] for h in stats.history] == [2, 3, 4] and stats.steps == 5
+    unbounded = hvd_ext.GradientStats(batch_size=4, ema=0.5)
+    unbounded._bind(2, 0)
+    for t in range(5):
+        unbounded.observe(t, 2.0 + t, 1.0)
+    assert stats.noise_scale == unbounded.noise_scale  # the averages cover dropped steps too
+    again = hvd_ext.GradientStats(batch_size=4, ema=0.5, history=3)
+    again.load_state_dict(stats.state_dict())
+    assert again.steps == 5 and again.history == stats.history
 
 
 def test_advise_cli_follows_its_formulas(results, tmp_path):
