@@ -44,6 +44,7 @@ def test_killed_worker_job_continues_from_last_commit(mode, tmp_path):
             time.sleep(0.05)
         assert victim is not None, "the job never reached the step at which to kill a worker"
         os.kill(victim["pid"], signal.SIGKILL)
+        killed_time = time.time()
         killed_at = max(e["step"] for e in _events(log) if e["event"] == "commit")
         output, _ = job.communicate(timeout=240)
     finally:
@@ -62,6 +63,8 @@ def test_killed_worker_job_continues_from_last_commit(mode, tmp_path):
         # resumed exactly at its last commit (no committed step lost, none replayed from earlier)
         assert e["step"] == max(committed) >= killed_at
         assert e["size"] == 2
+        print(f"{mode}: pid {e['pid']} resumed at step {e['step']}, "
+              f"{e['time'] - killed_time:.1f} s after the kill")
     finals = [json.loads(out.with_name(f"out.{pid}").read_text()) for pid in survivors]
     assert [f["step"] for f in finals] == [60, 60] and [f["size"] for f in finals] == [2, 2]
     assert finals[0]["params"] == finals[1]["params"], "survivors disagree on the consensus model"

@@ -31,7 +31,8 @@ def main():
     def log(event, **kw):
         with open(log_path, "a") as f:
             f.write(json.dumps(dict(event=event, pid=os.getpid(), rank=hvd.rank(), size=hvd.size(),
-                                    host=os.environ.get("HOROVOD_HOSTNAME"), **kw)) + "\n")
+                                    host=os.environ.get("HOROVOD_HOSTNAME"), time=time.time(), **kw))
+                    + "\n")
 
     model = make_model()
     opt = hvd_ext.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),

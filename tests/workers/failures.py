@@ -36,6 +36,14 @@ def flat(model):
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
+def train_step(model, opt, t):
+    opt.zero_grad()
+    x, y = data(hvd.rank(), t)
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step(loss=loss)
+
+
 def run(mode, nonfinite, steps=STEPS):
     """Trains; returns (model, optimizer, the error step() raised or None)."""
     model = make_model()
@@ -43,12 +51,8 @@ def run(mode, nonfinite, steps=STEPS):
                                        named_parameters=model.named_parameters(), mode=mode,
                                        nonfinite=nonfinite)
     for t in range(steps):
-        opt.zero_grad()
-        x, y = data(hvd.rank(), t)
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
         try:
-            opt.step(loss=loss)
+            train_step(model, opt, t)
         except FloatingPointError as e:
             return model, opt, f"{type(e).__name__}: {e}"
     opt.flush()
@@ -128,12 +132,8 @@ def stop_case(case):
     for t in range(STEPS):
         if t == BAD:
             failed_at = time.monotonic()
-        opt.zero_grad()
-        x, y = data(hvd.rank(), t)
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
         try:
-            opt.step(loss=loss)
+            train_step(model, opt, t)
         except Exception as e:  # noqa: BLE001 - what each rank sees is the result
             cause = e.__cause__
             return dict(step=t, type=type(e).__name__, error=str(e),
