@@ -27,7 +27,8 @@ def test_killed_worker_job_continues_from_last_commit(mode, tmp_path):
     discover, log, out = tmp_path / "discover.sh", tmp_path / "log", tmp_path / "out"
     discover.write_text(DISCOVERY)
     discover.chmod(0o755)
-    env = dict(os.environ, OMP_NUM_THREADS="1",
+    # A survivor notices the dead peer when its Gloo collective times out (default 30 s).
+    env = dict(os.environ, OMP_NUM_THREADS="1", HOROVOD_GLOO_TIMEOUT_SECONDS="5",
                PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests' / 'workers'}")
     cmd = [str(BIN / "horovodrun"), "-np", "3", "--min-np", "2", "--max-np", "3",
            "--host-discovery-script", str(discover), sys.executable,
