@@ -24,22 +24,27 @@ from tqdm import tqdm
 
 import horovod_ext as hvd_ext
 from horovod_ext.wire import wire_bytes
-from models import MODELS, loss_fn, make_batch
+from models import BATCH, MODELS, loss_fn, make_batch
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=sorted(MODELS), default="cnn")
-    p.add_argument("--batch-size", type=int, default=32, help="per rank")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="per rank (default: 8 sequences for lm, 32 images otherwise)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per round")
     p.add_argument("--rounds", type=int, default=6,
                    help="rounds; each times every optimizer (steps + flush) once")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per optimizer first")
     p.add_argument("--threads", type=int, default=1, help="torch threads per rank")
-    p.add_argument("--bucket-cap-mb", type=float, default=25.0)
+    p.add_argument("--bucket-cap-mb", type=float, default=None,
+                   help="bucket_cap_mb of every hvd_ext optimizer (default: sized to the model)")
     p.add_argument("--modes", default="horovod,sync",
                    help=f"comma-separated, from: {', '.join(MODES)}")
     p.add_argument("--json", default="results/throughput.json")
+    p.add_argument("--trace", action="store_true",
+                   help="after the timed rounds, trace a few steps of each optimizer with "
+                        "Horovod's timeline (written beside --json) and report where the time went")
     return p.parse_args()
 
 
@@ -52,7 +57,8 @@ MODES = {"horovod": None, "sync": dict(mode=hvd_ext.Sync()),
          "easgd": dict(mode=hvd_ext.EASGD(period=4)),
          "localsgd": dict(mode=hvd_ext.LocalSGD(period=4)),
          "sync+stats": dict(mode=hvd_ext.Sync(), stats=True),
-         "delayed+stats": dict(mode=hvd_ext.Delayed(staleness=1), stats=True)}
+         "delayed+stats": dict(mode=hvd_ext.Delayed(staleness=1), stats=True),
+         "sync-25mb": dict(mode=hvd_ext.Sync(), bucket_cap_mb=25)}
 
 
 def make(name, base, args):
@@ -65,8 +71,9 @@ def make(name, base, args):
         if kwargs.pop("stats", False):
             kwargs["stats"] = hvd_ext.GradientStats(
                 batch_size=args.batch_size, history=getattr(args, "stats_history", 10_000))
+        kwargs.setdefault("bucket_cap_mb", args.bucket_cap_mb)
         opt = hvd_ext.DistributedOptimizer(opt, named_parameters=model.named_parameters(),
-                                           bucket_cap_mb=args.bucket_cap_mb, **kwargs)
+                                           **kwargs)
     return model, opt
 
 
@@ -86,8 +93,75 @@ def run_round(model, opt, data, target, n):
     return (time.perf_counter() - t0) / n
 
 
+def traced_round(model, opt, data, target, n):
+    """n steps as in run_round, returning each step's (start, backward end, step end) in
+    microseconds since the epoch, the clock of Horovod's timeline."""
+    ours = hasattr(opt, "flush")
+    marks = []
+    for _ in range(n):
+        a = time.time()
+        opt.zero_grad()
+        loss = loss_fn(model(data), target)
+        loss.backward()
+        b = time.time()
+        opt.step(loss=loss) if ours else opt.step()
+        marks.append((a * 1e6, b * 1e6, time.time() * 1e6))
+    if ours:
+        opt.flush()
+    return marks
+
+
+def read_timeline(path):
+    """Horovod's timeline (chrome trace written by the coordinator) as (t0, ops): t0 its start in
+    microseconds since the epoch, ops a list of (tensor name, negotiation start, transfer start,
+    transfer end) in microseconds since t0."""
+    with open(path) as f:
+        text = f.read().rstrip().rstrip(",")
+    events = json.loads(text if text.endswith("]") else text + "]")
+    t0, names, stack, negotiated, ops = 0, {}, {}, {}, []
+    for e in events:
+        pid = e.get("pid")
+        if e["ph"] == "M" and e["name"] == "process_name":
+            t0 = e["args"].get("start_time_since_epoch_in_micros", t0)
+            names[pid] = e["args"].get("name")
+        elif e["ph"] == "B":
+            stack.setdefault(pid, []).append((e["name"], e["ts"]))
+        elif e["ph"] == "E" and stack.get(pid):
+            name, ts = stack[pid].pop()
+            if stack[pid]:
+                continue  # a sub-activity (queue, memcpy, the transfer itself)
+            if name.startswith("NEGOTIATE"):
+                negotiated[pid] = ts
+            else:
+                ops.append((names.get(pid), negotiated.pop(pid, ts), ts, e["ts"]))
+    return t0, ops
+
+
+def summarize_trace(marks, t0, ops):
+    """Per traced step: compute (start to backward end), exposed wait (backward end to step end),
+    the time some allreduce was on the wire during the step, and the part of it after backward."""
+    rows = []
+    for a, b, c in marks:
+        spans = sorted((max(s + t0, a), min(e + t0, c)) for _, _, s, e in ops if s + t0 < c and e + t0 > a)
+        wire = after = 0.0
+        end = a
+        for s, e in spans:  # union of the transfer intervals
+            s = max(s, end)
+            if e > s:
+                wire += e - s
+                after += max(0.0, e - max(s, b))
+                end = e
+        rows.append({"compute_ms": (b - a) / 1e3, "wait_ms": (c - b) / 1e3,
+                     "wire_ms": wire / 1e3, "wire_after_backward_ms": after / 1e3})
+    return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+
+
 def main():
     args = parse_args()
+    if args.batch_size is None:
+        args.batch_size = BATCH.get(args.model, 32)
+    if args.trace:
+        os.environ["HOROVOD_TIMELINE"] = "DYNAMIC"  # read by hvd.init()
     hvd.init()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -123,6 +197,17 @@ def main():
             t0 = time.perf_counter()
             hvd.allreduce_(flat, name="bench.allreduce")
             step_times["allreduce"].append(time.perf_counter() - t0)
+    traces = {}
+    if args.trace:
+        stem = os.path.splitext(os.path.abspath(args.json))[0]
+        os.makedirs(os.path.dirname(stem), exist_ok=True)
+        for n in names:
+            path = f"{stem}.timeline.{n}.json"
+            hvd.start_timeline(path)
+            marks = traced_round(*runs[n], data, target, min(args.steps, 4))
+            hvd.stop_timeline()
+            if rank0:
+                traces[n] = (marks, *read_timeline(path))
     # Median over rounds of each round's mean step time, averaged over ranks (one slow rank shows).
     results = []
     steps_run = args.warmup + args.rounds * args.steps
@@ -143,6 +228,8 @@ def main():
     for r in results:
         r["vs_horovod"] = base_ms / r["step_ms"]
         r["efficiency"] = bound_ms / r["step_ms"]
+        if r["mode"] in traces:
+            r["trace"] = summarize_trace(*traces[r["mode"]])
     if rank0:
         print(f"T_compute {compute_ms:.1f} ms, T_allreduce {allreduce_ms:.1f} ms "
               f"({flat.numel() * 4 / 1e6:.1f} MB), bound {bound_ms:.1f} ms")
@@ -150,6 +237,12 @@ def main():
             print(f"{r['mode']:8s} median step {r['step_ms']:7.1f} ms | img/sec per rank "
                   f"{r['samples_per_sec']:7.1f} | total img/sec on {hvd.size()} ranks "
                   f"{r['samples_per_sec_total']:7.1f} | vs horovod {r['vs_horovod']:.3f}x")
+        for r in results:
+            if "trace" in r:
+                t = r["trace"]
+                print(f"{r['mode']:8s} traced: forward+backward {t['compute_ms']:7.1f} ms, then "
+                      f"waits {t['wait_ms']:6.1f} ms; allreduce on the wire {t['wire_ms']:6.1f} ms, "
+                      f"{t['wire_after_backward_ms']:6.1f} ms of it after backward")
         out = {"config": dict(vars(args), np=hvd.size(), torch=torch.__version__,
                               horovod=horovod.__version__, machine=platform.machine(),
                               cpus=os.cpu_count()),
@@ -161,6 +254,9 @@ def main():
         png = os.path.splitext(args.json)[0] + ".png"
         plot(out, png)
         print(f"wrote {args.json} and {png}")
+        if traces:
+            plot_timeline(traces, f"{stem}.timeline.png")
+            print(f"wrote {stem}.timeline.png and the timelines beside it")
 
 
 def plot(out, path):
@@ -184,6 +280,27 @@ def plot(out, path):
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def plot_timeline(traces, path):
+    """One row per optimizer: its traced steps (forward + backward light, waiting for the step
+    dark) and, below, the allreduces on the wire; time since the first traced step started."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(10, 0.8 + 0.7 * len(traces)))
+    for row, (mode, (marks, t0, ops)) in enumerate(traces.items()):
+        start, y = marks[0][0], -row
+        for a, b, c in marks:
+            ax.broken_barh([((a - start) / 1e3, (b - a) / 1e3)], (y, 0.3), color="#9ecae1")
+            ax.broken_barh([((b - start) / 1e3, (c - b) / 1e3)], (y, 0.3), color="#08519c")
+        spans = [((s + t0 - start) / 1e3, (e - s) / 1e3) for _, _, s, e in ops
+                 if s + t0 <= marks[-1][2] and e + t0 >= start]
+        ax.broken_barh(spans, (y - 0.35, 0.3), color="#fd8d3c")
+    ax.set_yticks([-r + 0.0 for r in range(len(traces))], list(traces))
+    ax.set_xlabel("ms (light: forward + backward, dark: step waits; orange: allreduce on the wire)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,21 @@ import torch
 from horovod_ext import _C
 
 MB = 1024 * 1024
+# bucket_cap_mb=None: about this many buckets, each within [AUTO_MIN_CAP, AUTO_MAX_CAP] bytes.
+AUTO_BUCKETS, AUTO_MIN_CAP, AUTO_MAX_CAP = 32, MB // 4, 25 * MB
+
+
+def bucket_caps(cap_mb, first_mb, total_bytes):
+    """(cap, first cap) in bytes. ``cap_mb=None`` sizes the buckets to the model: its gradient
+    bytes over AUTO_BUCKETS, within [AUTO_MIN_CAP, AUTO_MAX_CAP]. A fixed 25 MB cap puts all of
+    a small model's gradient in one or two buckets, which start only as backward ends; about 32
+    buckets let most of it cross the wire during backward, for few launches. The first bucket
+    is never larger than the others."""
+    if cap_mb is None:
+        cap = min(AUTO_MAX_CAP, max(AUTO_MIN_CAP, total_bytes // AUTO_BUCKETS))
+    else:
+        cap = int(cap_mb * MB)
+    return cap, min(cap, int(first_mb * MB))
 
 
 def plan_buckets(numels, element_sizes, keys, order, cap_bytes, first_cap_bytes):

@@ -18,7 +18,7 @@ from horovod.torch.mpi_ops import Adasum, Average, Sum, global_process_set
 
 from horovod_ext import _C
 from horovod_ext.agreement import check_agreement
-from horovod_ext.buckets import MB, Bucket, plan_buckets, split_groups
+from horovod_ext.buckets import Bucket, bucket_caps, plan_buckets, split_groups
 from horovod_ext.compression import KERNEL_CASTS, Compression
 from horovod_ext.failure import (check_nonfinite, nonfinite_error, nonfinite_names,
                                  stop_all_ranks)
@@ -50,8 +50,6 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self.gradient_predivide_factor = gradient_predivide_factor
         self.sparse_as_dense = sparse_as_dense  # sparse gradients are always reduced densely
         self.process_set = process_set
-        self._cap_bytes = int(bucket_cap_mb * MB)
-        self._first_cap_bytes = int(first_bucket_mb * MB)
         self._staleness = getattr(mode, "staleness", 0)
         self._compensation = float(getattr(mode, "compensation", 0.0))
         # NOTE: [gradient statistics] With ``stats``, every bucket carries one extra element.
@@ -70,6 +68,8 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self._params = [p for g in self.param_groups for p in g["params"] if p.requires_grad]
         self._names = [names[p] for p in self._params]
         self._index = {p: i for i, p in enumerate(self._params)}
+        self._cap_bytes, self._first_cap_bytes = bucket_caps(
+            bucket_cap_mb, first_bucket_mb, sum(p.numel() * p.element_size() for p in self._params))
         self._passes = [0] * len(self._params)  # backward passes seen this step, per param
         n_sets = self._staleness + 1
         self._sets = [[] for _ in range(n_sets)]      # per set: its buckets
@@ -549,14 +549,15 @@ def _check_positive(name, value):
 def DistributedOptimizer(optimizer, named_parameters=None, compression=Compression.none,
                          backward_passes_per_step=1, op=Average, gradient_predivide_factor=1.0,
                          num_groups=0, groups=None, sparse_as_dense=False,
-                         process_set=global_process_set, *, mode="sync", bucket_cap_mb=25,
+                         process_set=global_process_set, *, mode="sync", bucket_cap_mb=None,
                          first_bucket_mb=1, stats=None, nonfinite="ignore"):
     """Wraps ``optimizer`` like ``hvd.DistributedOptimizer`` (same arguments, same meaning) and
     returns an instance of a subclass of its class.
 
-    Gradients are gathered in flat buckets (``bucket_cap_mb``, a smaller first bucket of
-    ``first_bucket_mb``) in backward order; each bucket's allreduce starts the moment its last
-    gradient is accumulated, so communication overlaps the rest of backprop. ``mode`` picks the
+    Gradients are gathered in flat buckets in backward order; each bucket's allreduce starts the
+    moment its last gradient is accumulated, so communication overlaps the rest of backprop.
+    ``bucket_cap_mb`` caps a bucket's size (default None: about 32 buckets for the model, each
+    0.25 to 25 MB) and the first bucket holds at most ``first_bucket_mb``. ``mode`` picks the
     synchronisation algorithm: ``"sync"`` (exact, the default), ``Delayed(staleness, compensation)``,
     or a model-averaging mode without gradient allreduce: ``Leader(period, pull, ...)``,
     ``EASGD(period, moving_rate)``, ``LocalSGD(period)``. ``groups``/``num_groups`` replace
@@ -587,7 +588,8 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
         raise ValueError(f"optimizer must be a torch.optim.Optimizer; got {type(optimizer).__name__}")
     _check_positive_int("backward_passes_per_step", backward_passes_per_step)
     _check_positive("gradient_predivide_factor", gradient_predivide_factor)
-    _check_positive("bucket_cap_mb", bucket_cap_mb)
+    if bucket_cap_mb is not None:
+        _check_positive("bucket_cap_mb", bucket_cap_mb)
     _check_positive("first_bucket_mb", first_bucket_mb)
     check_nonfinite(nonfinite)
     if op == Adasum:

@@ -22,7 +22,7 @@ def test_shaped_run_writes_the_schema_and_removes_its_namespace(tmp_path):
     before = namespaces()
     out = tmp_path / "out.json"
     proc = subprocess.run(RUN + ["--np", "2", "--rate", "1gbit", "--modes", "horovod,sync,delayed",
-                                 "--steps", "2", "--rounds", "1", "--warmup", "1",
+                                 "--steps", "2", "--rounds", "1", "--warmup", "1", "--trace",
                                  "--json", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "loopback limited to 1gbit" in proc.stdout
@@ -38,6 +38,17 @@ def test_shaped_run_writes_the_schema_and_removes_its_namespace(tmp_path):
     assert d["allreduce_ms"] > 100
     assert d["bound_ms"] == max(d["compute_ms"], d["allreduce_ms"])
     assert (tmp_path / "out.png").stat().st_size > 0
+    # --trace: Horovod's timeline of each optimizer, read back. Every step of horovod and sync
+    # moves the whole gradient, which takes longer than backward at this rate, so the wire is
+    # busy for most of one allreduce's time and part of it is exposed after backward.
+    for r in d["results"]:
+        t = r["trace"]
+        assert t["compute_ms"] > 0 and 0 <= t["wire_after_backward_ms"] <= t["wire_ms"]
+        assert (tmp_path / f"out.timeline.{r['mode']}.json").stat().st_size > 0
+        if r["mode"] != "delayed":
+            assert t["wire_ms"] > 0.5 * d["allreduce_ms"]
+            assert t["wire_after_backward_ms"] > 0.2 * d["allreduce_ms"]
+    assert (tmp_path / "out.timeline.png").stat().st_size > 0
 
 
 def test_refuses_clearly_without_iproute2(tmp_path):

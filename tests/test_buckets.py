@@ -4,7 +4,7 @@ import random
 import pytest
 import torch
 
-from horovod_ext.buckets import Bucket, plan_buckets, split_groups
+from horovod_ext.buckets import MB, Bucket, bucket_caps, plan_buckets, split_groups
 
 
 def check_plan(buckets, numels, sizes, keys, order, cap, first_cap):
@@ -49,6 +49,22 @@ def test_large_tensor_gets_own_bucket_and_keys_split():
     buckets = plan_buckets([10, 10_000, 10, 10], [4, 4, 8, 4], ["f", "f", "d", "f"],
                            [0, 1, 2, 3], 1000, 1000)
     assert buckets == [[0, 1], [2], [3]]
+
+
+@pytest.mark.parametrize("total, cap", [(0, MB // 4), (MB, MB // 4), (11 * MB, 11 * MB // 32),
+                                        (100 * MB, 100 * MB // 32), (4000 * MB, 25 * MB)])
+def test_automatic_cap_gives_about_32_buckets_within_bounds(total, cap):
+    assert bucket_caps(None, 1, total) == (cap, min(cap, MB))
+    numels = [total // 4 // 1000] * 1000  # many equal tensors: the count follows the cap
+    buckets = plan_buckets(numels, [4] * 1000, ["k"] * 1000, list(range(1000)),
+                           *bucket_caps(None, 1, total))
+    if MB // 4 < cap < 25 * MB and numels[0]:
+        assert 30 <= len(buckets) <= 34
+
+
+def test_explicit_cap_is_kept_and_first_bucket_never_larger():
+    assert bucket_caps(25, 1, 10 * MB) == (25 * MB, MB)
+    assert bucket_caps(0.5, 1, 10 * MB) == (MB // 2, MB // 2)
 
 
 def test_order_must_be_a_permutation():
