@@ -4,7 +4,10 @@ torch baselines and against one large copy of the same bytes measured in the sam
     python benchmarks/kernels.py --json results/kernels.json      (CPU; --device cuda on a GPU)
 
 GB/s counts the bytes each operation must read and write; "of copy" divides by the bandwidth of
-one large ``dst.copy_(src)`` of the same size. Median of --repeats timings after a warm-up.
+one large ``dst.copy_(src)`` of the same size, timed right before each repetition of the
+operation: memory bandwidth on a shared machine drifts by 20% or more within a minute, so the
+ratio is the median of per-repetition ratios, not a ratio of medians. Medians of --repeats
+timings after a warm-up.
 """
 import argparse
 import json
@@ -42,16 +45,19 @@ def transformer_shapes(layers=6, d=512, vocab=8192, ctx=512):
     return shapes + [(d,), (d,)]
 
 
-def timeit(fn, repeats, sync):
+def timed(fn, sync):
+    t0 = time.perf_counter()
     fn()
     sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return time.perf_counter() - t0
+
+
+def paired(fn, copy, repeats, sync):
+    """Per repetition: (seconds of fn, seconds of the reference copy run just before it)."""
+    fn()
+    copy()
+    sync()
+    return [(timed(copy, sync), timed(fn, sync))[::-1] for _ in range(repeats)]
 
 
 def bench(name, shapes, device, repeats, sync):
@@ -84,12 +90,12 @@ def bench(name, shapes, device, repeats, sync):
         "torch._foreach_norm (norm)": (lambda: torch._foreach_norm(ts), fp32),
     }
     rows = []
+    copy_fn, copy_bytes = cases["copy (one large tensor)"]
     for case, (fn, nbytes) in cases.items():
-        sec = timeit(fn, repeats, sync)
-        rows.append({"op": case, "ms": sec * 1e3, "gb_per_s": nbytes / sec / 1e9})
-    copy_bw = rows[0]["gb_per_s"]
-    for r in rows:
-        r["of_copy"] = r["gb_per_s"] / copy_bw
+        pairs = paired(fn, copy_fn, repeats, sync)
+        sec = statistics.median(t for t, _ in pairs)
+        rows.append({"op": case, "ms": sec * 1e3, "gb_per_s": nbytes / sec / 1e9,
+                     "of_copy": statistics.median(nbytes / t / (copy_bytes / c) for t, c in pairs)})
     return {"params": name, "tensors": len(ts), "numel": numel, "rows": rows}
 
 

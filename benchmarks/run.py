@@ -8,14 +8,23 @@ removes (also on Ctrl-C and errors).
 one JSON per run under results/sweep/, a PNG of speedup over Horovod versus rate per model, and
 prints the README table.
 
+--switched gives every host its own namespace instead, linked to a bridge (in a namespace of its
+own) by a veth pair rate-limited in both directions: a switched network, where each host's link
+carries only its own traffic, rather than one link shared by every rank. --ranks-per-host (1)
+ranks share a host and talk over its unshaped loopback. The addresses (10.77.0.0/24) exist only
+inside these namespaces, and every namespace is removed afterwards. Ranks are started directly
+with Horovod's Gloo rendezvous, run from the switch's namespace.
+
 --rate none runs unshaped. A rate needs root and iproute2 (ip, tc); without them the script stops
 with a clear message, or, with --allow-unshaped, warns and runs unshaped. --mpi launches with
 mpirun instead of horovodrun --gloo. Any other argument goes to benchmarks/throughput.py.
 """
 import argparse
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 
@@ -56,6 +65,97 @@ class Namespace:
         subprocess.run(["ip", "netns", "del", self.name], check=False)
 
 
+class Switch:
+    """One namespace per host, each linked to a bridge in a switch namespace by a veth pair whose
+    two ends are limited to `rate` (host uplink and downlink); removed on exit, whatever happens."""
+
+    SUBNET, SWITCH_IP = "10.77.0.{}", "10.77.0.254"
+
+    def __init__(self, hosts, rate):
+        tag = f"hvdext-{os.getpid()}"
+        self.name, self.rate = f"{tag}-sw", rate
+        self.hosts = [f"{tag}-h{k}" for k in range(hosts)]
+
+    def __enter__(self):
+        made = [self.name]
+        try:
+            subprocess.run(["ip", "netns", "add", self.name], check=True)
+            sw = ["ip", "netns", "exec", self.name]
+            for cmd in (["ip", "link", "set", "lo", "up"], ["ip", "link", "add", "br0", "type", "bridge"],
+                        ["ip", "addr", "add", f"{self.SWITCH_IP}/24", "dev", "br0"],
+                        ["ip", "link", "set", "br0", "up"]):
+                subprocess.run(sw + cmd, check=True)
+            for k, host in enumerate(self.hosts):
+                subprocess.run(["ip", "netns", "add", host], check=True)
+                made.append(host)
+                # Horovod 0.28.1 builds the Gloo context of a process set on the address this
+                # machine's name resolves to (not HOROVOD_GLOO_IFACE): `ip netns exec` reads
+                # /etc/netns/<ns>/hosts as /etc/hosts, so inside each host it is that host's.
+                os.makedirs(f"/etc/netns/{host}", exist_ok=True)
+                with open(f"/etc/netns/{host}/hosts", "w") as f:
+                    f.write(f"127.0.0.1 localhost\n{self.SUBNET.format(k + 1)} {socket.gethostname()}\n")
+                h = ["ip", "netns", "exec", host]
+                port = f"port{k}"
+                for cmd in (sw + ["ip", "link", "add", port, "type", "veth", "peer", "name", "eth0",
+                                  "netns", host],
+                            sw + ["ip", "link", "set", port, "master", "br0"],
+                            sw + ["ip", "link", "set", port, "up"],
+                            sw + self.tbf(port),
+                            h + ["ip", "addr", "add", f"{self.SUBNET.format(k + 1)}/24", "dev", "eth0"],
+                            h + ["ip", "link", "set", "eth0", "up"],
+                            h + ["ip", "link", "set", "lo", "up"],
+                            h + self.tbf("eth0")):
+                    subprocess.run(cmd, check=True)
+        except BaseException:
+            self.remove(made)
+            raise
+        return self
+
+    def tbf(self, dev):
+        return ["tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", self.rate,
+                "burst", "512kb", "latency", "100ms"]
+
+    def remove(self, names):
+        for name in names:
+            subprocess.run(["ip", "netns", "del", name], check=False)
+            shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)
+
+    def __exit__(self, *exc):
+        self.remove([self.name, *self.hosts])
+
+
+def launch_switched(hosts, ranks_per_host, cmd):
+    """Runs in the switch's namespace: Horovod's Gloo rendezvous server there, and every rank in
+    its host's namespace with the environment horovodrun would give it. Returns the first
+    non-zero exit code (the other ranks are then stopped), or 0."""
+    import time
+    from horovod.runner.common.util.hosts import get_host_assignments, parse_hosts
+    from horovod.runner.gloo_run import create_run_env_vars, create_slot_env_vars
+    from horovod.runner.http.http_server import RendezvousServer
+    addresses = {Switch.SUBNET.format(k + 1): ns for k, ns in enumerate(hosts)}
+    plan = get_host_assignments(parse_hosts(",".join(f"{a}:{ranks_per_host}" for a in addresses)),
+                                len(hosts) * ranks_per_host)
+    server = RendezvousServer()
+    port = server.start()
+    server.init(plan)
+    procs = []
+    try:
+        for slot in plan:
+            env = dict(os.environ, **{k: str(v) for k, v in create_run_env_vars(
+                Switch.SWITCH_IP, ["eth0"], port).items()}, **create_slot_env_vars(slot))
+            procs.append(subprocess.Popen(["ip", "netns", "exec", addresses[slot.hostname], *cmd],
+                                          env=env))
+        while all(p.poll() in (None, 0) for p in procs) and any(p.poll() is None for p in procs):
+            time.sleep(0.2)
+        return next((p.returncode for p in procs if p.returncode), 0)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait()
+        server.stop()
+
+
 def launch_command(args, rest):
     bin_dir = os.path.dirname(sys.executable)
     bench = [sys.executable, os.path.join(HERE, "throughput.py"), "--model", args.model,
@@ -69,6 +169,18 @@ def launch_command(args, rest):
 def run_once(args, rest, rate, env, json_path):
     """One benchmark launch at `rate` (None: unshaped); returns its exit code."""
     cmd = launch_command(argparse.Namespace(**{**vars(args), "json": json_path}), rest)
+    if args.switched and rate is not None:
+        hosts = -(-args.np // args.ranks_per_host)
+        if hosts * args.ranks_per_host != args.np:
+            sys.exit(f"error: --np {args.np} is not a multiple of --ranks-per-host {args.ranks_per_host}")
+        with Switch(hosts, rate) as sw:
+            print(f"switched network: {hosts} hosts of {args.ranks_per_host} rank(s), each link "
+                  f"limited to {rate} each way", flush=True)
+            bench = cmd[cmd.index(sys.executable):]
+            return subprocess.run(["ip", "netns", "exec", sw.name, sys.executable, __file__,
+                                   "--launch-switched", ",".join(sw.hosts),
+                                   "--ranks-per-host", str(args.ranks_per_host), "--", *bench],
+                                  env=env).returncode
     if rate is None:
         return subprocess.run(cmd, env=env).returncode
     with Namespace(rate) as ns:
@@ -77,7 +189,6 @@ def run_once(args, rest, rate, env, json_path):
 
 
 def sweep(args, rest, env):
-    import json
     out_dir = os.path.join(os.path.dirname(os.path.abspath(args.json)), "sweep")
     os.makedirs(out_dir, exist_ok=True)
     runs = []
@@ -91,6 +202,11 @@ def sweep(args, rest, env):
                     sys.exit(f"error: the run at rate {rate}, model {model}, {n} ranks failed")
                 with open(path) as f:
                     runs.append(dict(rate=rate, model=model, np=n, **json.load(f)))
+    report(runs, out_dir)
+
+
+def report(runs, out_dir):
+    """sweep.json and sweep.png in out_dir, and the README table on stdout."""
     with open(os.path.join(out_dir, "sweep.json"), "w") as f:
         json.dump(runs, f, indent=1)
     plot_sweep(runs, os.path.join(out_dir, "sweep.png"))
@@ -143,9 +259,18 @@ def main():
     p.add_argument("--rates", default="10gbit,1gbit,none")
     p.add_argument("--models", default="cnn,resnet,lm,mlp")
     p.add_argument("--nps", default="2,4")
+    p.add_argument("--switched", action="store_true",
+                   help="a namespace per host, each with its own rate-limited link to a bridge")
+    p.add_argument("--ranks-per-host", type=int, default=1)
+    p.add_argument("--launch-switched", help=argparse.SUPPRESS)  # internal: see launch_switched
     p.add_argument("--allow-unshaped", action="store_true",
                    help="if the link cannot be shaped here, warn and run unshaped")
     args, rest = p.parse_known_args()
+    if args.launch_switched:
+        sys.exit(launch_switched(args.launch_switched.split(","), args.ranks_per_host,
+                                 rest[1:] if rest[:1] == ["--"] else rest))
+    if args.switched and args.mpi:
+        sys.exit("error: --switched starts the ranks with Gloo; drop --mpi")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     signal.signal(signal.SIGTERM, _interrupt)
     rate = None if args.rate == "none" else args.rate

@@ -11,10 +11,9 @@ from contextlib import contextmanager
 
 import horovod.torch as hvd
 import torch
-from horovod.common.exceptions import HorovodInternalError
 
 from horovod_ext import _C
-from horovod_ext.failure import nonfinite_error, nonfinite_names, stop_all_ranks
+from horovod_ext.failure import drain, nonfinite_error, nonfinite_names, stop_all_ranks
 from horovod_ext.modes import EASGD, Leader, LocalSGD
 from horovod_ext.wire import wire_bytes
 
@@ -329,11 +328,7 @@ class _AveragingOptimizer(torch.optim.Optimizer):
         """Forgets overlapped pulls in flight (waited for; a failed one, when a rank died, too)."""
         for level in self._levels:
             if level.pending not in (None, "ready"):
-                for h in level.pending:
-                    try:
-                        hvd.synchronize(h)
-                    except HorovodInternalError:
-                        pass
+                drain(level.pending)
             level.pending = None
 
     def _on_reset(self):

@@ -2,6 +2,7 @@
 every rank rather than leave the others waiting for this one."""
 import horovod.torch as hvd
 import torch
+from horovod.common.exceptions import HorovodInternalError
 
 from horovod_ext import _C
 
@@ -44,3 +45,13 @@ def stop_all_ranks(error, cause=None):
     if hvd.is_initialized():
         hvd.shutdown()
     raise error from cause
+
+
+def drain(handles):
+    """Waits for every Horovod handle and keeps none of the results; one that fails because a
+    rank died (elastic restore) is dropped too."""
+    for h in handles:
+        try:
+            hvd.synchronize(h)
+        except HorovodInternalError:
+            pass

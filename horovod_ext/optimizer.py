@@ -20,7 +20,7 @@ from horovod_ext import _C
 from horovod_ext.agreement import check_agreement
 from horovod_ext.buckets import Bucket, bucket_caps, plan_buckets, split_groups
 from horovod_ext.compression import KERNEL_CASTS, Compression
-from horovod_ext.failure import (check_nonfinite, nonfinite_error, nonfinite_names,
+from horovod_ext.failure import (check_nonfinite, drain, nonfinite_error, nonfinite_names,
                                  stop_all_ranks)
 from horovod_ext.modes import GRADIENT_MODES, resolve_mode
 from horovod_ext.stats import GradientStats
@@ -236,13 +236,9 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         """Waits for every launched allreduce, keeping none of the results; one that fails (a
         rank died: elastic restore) is dropped as well."""
         for s in range(len(self._sets)):
+            drain(b.handle for b in self._launched[s] if b.handle is not None)
             for b in self._launched[s]:
-                if b.handle is not None:
-                    try:
-                        hvd.synchronize(b.handle)
-                    except HorovodInternalError:
-                        pass
-                    b.handle = None
+                b.handle = None
 
     def _measured(self, step):
         stats = self.gradient_stats
@@ -253,8 +249,12 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         for its delay. Every rank holds the same reduced values, so every rank finds the same
         parameters not finite, and skips or raises alike."""
         self._wait(s)
-        self._apply_bad = [] if self.nonfinite == "ignore" else nonfinite_names(
-            [(b.views, [self._names[self._index[p]] for p in b.params]) for b in self._sets[s]])
+        norms = self._norms[s]  # measured statistics: a finite norm of the whole gradient suffices
+        if self.nonfinite == "ignore" or (norms is not None and bool(torch.isfinite(norms[1]))):
+            self._apply_bad = []
+        else:
+            self._apply_bad = nonfinite_names(
+                [(b.views, [self._names[self._index[p]] for p in b.params]) for b in self._sets[s]])
         if self._norms[s] is not None:
             self.gradient_stats._push(self._set_step[s], self._norms[s])
             self._norms[s] = None

@@ -20,7 +20,7 @@ def nonfinite(tmp_path_factory):
     return _per_rank(out)
 
 
-@pytest.mark.parametrize("mode", ["sync", "delayed"])
+@pytest.mark.parametrize("mode", ["sync", "delayed", "sync_stats"])
 def test_gradient_modes_decide_on_the_average(nonfinite, mode):
     for rank in nonfinite:  # only rank 1's data has a NaN; every rank acts alike
         assert not rank[f"{mode}-ignore"]["finite"], "ignore applies the NaN, as Horovod does"

@@ -44,12 +44,14 @@ def train_step(model, opt, t):
     opt.step(loss=loss)
 
 
-def run(mode, nonfinite, steps=STEPS):
-    """Trains; returns (model, optimizer, the error step() raised or None)."""
+def run(mode, nonfinite, steps=STEPS, stats=False):
+    """Trains; returns (model, optimizer, the error step() raised or None). stats: measure the
+    gradient statistics too (their norm then decides whether the full check runs)."""
     model = make_model()
     opt = hvd_ext.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
                                        named_parameters=model.named_parameters(), mode=mode,
-                                       nonfinite=nonfinite)
+                                       nonfinite=nonfinite,
+                                       stats=hvd_ext.GradientStats(batch_size=4) if stats else None)
     for t in range(steps):
         try:
             train_step(model, opt, t)
@@ -90,7 +92,7 @@ def simulate(k):
     return sim, skipped
 
 
-MODES = {"sync": "sync", "delayed": hvd_ext.Delayed(staleness=2),
+MODES = {"sync": "sync", "delayed": hvd_ext.Delayed(staleness=2), "sync_stats": "sync",
          "leader": hvd_ext.Leader(period=2, pull=0.5), "easgd": hvd_ext.EASGD(period=2),
          "local_sgd": hvd_ext.LocalSGD(period=2)}
 
@@ -99,12 +101,13 @@ def nonfinite_cases():
     out = {}
     for name, mode in MODES.items():
         # "raise" in an averaging mode shuts Horovod down: stop_case("leader_raise") tests it.
-        for policy in ("ignore", "skip", "raise") if name in ("sync", "delayed") else ("ignore", "skip"):
-            model, opt, error = run(mode, policy)
+        gradient_mode = name in ("sync", "delayed", "sync_stats")
+        for policy in ("ignore", "skip", "raise") if gradient_mode else ("ignore", "skip"):
+            model, opt, error = run(mode, policy, stats=name == "sync_stats")
             p = flat(model)
             finite = bool(torch.isfinite(p).all())
             entry = dict(error=error, finite=finite, skipped=opt.skipped_steps)
-            if name in ("sync", "delayed") and policy == "skip":
+            if gradient_mode and policy == "skip":
                 sim, sim_skipped = simulate(getattr(mode, "staleness", 0))
                 entry.update(vs_simulation=rel_diff(model.parameters(), sim.parameters()),
                              sim_skipped=sim_skipped)
