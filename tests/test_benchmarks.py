@@ -91,7 +91,9 @@ def test_soak_finds_no_growth(tmp_path):
     d = json.loads(out.read_text())
     assert set(d["results"]) >= {"sync", "delayed", "leader", "easgd", "localsgd", "sync+stats"}
     for mode, r in d["results"].items():
-        assert r["handles_growth"] == r["buffer_bytes_growth"] == r["fds_growth"] == 0, mode
+        assert r["handles_growth"] == r["buffer_bytes_growth"] == 0, mode
+        # No new descriptors; the process may close one it had, which is no leak.
+        assert r["fds_growth"] <= 0, f"{mode}: {r['fds_growth']} descriptors more"
         assert r["samples"][-1]["handles"] == 0, f"{mode}: handles left after flush()"
         if mode != "horovod":
             # one tracked object per sample taken (its dict), nothing else
