@@ -41,6 +41,12 @@ def shaping_problem():
     return None
 
 
+def tbf(dev, rate):
+    """The tc command that limits what leaves `dev` to `rate`."""
+    return ["tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate, "burst", "512kb",
+            "latency", "100ms"]
+
+
 class Namespace:
     """A network namespace whose loopback is limited to `rate`; removed on exit, whatever happens."""
 
@@ -51,8 +57,7 @@ class Namespace:
         subprocess.run(["ip", "netns", "add", self.name], check=True)
         try:
             self.exec(["ip", "link", "set", "lo", "up"])
-            self.exec(["tc", "qdisc", "replace", "dev", "lo", "root", "tbf", "rate", self.rate,
-                       "burst", "512kb", "latency", "100ms"])
+            self.exec(tbf("lo", self.rate))
         except BaseException:
             self.__exit__()
             raise
@@ -100,20 +105,16 @@ class Switch:
                                   "netns", host],
                             sw + ["ip", "link", "set", port, "master", "br0"],
                             sw + ["ip", "link", "set", port, "up"],
-                            sw + self.tbf(port),
+                            sw + tbf(port, self.rate),
                             h + ["ip", "addr", "add", f"{self.SUBNET.format(k + 1)}/24", "dev", "eth0"],
                             h + ["ip", "link", "set", "eth0", "up"],
                             h + ["ip", "link", "set", "lo", "up"],
-                            h + self.tbf("eth0")):
+                            h + tbf("eth0", self.rate)):
                     subprocess.run(cmd, check=True)
         except BaseException:
             self.remove(made)
             raise
         return self
-
-    def tbf(self, dev):
-        return ["tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", self.rate,
-                "burst", "512kb", "latency", "100ms"]
 
     def remove(self, names):
         for name in names:
@@ -170,8 +171,8 @@ def run_once(args, rest, rate, env, json_path):
     """One benchmark launch at `rate` (None: unshaped); returns its exit code."""
     cmd = launch_command(argparse.Namespace(**{**vars(args), "json": json_path}), rest)
     if args.switched and rate is not None:
-        hosts = -(-args.np // args.ranks_per_host)
-        if hosts * args.ranks_per_host != args.np:
+        hosts, extra = divmod(args.np, args.ranks_per_host)
+        if extra:
             sys.exit(f"error: --np {args.np} is not a multiple of --ranks-per-host {args.ranks_per_host}")
         with Switch(hosts, rate) as sw:
             print(f"switched network: {hosts} hosts of {args.ranks_per_host} rank(s), each link "

@@ -77,38 +77,26 @@ def make(name, base, args):
     return model, opt
 
 
-def run_round(model, opt, data, target, n):
+def run_round(model, opt, data, target, n, marks=None):
     """n training steps, then flush() where the optimizer has one, so every gradient of the
     round has crossed the wire inside the timed window (a delayed mode's last allreduces
-    included). Returns the mean step time of the round (seconds)."""
+    included). Returns the mean step time of the round (seconds). ``marks``, a list, gets each
+    step's (start, backward end, step end) in microseconds since the epoch, the clock of
+    Horovod's timeline."""
     t0 = time.perf_counter()
     ours = hasattr(opt, "flush")
-    for _ in range(n):
-        opt.zero_grad()
-        loss = loss_fn(model(data), target)
-        loss.backward()
-        opt.step(loss=loss) if ours else opt.step()  # leader modes elect by the loss
-    if ours:
-        opt.flush()
-    return (time.perf_counter() - t0) / n
-
-
-def traced_round(model, opt, data, target, n):
-    """n steps as in run_round, returning each step's (start, backward end, step end) in
-    microseconds since the epoch, the clock of Horovod's timeline."""
-    ours = hasattr(opt, "flush")
-    marks = []
     for _ in range(n):
         a = time.time()
         opt.zero_grad()
         loss = loss_fn(model(data), target)
         loss.backward()
         b = time.time()
-        opt.step(loss=loss) if ours else opt.step()
-        marks.append((a * 1e6, b * 1e6, time.time() * 1e6))
+        opt.step(loss=loss) if ours else opt.step()  # leader modes elect by the loss
+        if marks is not None:
+            marks.append((a * 1e6, b * 1e6, time.time() * 1e6))
     if ours:
         opt.flush()
-    return marks
+    return (time.perf_counter() - t0) / n
 
 
 def read_timeline(path):
@@ -204,7 +192,8 @@ def main():
         for n in names:
             path = f"{stem}.timeline.{n}.json"
             hvd.start_timeline(path)
-            marks = traced_round(*runs[n], data, target, min(args.steps, 4))
+            marks = []
+            run_round(*runs[n], data, target, min(args.steps, 4), marks)
             hvd.stop_timeline()
             if rank0:
                 traces[n] = (marks, *read_timeline(path))

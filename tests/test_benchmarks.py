@@ -17,17 +17,23 @@ def namespaces():
     return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="shaping needs root")
-def test_shaped_run_writes_the_schema_and_removes_its_namespace(tmp_path):
+def shaped_run(tmp_path, modes, *extra):
+    """A 2-rank, 1 Gbit/s run of the launcher (2 steps, 1 round); asserts it succeeded and left
+    no namespace. Returns (stdout, the JSON it wrote)."""
     before = namespaces()
     out = tmp_path / "out.json"
-    proc = subprocess.run(RUN + ["--np", "2", "--rate", "1gbit", "--modes", "horovod,sync,delayed",
-                                 "--steps", "2", "--rounds", "1", "--warmup", "1", "--trace",
-                                 "--json", str(out)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(RUN + ["--np", "2", "--rate", "1gbit", "--modes", modes, "--steps", "2",
+                                 "--rounds", "1", "--warmup", "1", *extra, "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "loopback limited to 1gbit" in proc.stdout
     assert namespaces() == before
-    d = json.loads(out.read_text())
+    return proc.stdout, json.loads(out.read_text())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="shaping needs root")
+def test_shaped_run_writes_the_schema_and_removes_its_namespace(tmp_path):
+    stdout, d = shaped_run(tmp_path, "horovod,sync,delayed", "--trace")
+    assert "loopback limited to 1gbit" in stdout
     assert set(d) >= {"config", "bound_ms", "compute_ms", "allreduce_ms", "results"}
     assert [r["mode"] for r in d["results"]] == ["horovod", "sync", "delayed"]
     for r in d["results"]:
@@ -56,15 +62,8 @@ def test_switched_network_gives_each_host_its_own_link(tmp_path):
     """Two hosts on a switch, 1 Gbit/s each way: a ring allreduce of 2 ranks sends every byte of
     the 21.5 MB gradient once per host, about 172 ms; on the shared loopback of the test above
     both hosts' bytes cross one link (about 344 ms), and unshaped it takes about 30 ms."""
-    before = namespaces()
-    out = tmp_path / "out.json"
-    proc = subprocess.run(RUN + ["--np", "2", "--rate", "1gbit", "--switched", "--modes",
-                                 "horovod,sync", "--steps", "2", "--rounds", "1", "--warmup", "1",
-                                 "--json", str(out)], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "switched network: 2 hosts" in proc.stdout
-    assert namespaces() == before
-    d = json.loads(out.read_text())
+    stdout, d = shaped_run(tmp_path, "horovod,sync", "--switched")
+    assert "switched network: 2 hosts" in stdout
     assert d["config"]["np"] == 2 and [r["mode"] for r in d["results"]] == ["horovod", "sync"]
     assert 120 < d["allreduce_ms"] < 280, d["allreduce_ms"]
 
