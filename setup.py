@@ -16,7 +16,7 @@ def _use_cuda():
         shutil.which("nvcc") is not None or cpp_extension.CUDA_HOME is not None)
 
 
-sources = ["python/bindings.cpp", "csrc/kernels_cpu.cpp"]
+sources = ["python/torch_kernel_bindings.cpp", "csrc/kernels_cpu.cpp"]
 cxx_flags = ["-O3", "-std=c++17"]
 if _use_cuda():
     ext_cls = cpp_extension.CUDAExtension

@@ -14,9 +14,6 @@ namespace hvd_ext {
 
 enum class DType : int { Float32 = 0, Float64 = 1, Float16 = 2, BFloat16 = 3 };
 
-size_t dtype_size(DType t);
-const char* dtype_name(DType t);
-
 struct Item {
   const void* src;  // numel elements of the source dtype
   void* dst;        // numel elements of the destination dtype

@@ -11,26 +11,6 @@
 
 namespace hvd_ext {
 
-size_t dtype_size(DType t) {
-  switch (t) {
-    case DType::Float32: return 4;
-    case DType::Float64: return 8;
-    case DType::Float16: return 2;
-    case DType::BFloat16: return 2;
-  }
-  throw std::invalid_argument("unknown dtype tag");
-}
-
-const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::Float32: return "float32";
-    case DType::Float64: return "float64";
-    case DType::Float16: return "float16";
-    case DType::BFloat16: return "bfloat16";
-  }
-  return "unknown";
-}
-
 static inline uint32_t bits_of(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
@@ -121,6 +101,19 @@ template <DType S, DType D>
 using opmath_t = typename std::conditional<S == DType::Float64 || D == DType::Float64, double,
                                            float>::type;
 
+// The one CPU dtype dispatch: calls f(tag) with tag a std::integral_constant<DType, t>, so
+// the callee instantiates its template for that dtype (two nested calls for a dtype pair).
+template <typename F>
+static void dispatch(DType t, const char* what, F f) {
+  switch (t) {
+    case DType::Float32: return f(std::integral_constant<DType, DType::Float32>());
+    case DType::Float64: return f(std::integral_constant<DType, DType::Float64>());
+    case DType::Float16: return f(std::integral_constant<DType, DType::Float16>());
+    case DType::BFloat16: return f(std::integral_constant<DType, DType::BFloat16>());
+  }
+  throw std::invalid_argument(std::string(what) + ": unsupported dtype");
+}
+
 std::vector<Chunk> make_chunks(const Item* items, int64_t n_items, int64_t chunk_elems) {
   if (chunk_elems <= 0) throw std::invalid_argument("chunk_elems must be positive");
   std::vector<Chunk> chunks;
@@ -155,27 +148,14 @@ static void scale_copy_typed(const Item* items, const Chunk* chunks, int64_t fir
   }
 }
 
-template <DType S>
-static void scale_copy_dispatch_dst(DType dst_t, const Item* items, const Chunk* chunks,
-                                    int64_t first, int64_t last, double scale, bool accumulate) {
-  switch (dst_t) {
-    case DType::Float32: return scale_copy_typed<S, DType::Float32>(items, chunks, first, last, scale, accumulate);
-    case DType::Float64: return scale_copy_typed<S, DType::Float64>(items, chunks, first, last, scale, accumulate);
-    case DType::Float16: return scale_copy_typed<S, DType::Float16>(items, chunks, first, last, scale, accumulate);
-    case DType::BFloat16: return scale_copy_typed<S, DType::BFloat16>(items, chunks, first, last, scale, accumulate);
-  }
-  throw std::invalid_argument("scale_copy: unsupported destination dtype");
-}
-
 void scale_copy_cpu(const Item* items, const Chunk* chunks, int64_t first, int64_t last,
                     DType src_t, DType dst_t, double scale, bool accumulate) {
-  switch (src_t) {
-    case DType::Float32: return scale_copy_dispatch_dst<DType::Float32>(dst_t, items, chunks, first, last, scale, accumulate);
-    case DType::Float64: return scale_copy_dispatch_dst<DType::Float64>(dst_t, items, chunks, first, last, scale, accumulate);
-    case DType::Float16: return scale_copy_dispatch_dst<DType::Float16>(dst_t, items, chunks, first, last, scale, accumulate);
-    case DType::BFloat16: return scale_copy_dispatch_dst<DType::BFloat16>(dst_t, items, chunks, first, last, scale, accumulate);
-  }
-  throw std::invalid_argument("scale_copy: unsupported source dtype");
+  dispatch(src_t, "scale_copy source", [&](auto src) {
+    dispatch(dst_t, "scale_copy destination", [&](auto dst) {
+      scale_copy_typed<decltype(src)::value, decltype(dst)::value>(items, chunks, first, last,
+                                                                   scale, accumulate);
+    });
+  });
 }
 
 template <Ternary OP, DType T>
@@ -201,26 +181,17 @@ static void ternary_typed(const Item* items, const Chunk* chunks, int64_t first,
   }
 }
 
-template <Ternary OP>
-static void ternary_dispatch(DType t, const Item* items, const Chunk* chunks, int64_t first,
-                             int64_t last, double a, double b) {
-  switch (t) {
-    case DType::Float32: return ternary_typed<OP, DType::Float32>(items, chunks, first, last, a, b);
-    case DType::Float64: return ternary_typed<OP, DType::Float64>(items, chunks, first, last, a, b);
-    case DType::Float16: return ternary_typed<OP, DType::Float16>(items, chunks, first, last, a, b);
-    case DType::BFloat16: return ternary_typed<OP, DType::BFloat16>(items, chunks, first, last, a, b);
-  }
-  throw std::invalid_argument("ternary: unsupported dtype");
-}
-
 void ternary_cpu(Ternary op, const Item* items, const Chunk* chunks, int64_t first, int64_t last,
                  DType t, double a, double b) {
-  switch (op) {
-    case Ternary::DcCompensate: return ternary_dispatch<Ternary::DcCompensate>(t, items, chunks, first, last, a, b);
-    case Ternary::Pull: return ternary_dispatch<Ternary::Pull>(t, items, chunks, first, last, a, b);
-    case Ternary::Easgd: return ternary_dispatch<Ternary::Easgd>(t, items, chunks, first, last, a, b);
-  }
-  throw std::invalid_argument("ternary: unknown op");
+  dispatch(t, "ternary", [&](auto tag) {
+    constexpr DType T = decltype(tag)::value;
+    switch (op) {
+      case Ternary::DcCompensate: return ternary_typed<Ternary::DcCompensate, T>(items, chunks, first, last, a, b);
+      case Ternary::Pull: return ternary_typed<Ternary::Pull, T>(items, chunks, first, last, a, b);
+      case Ternary::Easgd: return ternary_typed<Ternary::Easgd, T>(items, chunks, first, last, a, b);
+    }
+    throw std::invalid_argument("ternary: unknown op");
+  });
 }
 
 template <DType S>
@@ -249,13 +220,9 @@ static void sq_norm_typed(const Item* items, const Chunk* chunks, int64_t first,
 
 void sq_norm_partials_cpu(const Item* items, const Chunk* chunks, int64_t first, int64_t last,
                           DType src_t, double* partial) {
-  switch (src_t) {
-    case DType::Float32: return sq_norm_typed<DType::Float32>(items, chunks, first, last, partial);
-    case DType::Float64: return sq_norm_typed<DType::Float64>(items, chunks, first, last, partial);
-    case DType::Float16: return sq_norm_typed<DType::Float16>(items, chunks, first, last, partial);
-    case DType::BFloat16: return sq_norm_typed<DType::BFloat16>(items, chunks, first, last, partial);
-  }
-  throw std::invalid_argument("sq_norm: unsupported dtype");
+  dispatch(src_t, "sq_norm", [&](auto tag) {
+    sq_norm_typed<decltype(tag)::value>(items, chunks, first, last, partial);
+  });
 }
 
 }  // namespace hvd_ext

@@ -2,7 +2,8 @@
 //
 // NOTE: [chunk table] Each launch receives, by value, a table naming up to kMaxTensorsPerLaunch
 // tensors and mapping each of up to kMaxBlocksPerLaunch blocks to (tensor slot, chunk index).
-// The table (3.1 KB) stays under the 4 KB kernel-argument limit of every architecture we build.
+// The table (3,648 bytes: 64 x 32 bytes of addresses and sizes plus 320 x 5 bytes
+// of block map) stays under the 4 KB kernel-argument limit of every architecture we build.
 // A launch happens when the blocks or the tensor slots are full; a tensor whose chunks did not
 // all fit is carried into slot 0 of the next table, so no tensor is ever split across tables
 // in any other way. Empty tensors get no block. A 25 MB fp32 bucket of <= 64 tensors is one
