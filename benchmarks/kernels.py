@@ -18,7 +18,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from horovod_ext import _C
+from horovod_ext import ops
 
 
 def resnet50_shapes():
@@ -76,11 +76,11 @@ def bench(name, shapes, device, repeats, sync):
     fp32 = numel * 4
     cases = {  # name -> (function, bytes read + written)
         "copy (one large tensor)": (lambda: big_dst.copy_(big_src), 2 * fp32),
-        "pack": (lambda: _C.pack(ts, flat, offsets, 0.5), 2 * fp32),
-        "pack, cast to fp16": (lambda: _C.pack(ts, half, offsets, 0.5), fp32 + numel * 2),
-        "unpack": (lambda: _C.unpack(flat, offsets, ts, 0.5, False), 2 * fp32),
-        "pull": (lambda: _C.pull(ts, flat, offsets, 0.1), 3 * fp32),
-        "squared norm": (lambda: _C.sq_norm(ts, out), fp32),
+        "pack": (lambda: ops.pack(ts, flat, offsets, 0.5), 2 * fp32),
+        "pack, cast to fp16": (lambda: ops.pack(ts, half, offsets, 0.5), fp32 + numel * 2),
+        "unpack": (lambda: ops.unpack(flat, offsets, ts, 0.5, False), 2 * fp32),
+        "pull": (lambda: ops.pull(ts, flat, offsets, 0.1), 3 * fp32),
+        "squared norm": (lambda: ops.sq_norm(ts, out), fp32),
         "torch.cat + mul (pack)": (lambda: torch.cat([t.view(-1) for t in ts]).mul_(0.5), 3 * fp32),
         "per-tensor copy loop (unpack)": (lambda: [t.copy_(v.view_as(t)) for t, v in zip(ts, views)],
                                           2 * fp32),

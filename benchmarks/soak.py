@@ -29,23 +29,13 @@ def rss_mb():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def buffer_bytes(opt):
-    """Bytes of every buffer the optimizer keeps between steps."""
-    tensors = []
-    for buckets in getattr(opt, "_sets", []):
-        tensors += [t for b in buckets for t in (b.flat, b.comm, b.snap) if t is not None]
-    for level in getattr(opt, "_levels", []):
-        tensors += level.buffers
-    tensors += (getattr(opt, "_center", None) or []) + (getattr(opt, "_sums", None) or [])
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
 def sample(step, opt):
     if getattr(opt, "gradient_stats", None) is not None:
         opt.gradient_stats.steps  # reads the statistics: its queue of unread steps is empty
     gc.collect()
     return dict(step=step, rss_mb=rss_mb(), fds=len(os.listdir("/proc/self/fd")),
-                handles=len(mpi_ops._handle_map), buffer_bytes=buffer_bytes(opt),
+                handles=len(mpi_ops._handle_map),
+                buffer_bytes=getattr(opt, "buffer_bytes", 0),  # Horovod's optimizer keeps none
                 objects=len(gc.get_objects()))
 
 

@@ -3,10 +3,13 @@ dtype, in order) with the same configuration, or the bucket allreduces would pai
 tensors and wait forever. One small allgather of a hash; the details travel only on mismatch,
 and then every rank raises the same ValueError naming the first difference and the ranks."""
 import hashlib
+import os
 import pickle
 
 import horovod.torch as hvd
 import torch
+
+from horovod_ext.names import parameter_names
 
 
 def _allgather_bytes(blob, process_set, name):
@@ -64,3 +67,21 @@ def describe_mismatch(everyone, ranks):
                     f"{show(mine)}, but " + ", ".join(f"rank {r} has {show(e)}" for r, e in differ)
                     + extra)
     return "ranks differ in their DistributedOptimizer arguments"
+
+
+def agree_at_construction(optimizer, named_parameters, process_set, config):
+    """Runs before any local check of the arguments, so that a rank whose arguments differ raises
+    with the others instead of leaving them waiting; names that fail Horovod's rules are
+    compared as such. Returns the check's arguments, for ``check_agreement(*them)`` later.
+    Under Horovod elastic a worker may be constructed while the others train, so the check runs
+    in ``hvd_ext.elastic.TorchState.sync()`` instead."""
+    params = [p for g in getattr(optimizer, "param_groups", []) for p in g["params"]]
+    try:
+        names = parameter_names(getattr(optimizer, "param_groups", []), named_parameters)
+    except (ValueError, TypeError) as e:
+        config = dict(config, named_parameters=str(e))
+        names = {p: f"#{i}" for i, p in enumerate(params)}
+    agreement = (params, names, config, process_set)
+    if os.environ.get("HOROVOD_ELASTIC") != "1":
+        check_agreement(*agreement)
+    return agreement

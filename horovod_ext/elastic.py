@@ -21,13 +21,13 @@ from horovod.torch.elastic.state import StateHandler
 from horovod.torch.elastic.state import TorchState as _HorovodTorchState
 from horovod.torch.functions import broadcast_object
 
-from horovod_ext.agreement import check_agreement
+from horovod_ext.optimizer import is_distributed_optimizer
 
 
 class _ExtOptimizerHandler(StateHandler):
     def __init__(self, optimizer):
         super().__init__(optimizer)
-        optimizer._on_reset()  # refuses what cannot follow a resize, before training starts
+        optimizer.reset_after_resize()  # refuses what cannot follow a resize, before training
         self._saved = copy.deepcopy(optimizer.state_dict())
 
     def save(self):
@@ -37,13 +37,13 @@ class _ExtOptimizerHandler(StateHandler):
         self.value.load_state_dict(self._saved)
 
     def sync(self):
-        check_agreement(*self.value._agreement)
+        self.value.check_agreement()
         state = broadcast_object(self.value.state_dict() if hvd.rank() == 0 else None,
                                  root_rank=0, name="hvd_ext.elastic.optimizer")
         self.value.load_state_dict(state)
 
     def on_reset(self):
-        self.value._on_reset()
+        self.value.reset_after_resize()
 
 
 class TorchState(_HorovodTorchState):
@@ -53,7 +53,7 @@ class TorchState(_HorovodTorchState):
     def __init__(self, model=None, optimizer=None, **kwargs):
         super().__init__(model=model, optimizer=optimizer, **kwargs)
         for name, value in [("optimizer", optimizer), *kwargs.items()]:
-            if hasattr(value, "_agreement"):  # one of ours: replace Horovod's handler
+            if is_distributed_optimizer(value):  # replace Horovod's handler
                 self._handlers[name] = _ExtOptimizerHandler(value)
         self.register_reset_callbacks([h.on_reset for h in self._handlers.values()
                                        if isinstance(h, _ExtOptimizerHandler)])

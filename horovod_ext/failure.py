@@ -4,7 +4,7 @@ import horovod.torch as hvd
 import torch
 from horovod.common.exceptions import HorovodInternalError
 
-from horovod_ext import _C
+from horovod_ext import ops
 
 NONFINITE = ("ignore", "skip", "raise")
 
@@ -24,7 +24,7 @@ def nonfinite_names(groups):
     sums = torch.zeros(len(groups), dtype=torch.float32)
     for i, (tensors, _) in enumerate(groups):
         out = torch.zeros(1, dtype=torch.float32, device=tensors[0].device)
-        _C.sq_norm([t.contiguous() for t in tensors], out)
+        ops.sq_norm([t.contiguous() for t in tensors], out)
         sums[i:i + 1].copy_(out)
     if bool(torch.isfinite(sums).all()):
         return []
@@ -55,3 +55,22 @@ def drain(handles):
             hvd.synchronize(h)
         except HorovodInternalError:
             pass
+
+
+def raise_hook_failure(name, error):
+    """Raises what the backward hook of parameter ``name`` raised. Unless Horovod itself stopped
+    (a rank died: elastic restores), Horovod is shut down first so that the other ranks, which
+    wait for this rank's gradients, fail too."""
+    if isinstance(error, HorovodInternalError):
+        raise another_rank_failed(f"the allreduce of parameter {name!r} could not start",
+                                  error) from error
+    stop_all_ranks(RuntimeError(
+        f"the backward hook of parameter {name!r} raised {type(error).__name__}: {error}. "
+        "Horovod was shut down on this rank so that the other ranks stop waiting for its "
+        "gradients."), error)
+
+
+def another_rank_failed(what, error):
+    """The error a rank raises when a collective fails because another rank stopped."""
+    return HorovodInternalError(f"{what}: another rank failed or exited first, and its error says "
+                                f"why. ({error})")

@@ -5,9 +5,10 @@ over ranks of the local squared norms, E = |G|^2 + tr(S)/b, and the squared norm
 averaged gradient, E = |G|^2 + tr(S)/(N b). Solving the two for |G|^2 and tr(S) gives per-step
 unbiased estimates; ``noise_scale`` (B_noise) is the ratio of their moving averages.
 
-The optimizer feeds ``observe`` once per reduced gradient: the local norms ride in the last
-bucket's allreduce as one extra element, the global norm is taken after the reduction, both by
-the fused multi-tensor norm kernel. Nothing here communicates.
+The optimizer's statistics tap queues one pair of norms per reduced gradient (``observe`` reads
+them): the local norms ride in the last bucket's allreduce as one extra element, the global norm
+is taken after the reduction, both by the fused multi-tensor norm kernel. Nothing here
+communicates.
 """
 import json
 import math
@@ -50,13 +51,16 @@ class GradientStats:
         self._g2 = self._tr = 0.0  # uncorrected moving averages
         self._weight = 0.0         # 1 - ema**steps, their bias correction
 
-    def _bind(self, ranks, staleness):
+    def attach(self, ranks, staleness=0):
+        """Says how many ranks average each observed gradient and how stale it is. The optimizer
+        it is given to calls it; call it yourself to feed ``observe()`` from one process (a
+        simulation of ``ranks`` workers, say). Once only."""
         if self.ranks is not None:
             raise ValueError("this GradientStats is already attached to an optimizer; "
                              "create one per optimizer")
         self.ranks, self.staleness = ranks, staleness
 
-    def _push(self, step, norms):
+    def queue(self, step, norms):
         """Queues a device tensor [mean_i |g_i|^2, |g_bar|^2] without waiting for it; every
         ``DRAIN_EVERY`` steps the queue is read (one device sync), so it stays bounded when
         nobody reads the statistics."""

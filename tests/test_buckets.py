@@ -4,7 +4,8 @@ import random
 import pytest
 import torch
 
-from horovod_ext.buckets import MB, Bucket, bucket_caps, plan_buckets, split_groups
+from horovod_ext.engine.bucket import Bucket
+from horovod_ext.engine.plan import MB, bucket_caps, plan_buckets, split_groups
 
 
 def check_plan(buckets, numels, sizes, keys, order, cap, first_cap):

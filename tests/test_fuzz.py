@@ -9,8 +9,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from horovod_ext import _C
-from horovod_ext.buckets import Bucket, plan_buckets
+from horovod_ext import ops
+from horovod_ext.engine.bucket import Bucket
+from horovod_ext.engine.plan import plan_buckets
 
 settings.register_profile("ci", max_examples=150, deadline=None, derandomize=True)
 settings.register_profile("long", max_examples=5000, deadline=None)
@@ -55,7 +56,7 @@ def test_pack_unpack(sizes, src, dst, gaps, seed, scale, accumulate):
     offsets, total = layout(sizes, gap)
     srcs = tensors(sizes, src, seed)
     flat = torch.full((total,), 11.0, dtype=dst)
-    _C.pack(srcs, flat, offsets, scale)
+    ops.pack(srcs, flat, offsets, scale)
     covered = torch.zeros(total, dtype=torch.bool)
     for s, o in zip(srcs, offsets):
         close(flat[o:o + s.numel()], s.double() * scale, dst, rounds=2)
@@ -63,7 +64,7 @@ def test_pack_unpack(sizes, src, dst, gaps, seed, scale, accumulate):
     assert bool((flat[~covered] == 11.0).all()), "pack wrote outside its slices"
     dsts = tensors(sizes, src, seed + 1)
     before = [d.double().clone() for d in dsts]
-    _C.unpack(flat, offsets, dsts, 0.5, accumulate)
+    ops.unpack(flat, offsets, dsts, 0.5, accumulate)
     for d, b, o in zip(dsts, before, offsets):
         f = 0.5 * flat[o:o + d.numel()].double()
         ref = f + (b if accumulate else 0.0)
@@ -74,7 +75,7 @@ def test_pack_unpack(sizes, src, dst, gaps, seed, scale, accumulate):
 def test_sq_norm(sizes, dtype, seed):
     ts = tensors(sizes, dtype, seed)
     out = torch.full((1,), -1.0)
-    _C.sq_norm(ts, out)
+    ops.sq_norm(ts, out)
     ref = sum(float((t.double() ** 2).sum()) for t in ts)
     assert out.item() == pytest.approx(ref, rel=2e-7, abs=1e-30)
 
@@ -86,13 +87,13 @@ def test_pull_easgd_dc_compensate(sizes, dtype, seed, lam, alpha, n, c):
     flat = tensors([total], dtype, seed)[0]
     xs = tensors(sizes, dtype, seed + 1)
     x64 = [x.double().clone() for x in xs]
-    _C.pull(xs, flat, offsets, lam)
+    ops.pull(xs, flat, offsets, lam)
     for x, r, o in zip(xs, x64, offsets):
         y = flat[o:o + x.numel()].double()
         close(x, r - lam * (r - y), dtype, rounds=4, mag=r.abs() + lam * (r.abs() + y.abs()))
     center = tensors([total], dtype, seed + 2)[0]
     c64, x64 = center.double().clone(), [x.double().clone() for x in xs]
-    _C.easgd(xs, center, flat, offsets, alpha, float(n))
+    ops.easgd(xs, center, flat, offsets, alpha, float(n))
     for x, r, o in zip(xs, x64, offsets):
         sl = slice(o, o + x.numel())
         c0, total_sl = c64[sl], flat[sl].double()
@@ -102,7 +103,7 @@ def test_pull_easgd_dc_compensate(sizes, dtype, seed, lam, alpha, n, c):
     grad = tensors([total], dtype, seed + 3)[0]
     snap = tensors([total], dtype, seed + 4)[0]
     g64 = grad.double().clone()
-    _C.dc_compensate(grad, xs, snap, offsets, c)
+    ops.dc_compensate(grad, xs, snap, offsets, c)
     for x, o in zip(xs, offsets):
         sl = slice(o, o + x.numel())
         w, w0 = x.double().flatten(), snap[sl].double()

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from horovod_ext import _C
+from horovod_ext import ops
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not (torch.cuda.is_available() and _C.with_cuda), reason="needs a GPU and the CUDA build"))]
+    not (torch.cuda.is_available() and ops.with_cuda), reason="needs a GPU and the CUDA build"))]
 SIZES = [[0], [1], [7], [100_003], [3, 0, 65_537, 1, 4_097], [1] * 300,
          [(i * 37) % 513 for i in range(300)]]
 CAST = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
@@ -48,7 +48,7 @@ def test_pack_unpack_roundtrip(device, sizes, src_dtype, dst_dtype, misalign):
     offsets, total = layout(sizes, misalign)
     flat = torch.full((total,), -7.0, dtype=dst_dtype, device=device)
     scale = 0.37
-    _C.pack(srcs, flat, offsets, scale)
+    ops.pack(srcs, flat, offsets, scale)
     for s, o in zip(srcs, offsets):
         ref = (s.double() * scale)
         got = flat[o:o + s.numel()]
@@ -64,7 +64,7 @@ def test_pack_unpack_roundtrip(device, sizes, src_dtype, dst_dtype, misalign):
     # Unpack with accumulate back into tensors of the source dtype.
     dsts = rand_tensors(sizes, src_dtype, device, seed=1)
     before = [d.double().clone() for d in dsts]
-    _C.unpack(flat, offsets, dsts, 2.0, True)
+    ops.unpack(flat, offsets, dsts, 2.0, True)
     for d, b, o, s in zip(dsts, before, offsets, srcs):
         ref = b + 2.0 * flat[o:o + s.numel()].double()
         tol = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2}.get(src_dtype, 1e-6)
@@ -75,7 +75,7 @@ def test_pack_unpack_roundtrip(device, sizes, src_dtype, dst_dtype, misalign):
 def test_unpack_overwrites_without_accumulate(device):
     flat = torch.arange(10, dtype=torch.float16, device=device)
     dsts = [torch.full((3,), 5.0, device=device), torch.full((4,), 5.0, device=device)]
-    _C.unpack(flat, [1, 6], dsts, 0.5, False)
+    ops.unpack(flat, [1, 6], dsts, 0.5, False)
     assert dsts[0].tolist() == [0.5, 1.0, 1.5]
     assert dsts[1].tolist() == [3.0, 3.5, 4.0, 4.5]
 
@@ -86,11 +86,11 @@ def test_nan_inf_propagate(device, dtype):
     src = torch.tensor([float("nan"), float("inf"), -float("inf"), 1.0], dtype=torch.float32,
                        device=device)
     flat = torch.zeros(4, dtype=dtype, device=device)
-    _C.pack([src], flat, [0], 2.0)
+    ops.pack([src], flat, [0], 2.0)
     out = flat.double().cpu()
     assert math.isnan(out[0]) and out[1] == math.inf and out[2] == -math.inf and out[3] == 2.0
     norm = torch.zeros(1, device=device)
-    _C.sq_norm([src], norm)
+    ops.sq_norm([src], norm)
     assert math.isnan(norm.item())
 
 
@@ -102,7 +102,7 @@ def test_half_conversions_match_torch_exhaustively(device):
     for half in (torch.float16, torch.bfloat16):
         h = patterns.view(half).to(device)
         out = torch.empty(h.numel(), dtype=torch.float32, device=device)
-        _C.unpack(h, [0], [out], 1.0, False)
+        ops.unpack(h, [0], [out], 1.0, False)
         torch.testing.assert_close(out, h.float(), rtol=0, atol=0, equal_nan=True)
     g = torch.Generator().manual_seed(3)
     exps = torch.randint(-30, 20, (200_000,), generator=g).double()
@@ -113,7 +113,7 @@ def test_half_conversions_match_torch_exhaustively(device):
     src = torch.cat([vals, edges, -edges]).float().to(device)
     for half in (torch.float16, torch.bfloat16):
         flat = torch.empty(src.numel(), dtype=half, device=device)
-        _C.pack([src], flat, [0], 1.0)
+        ops.pack([src], flat, [0], 1.0)
         assert torch.equal(flat.view(torch.int16), src.to(half).view(torch.int16))
 
 
@@ -123,45 +123,45 @@ def test_half_conversions_match_torch_exhaustively(device):
 def test_sq_norm(device, sizes, dtype):
     ts = rand_tensors(sizes, dtype, device)
     out = torch.full((1,), -1.0, device=device)
-    _C.sq_norm(ts, out)
+    ops.sq_norm(ts, out)
     ref = sum((t.double() ** 2).sum().item() for t in ts)
     assert out.item() == pytest.approx(ref, rel=1e-5, abs=1e-30)
 
 
 def test_sq_norm_of_nothing_is_zero():
     out = torch.full((1,), -1.0)
-    _C.sq_norm([], out)
+    ops.sq_norm([], out)
     assert out.item() == 0.0
 
 
 def test_bad_inputs_raise_clear_errors():
     flat = torch.zeros(10)
     with pytest.raises(ValueError, match=r"srcs\[1\] is not contiguous"):
-        _C.pack([torch.zeros(2), torch.zeros(4, 2).t()], flat, [0, 2], 1.0)
+        ops.pack([torch.zeros(2), torch.zeros(4, 2).t()], flat, [0, 2], 1.0)
     with pytest.raises(ValueError, match=r"offsets\[0\] = 8 with 4 elements does not fit"):
-        _C.pack([torch.zeros(4)], flat, [8], 1.0)
+        ops.pack([torch.zeros(4)], flat, [8], 1.0)
     with pytest.raises(ValueError, match=r"offsets\[0\] = -1"):
-        _C.pack([torch.zeros(4)], flat, [-1], 1.0)
+        ops.pack([torch.zeros(4)], flat, [-1], 1.0)
     with pytest.raises(ValueError, match="offsets has 1 entries"):
-        _C.pack([torch.zeros(1), torch.zeros(1)], flat, [0], 1.0)
+        ops.pack([torch.zeros(1), torch.zeros(1)], flat, [0], 1.0)
     with pytest.raises(TypeError, match=r"srcs has dtype Int"):
-        _C.pack([torch.zeros(2, dtype=torch.int32)], flat, [0], 1.0)
+        ops.pack([torch.zeros(2, dtype=torch.int32)], flat, [0], 1.0)
     with pytest.raises(TypeError, match=r"srcs\[1\] has dtype Double"):
-        _C.pack([torch.zeros(2), torch.zeros(2, dtype=torch.float64)], flat, [0, 2], 1.0)
+        ops.pack([torch.zeros(2), torch.zeros(2, dtype=torch.float64)], flat, [0, 2], 1.0)
     with pytest.raises(ValueError, match="dst must be contiguous"):
-        _C.pack([torch.zeros(2)], torch.zeros(10, 2).t()[0], [0], 1.0)
+        ops.pack([torch.zeros(2)], torch.zeros(10, 2).t()[0], [0], 1.0)
     with pytest.raises(ValueError, match=r"dsts\[0\] is not contiguous"):
-        _C.unpack(flat, [0], [torch.zeros(3, 3).t()], 1.0, False)
+        ops.unpack(flat, [0], [torch.zeros(3, 3).t()], 1.0, False)
     with pytest.raises(ValueError, match="out must be a contiguous float32"):
-        _C.sq_norm([torch.zeros(2)], torch.zeros(1, dtype=torch.float64))
+        ops.sq_norm([torch.zeros(2)], torch.zeros(1, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"tensors\[0\] is not contiguous"):
-        _C.sq_norm([torch.zeros(3, 3).t()], torch.zeros(1))
+        ops.sq_norm([torch.zeros(3, 3).t()], torch.zeros(1))
     if torch.cuda.is_available():
         with pytest.raises(ValueError, match=r"srcs\[0\] is on cuda"):
-            _C.pack([torch.zeros(2, device="cuda")], flat, [0], 1.0)
+            ops.pack([torch.zeros(2, device="cuda")], flat, [0], 1.0)
     else:
         with pytest.raises(ValueError, match=r"srcs\[0\] is on meta"):
-            _C.pack([torch.zeros(2, device="meta")], flat, [0], 1.0)
+            ops.pack([torch.zeros(2, device="meta")], flat, [0], 1.0)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -174,7 +174,7 @@ def test_dc_compensate(device, sizes, dtype):
     g = torch.cat([torch.zeros(0, dtype=dtype, device=device)] + rand_tensors([total], dtype, device, 3))
     w0 = torch.cat([torch.zeros(0, dtype=dtype, device=device)] + rand_tensors([total], dtype, device, 4))
     g64 = g.double().clone()
-    _C.dc_compensate(g, params, w0, offsets, 0.25)
+    ops.dc_compensate(g, params, w0, offsets, 0.25)
     for p, o in zip(params, offsets):
         sl = slice(o, o + p.numel())
         ref = g64[sl] + 0.25 * g64[sl] ** 2 * (p.double().flatten() - w0[sl].double())
@@ -185,11 +185,11 @@ def test_dc_compensate(device, sizes, dtype):
 def test_dc_compensate_checks_its_operands():
     g, w0 = torch.zeros(4), torch.zeros(4)
     with pytest.raises(ValueError, match="snapshot must be a contiguous tensor like grad"):
-        _C.dc_compensate(g, [torch.zeros(4)], torch.zeros(3), [0], 1.0)
+        ops.dc_compensate(g, [torch.zeros(4)], torch.zeros(3), [0], 1.0)
     with pytest.raises(TypeError, match="snapshot has dtype Double but grad has dtype Float"):
-        _C.dc_compensate(g, [torch.zeros(4)], w0.double(), [0], 1.0)
+        ops.dc_compensate(g, [torch.zeros(4)], w0.double(), [0], 1.0)
     with pytest.raises(ValueError, match=r"params\[0\] is not contiguous"):
-        _C.dc_compensate(g, [torch.zeros(2, 2).t()], w0, [0], 1.0)
+        ops.dc_compensate(g, [torch.zeros(2, 2).t()], w0, [0], 1.0)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -201,14 +201,14 @@ def test_pull_and_easgd(device, sizes, dtype):
     flat = rand_tensors([total], dtype, device, 5)[0]
     xs = rand_tensors(sizes, dtype, device, 6)
     x64 = [x.double().clone() for x in xs]
-    _C.pull(xs, flat, offsets, 0.3)
+    ops.pull(xs, flat, offsets, 0.3)
     tol = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2, torch.float32: 1e-6}.get(dtype, 1e-12)
     for x, r, o in zip(xs, x64, offsets):
         y = flat[o:o + x.numel()].double()
         torch.testing.assert_close(x.double(), r - 0.3 * (r - y), rtol=tol, atol=tol)
     center = rand_tensors([total], dtype, device, 7)[0]
     c64, x64 = center.double().clone(), [x.double().clone() for x in xs]
-    _C.easgd(xs, center, flat, offsets, 0.2, 3.0)
+    ops.easgd(xs, center, flat, offsets, 0.2, 3.0)
     for x, r, o in zip(xs, x64, offsets):
         sl = slice(o, o + x.numel())
         c, s = c64[sl], flat[sl].double()
@@ -223,14 +223,14 @@ def test_pull_and_easgd(device, sizes, dtype):
 def test_pull_of_a_leader_onto_itself_is_exact():
     x = [torch.randn(1001)]
     flat = x[0].clone()
-    _C.pull(x, flat, [0], 0.37)
+    ops.pull(x, flat, [0], 0.37)
     assert torch.equal(x[0], flat)
 
 
 def test_pull_and_easgd_check_operands():
     with pytest.raises(TypeError, match="params have dtype Double but flat has dtype Float"):
-        _C.pull([torch.zeros(2, dtype=torch.float64)], torch.zeros(2), [0], 0.5)
+        ops.pull([torch.zeros(2, dtype=torch.float64)], torch.zeros(2), [0], 0.5)
     with pytest.raises(ValueError, match="center must be a contiguous tensor like total"):
-        _C.easgd([torch.zeros(2)], torch.zeros(3), torch.zeros(2), [0], 0.5, 2.0)
+        ops.easgd([torch.zeros(2)], torch.zeros(3), torch.zeros(2), [0], 0.5, 2.0)
     with pytest.raises(ValueError, match=r"offsets\[0\] = 1 with 2 elements does not fit"):
-        _C.pull([torch.zeros(2)], torch.zeros(2), [1], 0.5)
+        ops.pull([torch.zeros(2)], torch.zeros(2), [1], 0.5)

@@ -72,12 +72,12 @@ def test_bad_fields_raise(kwargs, needle):
 
 def test_history_keeps_the_latest_steps_and_every_step_counts():
     stats = hvd_ext.GradientStats(batch_size=4, ema=0.5, history=3)
-    stats._bind(2, 0)
+    stats.attach(2)
     for t in range(5):
         stats.observe(t, 2.0 + t, 1.0)
     assert [h["step"] for h in stats.history] == [2, 3, 4] and stats.steps == 5
     unbounded = hvd_ext.GradientStats(batch_size=4, ema=0.5)
-    unbounded._bind(2, 0)
+    unbounded.attach(2)
     for t in range(5):
         unbounded.observe(t, 2.0 + t, 1.0)
     assert stats.noise_scale == unbounded.noise_scale  # the averages cover dropped steps too

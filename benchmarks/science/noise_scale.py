@@ -161,7 +161,7 @@ def saturation(args):
     t = task(args.data)
     target = args.target or TARGETS[args.data]
     stats = hvd_ext.GradientStats(batch_size=args.ref_batch // 2, ema=0.99)
-    stats._bind(2, 0)
+    stats.attach(2)
     train(t, args.ref_batch, LRS[args.data][3], 0, MAX_SAMPLES[args.data], target=target,
                 stats=stats)
     noise = stats.noise_scale

@@ -67,7 +67,7 @@ def run_case(case):
         p.grad = torch.zeros_like(p)
     sim_opt.step()
     queue, worst, inner_steps = deque(), 0.0, []
-    pending_after_broadcast = len(opt._pending)
+    pending_after_broadcast = opt._mode_object.engine.in_flight
     for t in range(STEPS):
         # Distributed step on this rank's data.
         opt.zero_grad(set_to_none=True)
@@ -94,7 +94,7 @@ def run_case(case):
     moved = rel_diff(model.parameters(), make_model().parameters())
     return dict(worst=worst, after_flush=after_flush, rank_spread=spread.item(), moved=moved,
                 warmup_ok=inner_steps == [t >= k for t in range(STEPS)], final=flat.tolist(),
-                pending_after_broadcast=pending_after_broadcast, in_flight_after_flush=sum(len(x) for x in opt._launched) + len(opt._pending))
+                pending_after_broadcast=pending_after_broadcast, in_flight_after_flush=opt._mode_object.engine.in_flight)
 
 
 def apply_sim(sim, sim_opt, entry, c):

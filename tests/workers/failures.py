@@ -124,13 +124,14 @@ def stop_case(case):
                                        nonfinite="raise", bucket_cap_mb=0.0005,
                                        first_bucket_mb=0.0005)
     if case == "hook" and hvd.rank() == 0:
-        launch = opt._launch  # fault injection: the hook of the second bucket fails at step BAD
+        engine = opt._mode_object.engine
+        launch = engine._launch  # fault injection: the hook of the second bucket fails at step BAD
 
         def failing_launch(s, bucket):
-            if opt._grad_steps == BAD and bucket.index == 1:
+            if engine.grad_steps == BAD and bucket.index == 1:
                 raise RuntimeError("injected failure")
             return launch(s, bucket)
-        opt._launch = failing_launch
+        engine._launch = failing_launch
     failed_at = None
     for t in range(STEPS):
         if t == BAD:
@@ -141,8 +142,8 @@ def stop_case(case):
             cause = e.__cause__
             return dict(step=t, type=type(e).__name__, error=str(e),
                         cause=None if cause is None else f"{type(cause).__name__}: {cause}",
-                        seconds=time.monotonic() - failed_at, n_buckets=len(opt._sets[0])
-                        if hasattr(opt, "_sets") else None)
+                        seconds=time.monotonic() - failed_at, n_buckets=opt._mode_object.engine.bucket_count
+                        if hasattr(opt._mode_object, "engine") else None)
     return dict(step=None)
 
 

@@ -109,7 +109,7 @@ def formulas(mode, steps=9, every=1):
                 noise_scale=stats.noise_scale, noise_scale_ref=tr_ema / g2_ema if g2_ema > 0 else None,
                 trace=stats.trace_cov, trace_ref=tr_ema / weight,
                 local=stats.local_grad_sq_norm, local_ref=expected[::every][-1][1],
-                bucket_count=len(opt._sets[0]))
+                bucket_count=opt._mode_object.engine.bucket_count)
 
 
 def refusal(**kwargs):

@@ -114,7 +114,7 @@ def main():
                               op=hvd.Max) - torch.cat([p.detach().double().flatten()
                                                        for p in ours.parameters()])
         results[name] = dict(rel_err=err, tol=case.get("tol", 1e-5), moved=moved,
-                             n_buckets=len(ours_opt._sets[0]),
+                             n_buckets=ours_opt._mode_object.engine.bucket_count,
                              min_buckets=case.get("min_buckets", 0),
                              rank_spread=agree.abs().max().item(),
                              ext_class=type(ours_opt).__mro__[1].__name__)
@@ -122,16 +122,17 @@ def main():
     torch.manual_seed(0)
     model = Net(deep=True)
     opt = make_opt(model, {"cap_mb": 0.004}, True)
+    engine = opt._mode_object.engine
     for _ in range(2):  # the second step runs on the plan rebuilt from the real gradient order
         opt.zero_grad()
         x = torch.randn(2, 3, 16, 16, requires_grad=True)
         seen = []
-        x.register_hook(lambda g: seen.append(len(opt._launched[opt._cur])))  # fires at the end of backward
+        x.register_hook(lambda g: seen.append(len(engine.current.launched)))  # fires at the end of backward
         F.cross_entropy(model(x), torch.tensor([1, 2])).backward()
-        after_backward = len(opt._launched[opt._cur])
+        after_backward = len(engine.current.launched)
         opt.step()
     results["overlap"] = dict(in_flight_before_input_grad=seen[0], after_backward=after_backward,
-                              n_buckets=len(opt._sets[0]))
+                              n_buckets=engine.bucket_count)
     # The "zero_grad while allreduce pending" guard.
     model = Net()
     opt = make_opt(model, {}, True)

@@ -1,0 +1,25 @@
+"""Argument checks shared by the optimizer front and the mode configurations: each raises
+ValueError naming the argument (or ``Mode.field``) and the value it got."""
+import math
+
+
+def positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+
+
+def positive_number(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a number > 0; got {value!r}")
+
+
+def fraction(name, value):
+    """A number in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ValueError(f"{name} must be a number in (0, 1]; got {value!r}")
+
+
+def finite_non_negative(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < 0:
+        raise ValueError(f"{name} must be a finite float >= 0; got {value!r}")

@@ -1,0 +1,66 @@
+"""A bucket: one flat gradient buffer shared by a few parameters, and what is in flight for it.
+
+Gradients live in the buffer: each parameter's ``p.grad`` is a view of its slice, so autograd
+accumulates straight into the bucket and nothing is copied in the common case.
+"""
+import torch
+
+from horovod_ext import ops
+from horovod_ext.engine.layout import flat_offsets
+
+
+class Bucket:
+    """Invariants: ``flat[offsets[k] : offsets[k] + params[k].numel()]`` is ``params[k]``'s
+    gradient and ``views[k]`` is that slice shaped like the parameter; all params share dtype and
+    device; ``launched`` is True from the launch of this bucket's allreduce until the set it
+    belongs to is applied; ``handle`` is the Horovod handle while that allreduce may still be
+    running; ``pending`` is the number of params whose gradient is not final for this step yet.
+    """
+
+    def __init__(self, index, params, comm_dtype, snapshot=False, extra=0):
+        self.index = index
+        self.params = params
+        self.offsets, total = flat_offsets(p.numel() for p in params)
+        self.numel = total
+        p0 = params[0]
+        # ``extra`` trailing elements travel with the gradients (the local squared norm of
+        # gradient statistics rides there); ``grads`` is the flat gradient without them.
+        self.flat = torch.zeros(total + extra, dtype=p0.dtype, device=p0.device)
+        self.grads = self.flat[:total]
+        self.views = [self.flat[o:o + p.numel()].view_as(p) for o, p in zip(self.offsets, params)]
+        # Communication buffer of the compressed dtype; None when the bucket is reduced in place.
+        cast = comm_dtype is not None and comm_dtype != p0.dtype
+        self.comm = torch.empty(total + extra, dtype=comm_dtype, device=p0.device) if cast else None
+        # The parameters at which the gradient was computed (delay compensation only).
+        self.snap = torch.empty_like(self.flat) if snapshot else None
+        self.pending = len(params)
+        self.launched = False
+        self.handle = None
+        self.ctx = None  # decompress context of a user-supplied Compressor
+
+    def snapshot_of(self, k):
+        """The parameters at which params[k]'s gradient was computed (None without snapshots)."""
+        if self.snap is None:
+            return None
+        return self.snap[self.offsets[k]:self.offsets[k] + self.params[k].numel()]
+
+    def adopt_grads(self):
+        """Makes every ``p.grad`` the bucket's view again: a gradient that autograd or user code
+        replaced is copied in (pack kernel), a missing one becomes zeros. Never drops a value."""
+        for k, (p, view) in enumerate(zip(self.params, self.views)):
+            g = p.grad
+            if g is view:
+                continue
+            if g is None:
+                view.zero_()
+            else:
+                if g.is_sparse:
+                    g = g.to_dense()
+                with torch.no_grad():
+                    ops.pack([g.detach().contiguous()], self.flat, [self.offsets[k]], 1.0)
+            p.grad = view
+
+    def reset(self):
+        """Ready for the next step's backward: nothing launched, every gradient pending."""
+        self.launched = False
+        self.pending = len(self.params)

@@ -1,0 +1,86 @@
+"""A bucket set: the buckets that hold one step's gradient, built from one plan. The engine
+keeps a ring of ``staleness + 1`` of them (one in sync mode)."""
+import torch
+
+from horovod_ext import ops
+from horovod_ext.engine.bucket import Bucket
+
+
+class BucketSet:
+    """One slot of the ring. Invariants: ``buckets`` were built from ``plan`` and hold every
+    parameter of the optimizer once; ``locator[p] = (bucket, k)`` with ``bucket.params[k] is p``;
+    ``launched`` lists the buckets whose allreduce started for ``step``, in launch order, and is
+    emptied when the set is applied; ``sq_norms`` is [mean_i |g_i|^2, |g_bar|^2] of ``step`` when
+    the statistics tap measured it, None otherwise."""
+
+    def __init__(self, slot):
+        self.slot = slot
+        self.buckets = []
+        self.locator = {}
+        self.plan = None
+        self.generation = 0    # rebuilds so far: part of the collective names, new buffers
+        self.step = 0          # the step whose gradient the set holds (or accumulates)
+        self.launched = []
+        self.sq_norms = None
+
+    def install(self, plan, params, comm_dtype, snapshot, extra, adopt):
+        """(Re)builds the buckets from ``plan`` (lists of indices into ``params``), keeping every
+        gradient value the set holds. ``adopt``: take in the gradients ``p.grad`` held before
+        (the first build of the set the next backward accumulates into)."""
+        old = self.locator
+        buckets = [Bucket(i, [params[j] for j in b], comm_dtype, snapshot, extra)
+                   for i, b in enumerate(plan)]
+        for b in buckets:
+            if old:
+                with torch.no_grad():
+                    ops.pack([old[p][0].views[old[p][1]] for p in b.params], b.flat, b.offsets, 1.0)
+            elif adopt:
+                b.adopt_grads()
+        if self.plan is not None:
+            self.generation += 1
+        self.buckets, self.plan = buckets, plan
+        self.locator = {p: (b, k) for b in buckets for k, p in enumerate(b.params)}
+
+    def saved(self, params):
+        """The set's reduced gradient (and snapshots, statistics) for a state_dict."""
+        entry = {"grads": [], "snapshots": [], "step": self.step,
+                 "norms": None if self.sq_norms is None else self.sq_norms.clone()}
+        for p in params:
+            bucket, k = self.locator[p]
+            snap = bucket.snapshot_of(k)
+            entry["grads"].append(bucket.views[k].clone())
+            entry["snapshots"].append(None if snap is None else snap.view_as(p).clone())
+        return entry
+
+    def restore(self, entry, params, measured):
+        """The reverse of ``saved``; ``measured``: keep the saved statistics."""
+        for p, g, w0 in zip(params, entry["grads"], entry["snapshots"]):
+            bucket, k = self.locator[p]
+            bucket.views[k].copy_(g)
+            snap = bucket.snapshot_of(k)
+            if w0 is not None and snap is not None:
+                snap.copy_(w0.view(-1))
+        self.step = entry.get("step", 0)
+        if measured and entry.get("norms") is not None:
+            self.sq_norms = entry["norms"].clone()
+
+    def point_grads(self):
+        """Makes every ``p.grad`` a view of this set (its values are kept there)."""
+        for b in self.buckets:
+            for p, view in zip(b.params, b.views):
+                p.grad = view
+
+    def zero(self):
+        """Zeroes the gradients; ``p.grad`` stays (or becomes again) the bucket's view."""
+        for b in self.buckets:
+            b.flat.zero_()
+            for p, view in zip(b.params, b.views):
+                if p.grad is not view:
+                    p.grad = view
+
+    def reset(self):
+        """After the set was applied (or dropped): nothing launched, nothing measured."""
+        for b in self.buckets:
+            b.reset()
+        self.launched.clear()
+        self.sq_norms = None

@@ -1,0 +1,291 @@
+"""The gradient bucket engine shared by sync and delayed mode: the way of a gradient from
+autograd to the averaged value the inner step applies. See the package docstring for the map."""
+from collections import deque
+
+import horovod.torch as hvd
+from horovod.common.exceptions import HorovodInternalError
+from horovod.torch.functions import broadcast_object
+from horovod.torch.mpi_ops import Average, Sum
+
+from horovod_ext import ops
+from horovod_ext.compression import KERNEL_CASTS
+from horovod_ext.engine.bucket_set import BucketSet
+from horovod_ext.engine.plan import bucket_caps, plan_buckets, split_groups
+from horovod_ext.failure import another_rank_failed, drain, raise_hook_failure
+from horovod_ext.wire import wire_bytes
+
+
+class GradientEngine:
+    # NOTE: [ring of bucket sets] Gradients live in ``n_sets`` BucketSets (staleness + 1; one in
+    # sync mode), all built from one plan. The backward of a step accumulates into ``current``;
+    # ``close_step()`` launches what is left of it, queues it in ``_pending`` and, once more than
+    # ``n_sets - 1`` sets are queued, waits for the oldest and returns it as the one to apply.
+    # That set is always the one after ``current`` in the ring, the next accumulation set, so
+    # ``zero_grad()`` never touches a set in flight and ``p.grad`` is a view of one set at a time.
+
+    def __init__(self, params, name_of, settings, n_sets, taps):
+        self.params = params            # parameters that get gradients, in registration order
+        self.name_of = name_of          # parameter -> name (messages, agreement)
+        self._index = {p: i for i, p in enumerate(params)}
+        self.settings = settings
+        self.backward_passes_per_step = settings.backward_passes_per_step
+        self.taps = taps
+        self.bytes_sent = 0.0           # by this rank, for every allreduce launched (wire.py)
+        self.grad_steps = 0             # steps closed so far: the step of the current set's gradient
+        self._comm_dtype = KERNEL_CASTS.get(settings.compression)
+        self._extra = sum(t.extra for t in taps)
+        self._snapshot = any(t.snapshot for t in taps)
+        self._cap, self._first_cap = bucket_caps(
+            settings.bucket_cap_mb, settings.first_bucket_mb,
+            sum(p.numel() * p.element_size() for p in params))
+        self._passes = [0] * len(params)  # backward passes seen this step, per parameter
+        self._ready_order = []            # parameter indices in the order they became ready
+        self._rebuilt = settings.groups is not None  # explicit groups are never re-planned
+        self._hook_error = None           # (parameter name, exception) of a failed hook
+        self._sets = [BucketSet(s) for s in range(n_sets)]
+        self._cur = 0                     # the set the next backward accumulates into
+        self._pending = deque()           # sets launched, not applied yet, oldest first
+        if settings.groups is not None:
+            self._plan = split_groups(settings.groups, params)
+        else:
+            self._plan = self._make_plan(list(reversed(range(len(params)))))
+        for s in self._sets:
+            self._install(s)
+        self.current.point_grads()
+        if settings.process_set.included():
+            for p in params:
+                p.register_post_accumulate_grad_hook(self._on_grad_ready)
+
+    @property
+    def current(self):
+        """The set the next backward accumulates into."""
+        return self._sets[self._cur]
+
+    @property
+    def bucket_count(self):
+        return len(self._sets[0].buckets)
+
+    @property
+    def in_flight(self):
+        """Sets queued and not applied, plus buckets launched and not applied."""
+        return len(self._pending) + sum(len(s.launched) for s in self._sets)
+
+    def buffers(self):
+        """Every tensor the bucket sets hold: gradients, communication casts, snapshots."""
+        return [t for s in self._sets for b in s.buckets for t in (b.flat, b.comm, b.snap)
+                if t is not None]
+
+    # ---- plan -------------------------------------------------------------------------------
+    def _make_plan(self, order):
+        ps = self.params
+        return plan_buckets([p.numel() for p in ps], [p.element_size() for p in ps],
+                            [(p.dtype, p.device) for p in ps], order, self._cap, self._first_cap)
+
+    def _install(self, s):
+        s.install(self._plan, self.params, self._comm_dtype, self._snapshot, self._extra,
+                  adopt=s is self.current)
+
+    def _rebuild_from_ready_order(self):
+        """Once, after the first step: re-plan with the order in which gradients really became
+        ready (rank 0's order, so every rank agrees), unused parameters last. Each set is
+        rebuilt when it is next free (see close_step)."""
+        self._rebuilt = True
+        order = broadcast_object(self._ready_order, root_rank=0,
+                                 process_set=self.settings.process_set)
+        seen = set(order)
+        order = list(order) + [i for i in reversed(range(len(self.params))) if i not in seen]
+        self._plan = self._make_plan(order)
+
+    # ---- backward: hook -> ready -> launch --------------------------------------------------
+    def _on_grad_ready(self, p):
+        # NOTE: [hook errors] An exception here would leave this rank's buckets unlaunched and
+        # the other ranks waiting for them; it is kept and raised by raise_hook_error() at
+        # synchronize()/step(), which first shuts Horovod down so that the other ranks fail too.
+        if self._hook_error is not None:
+            return
+        try:
+            self._mark_ready(p)
+        except Exception as e:  # noqa: BLE001 - re-raised at step() with its cause
+            self._hook_error = (self.name_of[p], e)
+
+    def _mark_ready(self, p):
+        i = self._index[p]
+        bucket, k = self.current.locator[p]
+        if bucket.launched or self._passes[i] >= self.backward_passes_per_step:
+            raise AssertionError("Gradients were computed more than backward_passes_per_step "
+                                 "times before call to step(). Increase backward_passes_per_step "
+                                 "to accumulate gradients locally.")
+        if p.grad is not bucket.views[k]:  # set_to_none by user code, create_graph=True, ...
+            bucket.adopt_grads()
+        self._passes[i] += 1
+        if not self._rebuilt and self._passes[i] == 1:
+            self._ready_order.append(i)
+        if self._passes[i] == self.backward_passes_per_step:
+            bucket.pending -= 1
+            if bucket.pending == 0:
+                self._launch(self.current, bucket)
+
+    def _launch(self, s, bucket):
+        """Starts the allreduce of one bucket of set s (its gradients are final for this step and
+        every ``p.grad`` is its view: the hooks check their own parameter, close_step the rest)."""
+        st = self.settings
+        average = st.op == Average
+        prescale = 1.0 / st.gradient_predivide_factor if average else 1.0
+        postscale = st.gradient_predivide_factor if average else 1.0
+        name = f"hvd_ext.grad.{s.generation}.{s.slot}.{bucket.index}"
+        for tap in self.taps:
+            tap.on_launch(s, bucket, len(s.launched) == len(s.buckets) - 1)
+        if bucket.comm is not None:
+            # Cast + prescale in one pass; the average's 1/size is folded into the unpack.
+            ops.pack([bucket.flat], bucket.comm, [0], prescale)
+            bucket.handle = hvd.allreduce_async_(bucket.comm, name=name,
+                                                 op=Sum if average else st.op,
+                                                 process_set=st.process_set)
+        else:
+            tensor = bucket.flat
+            if st.compression not in KERNEL_CASTS:  # a user-supplied Compressor
+                tensor, bucket.ctx = st.compression.compress(bucket.flat)
+            bucket.handle = hvd.allreduce_async_(tensor, name=name, op=st.op,
+                                                 prescale_factor=prescale,
+                                                 postscale_factor=postscale,
+                                                 process_set=st.process_set)
+        bucket.launched = True
+        s.launched.append(bucket)
+        sent = bucket.comm if bucket.comm is not None else bucket.flat
+        self.bytes_sent += wire_bytes("allreduce", sent.numel() * sent.element_size(),
+                                      st.process_set.size())
+
+    def raise_hook_error(self):
+        """Raises what a backward hook raised (see NOTE: [hook errors]), if anything."""
+        if self._hook_error is None:
+            return
+        name, error = self._hook_error
+        self._hook_error = None
+        raise_hook_failure(name, error)
+
+    # ---- after backward: close -> wait -> apply ---------------------------------------------
+    def close_step(self):
+        """Launches the buckets that did not become ready during backward (unused parameters
+        contribute zeros) and queues this step's set. Returns the set to apply, reduced, once
+        more than ``n_sets - 1`` are queued (None during warm-up); ``p.grad`` then shows it."""
+        cur = self.current
+        for b in cur.buckets:
+            if not b.launched:  # a parameter without gradient this step: its hook never ran
+                b.adopt_grads()
+                self._launch(cur, b)
+        for tap in self.taps:
+            tap.on_closed(cur)
+        self._passes = [0] * len(self.params)
+        self._pending.append(cur)
+        self.grad_steps += 1
+        apply = None
+        if len(self._pending) == len(self._sets):
+            apply = self._pending.popleft()
+            self._finish(apply)
+        if not self._rebuilt and self._ready_order:
+            self._rebuild_from_ready_order()
+        # The next accumulation set: the one just finished, or a free one during warm-up.
+        self._cur = (self._cur + 1) % len(self._sets)
+        nxt = self.current
+        nxt.step = self.grad_steps
+        if nxt.plan != self._plan:
+            self._install(nxt)
+        nxt.point_grads()
+        return apply
+
+    def wait(self, s):
+        """Waits for set s's allreduces in launch order and unpacks them (idempotent)."""
+        st = self.settings
+        waited = False
+        for b in s.launched:
+            if b.handle is None:
+                continue
+            try:
+                output = hvd.synchronize(b.handle)
+            except HorovodInternalError as e:
+                b.handle = None
+                raise another_rank_failed(f"the allreduce of gradient bucket {b.index} (first "
+                                          f"parameter {self.name_of[b.params[0]]!r}) did not "
+                                          "complete", e) from e
+            b.handle, waited = None, True
+            if b.comm is not None:
+                scale = st.gradient_predivide_factor / st.process_set.size() \
+                    if st.op == Average else 1.0
+                ops.unpack(b.comm, [0], [b.flat], scale, False)
+            elif output is not b.flat:
+                b.flat.copy_(st.compression.decompress(output, b.ctx).view(-1))
+        if waited:
+            for tap in self.taps:
+                tap.on_reduced(s)
+
+    def _finish(self, s):
+        """Set s becomes the gradient to apply: reduced, then every tap's on_apply."""
+        self.wait(s)
+        for tap in self.taps:
+            tap.on_apply(s)
+        s.reset()
+
+    def apply_pending(self):
+        """Yields every queued set, oldest first, finished and shown in ``p.grad``: what
+        ``flush()`` applies. Afterwards nothing is in flight."""
+        while self._pending:
+            s = self._pending.popleft()
+            self._finish(s)
+            self._cur = s.slot
+            s.point_grads()
+            yield s
+
+    def drop_in_flight(self):
+        """Waits for every launched allreduce, keeping none of the results; one that fails (a
+        rank died: elastic restore) is dropped as well."""
+        for s in self._sets:
+            drain(b.handle for b in s.launched if b.handle is not None)
+            for b in s.launched:
+                b.handle = None
+
+    # ---- between steps ----------------------------------------------------------------------
+    def check_idle(self, what):
+        if self.current.launched:
+            raise AssertionError(f"optimizer.{what}() was called after loss.backward() but "
+                                 "before optimizer.step() or optimizer.synchronize(). This is "
+                                 "prohibited as it can cause a race condition.")
+
+    def zero_grad(self):
+        """Zeroes the set the next backward accumulates into, never one in flight."""
+        self.check_idle("zero_grad")
+        self.current.zero()
+
+    def set_backward_passes_per_step(self, passes):
+        self.backward_passes_per_step = passes
+        self._passes = [0] * len(self.params)
+
+    def state_dict(self):
+        """The plan and the sets still pending (reduced, not applied yet)."""
+        self.check_idle("state_dict")
+        for s in self._pending:
+            self.wait(s)
+        pending = [s.saved(self.params) for s in self._pending]
+        return {"plan": [list(b) for b in self._plan], "rebuilt": self._rebuilt,
+                "pending": pending, "grad_steps": self.grad_steps}
+
+    def clear(self):
+        """Forgets everything in flight or pending (waited for first): a state is loaded next."""
+        self.drop_in_flight()
+        self._hook_error = None
+        for s in self._sets:
+            s.reset()
+        self._pending.clear()
+        self._passes = [0] * len(self.params)
+
+    def load_state_dict(self, saved):
+        self._plan, self._rebuilt = [list(b) for b in saved["plan"]], saved["rebuilt"]
+        self.grad_steps = saved.get("grad_steps", 0)
+        for s in self._sets:
+            self._install(s)
+        for s, entry in zip(self._sets, saved["pending"]):
+            s.restore(entry, self.params, measured=self._extra > 0)
+            self._pending.append(s)
+        self._cur = len(saved["pending"]) % len(self._sets)
+        self.current.step = self.grad_steps
+        self.current.point_grads()
+

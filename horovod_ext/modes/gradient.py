@@ -1,0 +1,183 @@
+"""The gradient-averaging modes, Sync and Delayed: every step's gradient is allreduced in buckets
+launched during backward (the engine), and the inner step applies the average of step t
+(Sync) or of step t - staleness (Delayed)."""
+import warnings
+from dataclasses import dataclass
+
+import torch
+from horovod.torch.mpi_ops import Average
+
+from horovod_ext import checks
+from horovod_ext.compression import Compression
+from horovod_ext.engine.gradient_engine import GradientEngine
+from horovod_ext.engine.taps import DelayCompensation, NonfiniteCheck, StatisticsTap
+from horovod_ext.failure import nonfinite_error
+from horovod_ext.modes.base import Mode, ModeConfig
+
+
+class _GradientConfig(ModeConfig):
+    staleness = 0
+    compensation = 0.0
+
+    def check(self, settings, optimizer):
+        """``stats`` needs the average of >= 2 ranks' float32/float64 gradients, uncompressed."""
+        if settings.stats is None:
+            return
+        if settings.op != Average:
+            raise ValueError("stats needs op=Average: the noise scale compares per-rank gradients "
+                             "with their average")
+        if settings.compression is not Compression.none:
+            raise ValueError("stats needs compression=Compression.none: the squared norm rides "
+                             "in the reduced buffer and would be rounded to 16 bits")
+        ps = settings.process_set
+        if ps.included() and ps.size() < 2:
+            raise ValueError(f"stats needs >= 2 ranks to compare per-rank and averaged gradients; "
+                             f"this process set has {ps.size()}")
+        bad = {p.dtype for g in optimizer.param_groups for p in g["params"]
+               if p.dtype not in (torch.float32, torch.float64)}
+        if bad:
+            raise ValueError(f"stats needs float32 or float64 parameters; got "
+                             f"{sorted(map(str, bad))}")
+
+    def build(self, optimizer, inner, settings):
+        return GradientMode(self, optimizer, inner, settings)
+
+
+@dataclass(frozen=True)
+class Sync(_GradientConfig):
+    """Synchronous, exact data parallelism: every step applies the average of all ranks' gradients
+    of that step, as ``hvd.DistributedOptimizer`` does. Gradients are reduced in buckets launched
+    during backward, so communication overlaps the rest of backprop."""
+
+    name = "sync"
+
+
+@dataclass(frozen=True)
+class Delayed(_GradientConfig):
+    """Delayed gradient update: the allreduce of step t's gradient starts during its backward and
+    is awaited only at step t + staleness, which applies it; the first ``staleness`` steps (and
+    the first ``staleness`` after a ``flush()``) take no inner step. Communication overlaps
+    ``staleness`` whole forward+backward passes. With ``compensation`` c > 0 the applied
+    gradient g is DC-ASGD-compensated: g + c * g * g * (w_now - w_then), w_then being the
+    parameters at which g was computed."""
+
+    staleness: int = 1
+    compensation: float = 0.0
+    name = "delayed"
+
+    def __post_init__(self):
+        checks.positive_int("Delayed.staleness", self.staleness)
+        checks.finite_non_negative("Delayed.compensation", self.compensation)
+
+
+class GradientMode(Mode):
+    """Sync and Delayed over one GradientEngine with a ring of ``staleness + 1`` bucket sets."""
+
+    def __init__(self, config, optimizer, inner, settings):
+        super().__init__(config, optimizer, inner, settings)
+        self._staleness = config.staleness
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
+        self.gradient_stats = settings.stats
+        self._nonfinite = NonfiniteCheck(settings.nonfinite, settings.name_of)
+        taps = [self._nonfinite]
+        if settings.stats is not None:
+            settings.stats.attach(settings.process_set.size(), self._staleness)
+            taps.insert(0, StatisticsTap(settings.stats))
+        if config.compensation > 0:
+            taps.append(DelayCompensation(float(config.compensation)))
+        self.engine = GradientEngine(params, settings.name_of, settings, self._staleness + 1, taps)
+        self._apply = None         # the set p.grad shows for the coming inner step, if any
+        self._synchronized = False
+        self._active = settings.process_set.included()
+
+    @property
+    def bytes_sent(self):
+        return self.engine.bytes_sent
+
+    def buffers(self):
+        return self.engine.buffers()
+
+    @property
+    def backward_passes_per_step(self):
+        return self.engine.backward_passes_per_step
+
+    def synchronize(self):
+        """Launches the buckets that did not become ready during backward and queues this step's
+        gradients. In sync mode it waits for them; in delayed mode it waits for the gradients of
+        ``staleness`` steps ago, if there are any. Afterwards ``p.grad`` holds the averaged
+        gradient the inner step will apply."""
+        self.engine.raise_hook_error()
+        if self._active:
+            self._apply = self.engine.close_step()
+        self._synchronized = True
+
+    def before_step(self, closure, synchronize):
+        if synchronize:
+            if self._synchronized:
+                warnings.warn("optimizer.step() called without optimizer.skip_synchronize() "
+                              "context after optimizer.synchronize(). This can cause training "
+                              "slowdown. You may want to consider using "
+                              "optimizer.skip_synchronize() context if you use "
+                              "optimizer.synchronize() in your code.")
+            self.synchronize()
+        self._synchronized = False
+        apply, self._apply = self._apply, None
+        if self._staleness and apply is None:
+            return False, closure, None   # warm-up: no gradient to apply yet
+        return not self._skip_bad(), closure, None
+
+    def _skip_bad(self):
+        """Acts on ``nonfinite`` for the set about to be applied: True to skip its inner step."""
+        bad, step = self._nonfinite.take_bad()
+        if not bad:
+            return False
+        if self.settings.nonfinite == "raise":
+            raise nonfinite_error(bad, f"in the averaged gradient of step {step}, on every rank")
+        self.skipped_steps += 1
+        return True
+
+    def flush(self):
+        """Waits for and applies every gradient still in flight, oldest first, one inner step
+        each; ``p.grad`` then holds the last one applied. The next ``staleness`` steps refill the
+        pipeline. A no-op in sync mode."""
+        self.engine.check_idle("flush")
+        for _ in self.engine.apply_pending():
+            if not self._skip_bad():
+                self.inner.step()
+
+    def zero_grad(self, set_to_none):
+        """Zeroes the bucket set the next backward accumulates into, never one in flight.
+        ``p.grad`` stays a view of its bucket even when ``set_to_none=True`` (zeros and None mean
+        the same to every torch optimizer step that follows a backward, and keeping the view
+        saves a copy per parameter per step)."""
+        self.engine.zero_grad()
+
+    def set_backward_passes_per_step(self, passes):
+        self.engine.set_backward_passes_per_step(passes)
+
+    def state(self):
+        """The bucket plan and the gradients still pending (reduced, not applied yet), so a
+        resumed run continues exactly."""
+        stats = self.gradient_stats
+        return dict(self.engine.state_dict(), mode=self.config.name, staleness=self._staleness,
+                    stats=None if stats is None else stats.state_dict())
+
+    def before_load(self):
+        """Gradients in flight in this process are waited for and replaced."""
+        self.engine.clear()
+        self._nonfinite.take_bad()
+        self._apply = None
+        self._synchronized = False
+
+    def load_state(self, saved):
+        if saved["staleness"] != self._staleness:
+            raise ValueError(f"state_dict was saved with staleness {saved['staleness']} but this "
+                             f"optimizer has staleness {self._staleness}")
+        if self.gradient_stats is not None and saved.get("stats") is not None:
+            self.gradient_stats.load_state_dict(saved["stats"])
+        self.engine.load_state_dict(saved)
+
+    def on_reset(self):
+        self._active = self.settings.process_set.included()
+        if self.gradient_stats is not None:
+            self.gradient_stats.ranks = self.settings.process_set.size()
