@@ -8,19 +8,14 @@ The learning rate is chosen for sync SGD on a validation split carved from the t
 (never the test split) and then used by every mode.
 """
 import argparse
-import json
-import math
-import os
-import time
 
 import horovod.torch as hvd
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 import horovod_ext as hvd_ext
-from delayed_convergence import accuracy
 from mnist_data import Net, mnist_split
+from training import accuracy, train_epochs, write_results
 
 
 def modes(period):
@@ -36,32 +31,22 @@ def train(mode, x_tr, y_tr, x_ev, y_ev, lr, args, curve=False):
     model = Net()
     opt = hvd_ext.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9),
                                        named_parameters=model.named_parameters(), mode=mode)
-    n, r = hvd.size(), hvd.rank()
-    spe = len(y_tr) // (args.batch_size * n)
-    total, step, clock = spe * args.epochs, 0, 0.0
     hist = {"epoch": [], "steps": [], "seconds": [], "acc": [], "bytes_per_step": None}
-    for epoch in range(args.epochs):
-        perm = torch.randperm(len(y_tr), generator=torch.Generator().manual_seed(epoch))
-        t0 = time.perf_counter()
-        for i in range(spe):
-            idx = perm[(i * n + r) * args.batch_size:(i * n + r + 1) * args.batch_size]
-            for g in opt.param_groups:
-                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / total))
-            opt.zero_grad()
-            loss = F.cross_entropy(model(x_tr[idx]), y_tr[idx])
-            loss.backward()
-            opt.step(loss=loss)
-            step += 1
-        clock += time.perf_counter() - t0
+    clock = [0.0]
+
+    def after_epoch(epoch, steps, seconds, losses):
+        clock[0] += seconds
         if curve or epoch == args.epochs - 1:
             with opt.consensus_params():
                 acc = accuracy(model, x_ev, y_ev)
             hist["epoch"].append(epoch + 1)
-            hist["steps"].append(step)
-            hist["seconds"].append(hvd.allreduce(torch.tensor(clock), op=hvd.Max,
+            hist["steps"].append(steps)
+            hist["seconds"].append(hvd.allreduce(torch.tensor(clock[0]), op=hvd.Max,
                                                   name="clock").item())
             hist["acc"].append(acc)
-    hist["bytes_per_step"] = hvd.allreduce(torch.tensor(opt.bytes_sent / step), name="bytes").item()
+    train_epochs(model, opt, x_tr, y_tr, args.batch_size, args.epochs, lr, after_epoch)
+    hist["bytes_per_step"] = hvd.allreduce(torch.tensor(opt.bytes_sent / hist["steps"][-1]),
+                                           name="bytes").item()
     return hist
 
 
@@ -107,13 +92,9 @@ def main():
     results = {}
     for name, mode in tqdm(modes(args.period).items(), desc="modes", disable=not rank0):
         results[name] = train(mode, x_fit, y_fit, x_te, y_te, lr, args, curve=True)
+    write_results({"config": dict(vars(args), np=hvd.size()), "validation_acc": val, "lr": lr,
+                   "results": results}, args.json, plot)
     if rank0:
-        out = {"config": dict(vars(args), np=hvd.size()), "validation_acc": val, "lr": lr,
-               "results": results}
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
-        plot(out, os.path.splitext(args.json)[0] + ".png")
         print(f"learning rate {lr} (validation accuracy of sync: {val})")
         base = results["sync"]["bytes_per_step"]
         for name, h in results.items():

@@ -8,18 +8,14 @@ Rank 0 writes the JSON (per config: test accuracy and training loss per epoch, f
 and a PNG beside it.
 """
 import argparse
-import json
-import math
-import os
 
 import horovod.torch as hvd
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 import horovod_ext as hvd_ext
 from mnist_data import Net, mnist_split
-
+from training import accuracy, train_epochs, write_results
 
 
 def configs(c):
@@ -30,38 +26,19 @@ def configs(c):
     return out
 
 
-def accuracy(model, x, y):
-    with torch.no_grad():
-        return (model(x).argmax(1) == y).float().mean().item()
-
-
 def train(mode, data, args):
     x_tr, y_tr, x_te, y_te = data
     torch.manual_seed(args.seed)
     model = Net()
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     opt = hvd_ext.DistributedOptimizer(opt, named_parameters=model.named_parameters(), mode=mode)
-    n, r = hvd.size(), hvd.rank()
-    steps_per_epoch = len(y_tr) // (args.batch_size * n)
-    total = steps_per_epoch * args.epochs
     hist = {"test_acc": [], "train_loss": []}
-    step = 0
-    for epoch in range(args.epochs):
-        perm = torch.randperm(len(y_tr), generator=torch.Generator().manual_seed(epoch))
-        losses = []
-        for i in range(steps_per_epoch):
-            idx = perm[(i * n + r) * args.batch_size:(i * n + r + 1) * args.batch_size]
-            for g in opt.param_groups:  # cosine schedule, the same for every config
-                g["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / total))
-            opt.zero_grad()
-            loss = F.cross_entropy(model(x_tr[idx]), y_tr[idx])
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            step += 1
+
+    def after_epoch(epoch, steps, seconds, losses):
         mean_loss = hvd.allreduce(torch.tensor(sum(losses) / len(losses)), name="loss").item()
         hist["train_loss"].append(mean_loss)
         hist["test_acc"].append(accuracy(model, x_te, y_te))
+    train_epochs(model, opt, x_tr, y_tr, args.batch_size, args.epochs, args.lr, after_epoch)
     opt.flush()  # the last k gradients are applied too
     hist["final_test_acc"] = accuracy(model, x_te, y_te)
     return hist
@@ -115,12 +92,9 @@ def main():
             acc[key] = [sum(v) / len(runs_) for v in zip(*(h[key] for h in runs_))]
         acc["final_test_acc"] = sum(h["final_test_acc"] for h in runs_) / len(runs_)
         acc["final_test_acc_per_seed"] = [h["final_test_acc"] for h in runs_]
+    write_results({"config": dict(vars(args), np=hvd.size()), "results": results}, args.json,
+                  plot)
     if hvd.rank() == 0:
-        out = {"config": dict(vars(args), np=hvd.size()), "results": results}
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
-        plot(out, os.path.splitext(args.json)[0] + ".png")
         for name, acc in results.items():
             print(f"{name:20s} final test accuracy {100 * acc['final_test_acc']:.2f}% "
                   f"(seeds: {', '.join(f'{100 * a:.1f}' for a in acc['final_test_acc_per_seed'])})")
