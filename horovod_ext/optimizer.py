@@ -5,7 +5,7 @@ user-facing subclass and delegates every call to the mode object its ``mode=`` b
 """
 from contextlib import contextmanager
 
-import horovod.torch as hvd
+import horovod.torch.optimizer as horovod_optimizer
 import torch
 from horovod.torch.mpi_ops import Adasum, Average, global_process_set
 
@@ -234,7 +234,10 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
     # __module__ and then initialises the optimizer state with the wrapped optimizer's own
     # step() on zero gradients, without communication. We want exactly that for every mode (a
     # delayed mode would otherwise queue those zeros as a real gradient), so the class reports
-    # Horovod's module.
+    # Horovod's module, read from that module itself: after the one-line swap
+    # ``hvd.DistributedOptimizer = hvd_ext.DistributedOptimizer`` the name in ``horovod.torch``
+    # is ours, and a module read from it would make every rank that loaded no checkpoint run a
+    # real step() with an allreduce the others never join.
     cls = type(optimizer.__class__.__name__, (optimizer.__class__,),
-               dict(_DistributedOptimizer.__dict__, __module__=hvd.DistributedOptimizer.__module__))
+               dict(_DistributedOptimizer.__dict__, __module__=horovod_optimizer.__name__))
     return cls(optimizer.param_groups, config, settings, agreement)

@@ -39,18 +39,11 @@ class GradientEngine:
             settings.bucket_cap_mb, settings.first_bucket_mb,
             sum(p.numel() * p.element_size() for p in params))
         self._passes = [0] * len(params)  # backward passes seen this step, per parameter
-        self._ready_order = []            # parameter indices in the order they became ready
-        self._rebuilt = settings.groups is not None  # explicit groups are never re-planned
         self._hook_error = None           # (parameter name, exception) of a failed hook
         self._sets = [BucketSet(s) for s in range(n_sets)]
         self._cur = 0                     # the set the next backward accumulates into
         self._pending = deque()           # sets launched, not applied yet, oldest first
-        if settings.groups is not None:
-            self._plan = split_groups(settings.groups, params)
-        else:
-            self._plan = self._make_plan(list(reversed(range(len(params)))))
-        for s in self._sets:
-            self._install(s)
+        self._start_plan()
         self.current.point_grads()
         if settings.process_set.included():
             for p in params:
@@ -76,6 +69,19 @@ class GradientEngine:
                 if t is not None]
 
     # ---- plan -------------------------------------------------------------------------------
+    def _start_plan(self):
+        """The construction-time plan, names included (every set at generation 0): Horovod's
+        groups, or reverse registration order until the first step shows the real one."""
+        self._rebuilt = self.settings.groups is not None  # explicit groups are never re-planned
+        self._ready_order = []  # parameter indices in the order they became ready (first step)
+        if self.settings.groups is not None:
+            self._plan = split_groups(self.settings.groups, self.params)
+        else:
+            self._plan = self._make_plan(list(reversed(range(len(self.params)))))
+        for s in self._sets:
+            s.plan, s.generation = None, 0
+            self._install(s)
+
     def _make_plan(self, order):
         ps = self.params
         return plan_buckets([p.numel() for p in ps], [p.element_size() for p in ps],
@@ -218,8 +224,7 @@ class GradientEngine:
             for tap in self.taps:
                 tap.on_reduced(s)
 
-    def _finish(self, s):
-        """Set s becomes the gradient to apply: reduced, then every tap's on_apply."""
+    def _finish(self, s):  # set s becomes the gradient to apply
         self.wait(s)
         for tap in self.taps:
             tap.on_apply(s)
@@ -260,13 +265,12 @@ class GradientEngine:
         self._passes = [0] * len(self.params)
 
     def state_dict(self):
-        """The plan and the sets still pending (reduced, not applied yet)."""
+        """The sets still pending (reduced, not applied yet), saved per parameter."""
         self.check_idle("state_dict")
         for s in self._pending:
             self.wait(s)
         pending = [s.saved(self.params) for s in self._pending]
-        return {"plan": [list(b) for b in self._plan], "rebuilt": self._rebuilt,
-                "pending": pending, "grad_steps": self.grad_steps}
+        return {"pending": pending, "grad_steps": self.grad_steps}
 
     def clear(self):
         """Forgets everything in flight or pending (waited for first): a state is loaded next."""
@@ -278,10 +282,14 @@ class GradientEngine:
         self._passes = [0] * len(self.params)
 
     def load_state_dict(self, saved):
-        self._plan, self._rebuilt = [list(b) for b in saved["plan"]], saved["rebuilt"]
+        # NOTE: [plan after a load] The plan is not restored: every rank that loads goes back to
+        # the construction-time plan and names, and rebuilds from the next step's gradient order
+        # agreed from rank 0, as a rank that loaded nothing does. So Horovod's resume recipe
+        # (rank 0 alone loads, then hvd.broadcast_optimizer_state) and an elastic sync with a
+        # new worker launch the same buckets under the same names on every rank. Pending
+        # gradients are saved per parameter: any plan holds them.
         self.grad_steps = saved.get("grad_steps", 0)
-        for s in self._sets:
-            self._install(s)
+        self._start_plan()
         for s, entry in zip(self._sets, saved["pending"]):
             s.restore(entry, self.params, measured=self._extra > 0)
             self._pending.append(s)
