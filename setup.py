@@ -3,9 +3,15 @@ exists)."""
 import glob
 import os
 import shutil
+import sys
 
 from setuptools import find_packages, setup
-from torch.utils import cpp_extension
+
+try:
+    from torch.utils import cpp_extension
+except ImportError:
+    sys.exit("horovod_ext builds against the torch you train with, and this environment has none: "
+             "install torch first, then: pip install --no-build-isolation .")
 
 
 def _use_cuda():
@@ -35,4 +41,5 @@ setup(
     ext_modules=[ext_cls("horovod_ext._C", sources, extra_compile_args=extra)],
     cmdclass={"build_ext": cpp_extension.BuildExtension},
     python_requires=">=3.9",
+    install_requires=["numpy"],  # torch and the patched Horovod: see the README's install section
 )

@@ -16,9 +16,9 @@ import statistics
 import time
 
 import torch
-from tqdm import tqdm
 
 from horovod_ext import ops
+from horovod_ext.progress import progress
 
 
 def resnet50_shapes():
@@ -127,7 +127,8 @@ def main():
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     lists = {"ResNet-50": resnet50_shapes(), "transformer LM": transformer_shapes()}
-    results = [bench(n, s, device, args.repeats, sync) for n, s in tqdm(lists.items(), desc="lists")]
+    results = [bench(n, s, device, args.repeats, sync)
+               for n, s in progress(lists.items(), "lists")]
     out = {"config": dict(vars(args), threads=torch.get_num_threads(), torch=torch.__version__),
            "results": results}
     for res in results:

@@ -18,7 +18,8 @@ import types
 import horovod.torch as hvd
 import torch
 from horovod.torch import mpi_ops
-from tqdm import tqdm
+
+from horovod_ext.progress import Progress
 
 from models import MLP, loss_fn, make_batch
 from throughput import MODES, make, run_round
@@ -46,7 +47,7 @@ def soak(name, args):
         batch_size=args.batch_size, bucket_cap_mb=0.25, stats_history=args.stats_history))
     data, target = make_batch("mlp", args.batch_size, torch.Generator().manual_seed(hvd.rank()))
     run_round(model, opt, data, target, args.warmup)
-    bar = tqdm(total=args.steps, desc=name, disable=hvd.rank() != 0, leave=False)
+    bar = Progress(args.steps, name, enabled=hvd.rank() == 0)
     samples = [sample(0, opt)]
     done = 0
     while done < args.steps:

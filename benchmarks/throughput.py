@@ -20,9 +20,9 @@ import time
 import horovod
 import horovod.torch as hvd
 import torch
-from tqdm import tqdm
 
 import horovod_ext as hvd_ext
+from horovod_ext.progress import Progress
 from horovod_ext.wire import wire_bytes
 from models import BATCH, MODELS, loss_fn, make_batch
 
@@ -173,18 +173,20 @@ def main():
         n_params = sum(p.numel() for p in base.parameters())
         print(f"Model: {args.model} ({n_params / 1e6:.2f}M parameters), batch size {args.batch_size}"
               f" per rank, {hvd.size()} ranks, {args.threads} thread(s) per rank")
-    for r in tqdm(range(args.rounds), desc="rounds", disable=not rank0):
+    rounds = Progress(args.rounds, "rounds", enabled=rank0)
+    for r in range(args.rounds):
         for n in names if r % 2 == 0 else reversed(names):
             step_times[n].append(run_round(*runs[n], data, target, args.steps))
-            if rank0:
-                tqdm.write(f"Round #{r} {n:8s}: {args.batch_size / step_times[n][-1]:.1f} "
-                           "img/sec per rank")
+            rounds.write(f"Round #{r} {n:8s}: {args.batch_size / step_times[n][-1]:.1f} "
+                         "img/sec per rank")
         step_times["compute"].append(run_round(*runs["compute"], data, target,
                                                max(1, args.steps // 2)))
         for _ in range(max(1, args.steps // 2)):
             t0 = time.perf_counter()
             hvd.allreduce_(flat, name="bench.allreduce")
             step_times["allreduce"].append(time.perf_counter() - t0)
+        rounds.update()
+    rounds.close()
     traces = {}
     if args.trace:
         stem = os.path.splitext(os.path.abspath(args.json))[0]

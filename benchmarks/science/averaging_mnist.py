@@ -11,9 +11,9 @@ import argparse
 
 import horovod.torch as hvd
 import torch
-from tqdm import tqdm
 
 import horovod_ext as hvd_ext
+from horovod_ext.progress import progress
 from mnist_data import Net, mnist_split
 from training import accuracy, train_epochs, write_results
 
@@ -86,11 +86,11 @@ def main():
     x_fit, y_fit, x_val, y_val = x_tr[500:], y_tr[500:], x_tr[:500], y_tr[:500]
     rank0 = hvd.rank() == 0
     val = {}
-    for lr in tqdm([float(v) for v in args.lrs.split(",")], desc="lr search", disable=not rank0):
+    for lr in progress([float(v) for v in args.lrs.split(",")], "lr search", enabled=rank0):
         val[lr] = train(hvd_ext.Sync(), x_fit, y_fit, x_val, y_val, lr, args)["acc"][-1]
     lr = max(val, key=val.get)
     results = {}
-    for name, mode in tqdm(modes(args.period).items(), desc="modes", disable=not rank0):
+    for name, mode in progress(modes(args.period).items(), "modes", enabled=rank0):
         results[name] = train(mode, x_fit, y_fit, x_te, y_te, lr, args, curve=True)
     write_results({"config": dict(vars(args), np=hvd.size()), "validation_acc": val, "lr": lr,
                    "results": results}, args.json, plot)

@@ -11,9 +11,9 @@ import argparse
 
 import horovod.torch as hvd
 import torch
-from tqdm import tqdm
 
 import horovod_ext as hvd_ext
+from horovod_ext.progress import progress
 from mnist_data import Net, mnist_split
 from training import accuracy, train_epochs, write_results
 
@@ -81,7 +81,7 @@ def main():
     results = {}
     modes = configs(args.compensation)
     runs = [(name, s) for name in modes for s in range(args.seeds)]
-    for name, seed in tqdm(runs, desc="runs", disable=hvd.rank() != 0):
+    for name, seed in progress(runs, "runs", enabled=hvd.rank() == 0):
         args.seed = seed
         h = train(modes[name], data, args)
         acc = results.setdefault(name, {"runs": []})

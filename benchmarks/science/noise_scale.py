@@ -25,9 +25,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
 
 import horovod_ext as hvd_ext
+from horovod_ext.progress import progress
 from mnist_data import Net, mnist_split
 
 LRS = {"mnist": (0.02, 0.05, 0.1, 0.2, 0.4), "chars": (0.1, 0.2, 0.4, 0.8, 1.6)}
@@ -143,7 +143,7 @@ def budget(args):
     configs += [(f"{n} learners", 16 * n, n - 1) for n in (1, 2, 4, 8)]  # delayed, k = N - 1
     runs = [(c, lr) for c in configs for lr in LRS["mnist"][1:4]]  # the grid's middle 3
     results = {}
-    for (name, b, k), lr in tqdm(runs, desc="budget runs"):
+    for (name, b, k), lr in progress(runs, "budget runs"):
         r = train(t, b, lr, k, samples, eval_every=1024)
         results.setdefault(name, {"batch": b, "staleness": k, "runs": []})["runs"].append(
             dict(r, lr=lr))
@@ -172,7 +172,7 @@ def saturation(args):
     configs += [("staleness", args.ref_batch, k) for k in (1, 2, 4, 8)]
     runs = [(c, lr) for c in configs for lr in LRS[args.data]]
     by = {}
-    for (kind, b, k), lr in tqdm(runs, desc=f"saturation runs ({args.data})"):
+    for (kind, b, k), lr in progress(runs, f"saturation runs ({args.data})"):
         r = train(t, b, lr, k, MAX_SAMPLES[args.data], target=target)
         by.setdefault((kind, b, k), []).append(dict(r, lr=lr))
     rows = []
