@@ -30,6 +30,9 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self.op = settings.op
         self.gradient_predivide_factor = settings.gradient_predivide_factor
         self._compression = settings.compression
+        self.sparse_as_dense = settings.sparse_as_dense
+        # Horovod's: parameter -> name, ordered by name (user code and Horovod's helpers read it).
+        self._parameter_names = dict(sorted(settings.name_of.items(), key=lambda item: item[1]))
         self._agreement = agreement        # check_agreement()'s arguments
         self._should_synchronize = True    # False inside skip_synchronize()
         # The wrapped optimizer's own methods, bound to this object, for the mode to call.
@@ -224,6 +227,7 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
         name_of=parameter_names(optimizer.param_groups, named_parameters),
         compression=compression, backward_passes_per_step=backward_passes_per_step, op=op,
         gradient_predivide_factor=gradient_predivide_factor, groups=groups,
+        sparse_as_dense=sparse_as_dense,
         process_set=process_set, bucket_cap_mb=bucket_cap_mb, first_bucket_mb=first_bucket_mb,
         stats=stats, nonfinite=nonfinite)
     config.check(settings, optimizer)

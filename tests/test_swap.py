@@ -16,6 +16,7 @@ def test_resume_from_rank_0_after_the_swap(tmp_path, backend):
         results = json.loads((tmp_path / f"out.{rank}").read_text())
         for mode, r in results.items():
             assert r["class_module"] == "horovod.torch.optimizer", mode
+            assert r["parameter_names"], f"{mode}: _parameter_names is not Horovod's mapping"
             assert r["state_tensors"] > 0, f"{mode}: rank {rank} has no optimizer state"
             assert r["state_spread"] == 0.0, f"{mode}: ranks hold different optimizer states"
             assert r["state_step"] == 3.0, f"{mode}: rank {rank} did not get rank 0's state"

@@ -18,6 +18,7 @@ class Settings:
     op: Any
     gradient_predivide_factor: float
     groups: Any                   # None, a number of groups or lists of parameters
+    sparse_as_dense: bool
     process_set: Any
     bucket_cap_mb: Any
     first_bucket_mb: float

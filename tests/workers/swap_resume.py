@@ -57,7 +57,10 @@ def main():
         hvd.broadcast_optimizer_state(opt, root_rank=0)
         state = [v for s in opt.state_dict()["state"].values() for _, v in sorted(s.items())
                  if torch.is_tensor(v)]
+        named = {p: n for n, p in model.named_parameters()}
         results[name] = dict(class_module=type(opt).__module__,
+                             parameter_names=opt._parameter_names == named
+                             and list(opt._parameter_names.values()) == sorted(named.values()),
                              state_tensors=len(state), state_spread=spread(state),
                              state_step=float(opt.state_dict()["state"][0]["step"]))
         train(model, opt, 3, 2)
