@@ -87,7 +87,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
 
     @property
     def backward_passes_per_step(self):
-        return getattr(self._mode_object, "backward_passes_per_step", 1)
+        return self._mode_object.backward_passes_per_step
 
     @backward_passes_per_step.setter
     def backward_passes_per_step(self, passes):
@@ -130,7 +130,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
     @property
     def gradient_stats(self):
         """The ``GradientStats`` given as ``stats=``, or None."""
-        return getattr(self._mode_object, "gradient_stats", None)
+        return self._mode_object.gradient_stats
 
     @property
     def leader_history(self):

@@ -45,6 +45,9 @@ class Mode:
     ``zero_grad``, ``state_dict``, ``load_state_dict``). The front's ``step()`` is
     ``before_step`` -> the inner step when it says so -> ``after_step``."""
 
+    backward_passes_per_step = 1  # the gradient modes count passes; the others take one
+    gradient_stats = None         # a GradientStats where the mode feeds one
+
     def __init__(self, config, optimizer, inner, settings):
         self.config = config
         self.optimizer = optimizer
