@@ -60,7 +60,7 @@ def describe_mismatch(everyone, ranks):
                     return "no such parameter"
                 return f"{entry[0]!r} with shape {list(entry[1])} and dtype {entry[2]}"
             counts = sorted({len(e) for _, e in everyone})
-            extra = (f" (parameter counts differ: "
+            extra = (" (parameter counts differ: "
                      + ", ".join(f"rank {r} has {len(e)}" for r, (_, e) in zip(ranks, everyone))
                      + ")") if len(counts) > 1 else ""
             return (f"parameters differ across ranks at position {i}: rank {r0} has "

@@ -3,10 +3,14 @@
 Gradients live in the buffer: each parameter's ``p.grad`` is a view of its slice, so autograd
 accumulates straight into the bucket and nothing is copied in the common case.
 """
+import horovod.torch as hvd
 import torch
+from horovod.torch.mpi_ops import Average, Sum
 
 from horovod_ext import ops
+from horovod_ext.compression import KERNEL_CASTS
 from horovod_ext.engine.layout import flat_offsets
+from horovod_ext.wire import wire_bytes
 
 
 class Bucket:
@@ -44,11 +48,16 @@ class Bucket:
             return None
         return self.snap[self.offsets[k]:self.offsets[k] + self.params[k].numel()]
 
-    def adopt_grads(self):
+    def adopt_grads(self, keep=()):
         """Makes every ``p.grad`` the bucket's view again: a gradient that autograd or user code
-        replaced is copied in (pack kernel), a missing one becomes zeros. Never drops a value."""
+        replaced is copied in (pack kernel; a sparse one densified), a missing one becomes zeros.
+        Never drops a value. Parameters in ``keep`` (gathered sparse) keep their ``p.grad`` and
+        a zero slot."""
         for k, (p, view) in enumerate(zip(self.params, self.views)):
             g = p.grad
+            if p in keep:
+                view.zero_()
+                continue
             if g is view:
                 continue
             if g is None:
@@ -59,6 +68,38 @@ class Bucket:
                 with torch.no_grad():
                     ops.pack([g.detach().contiguous()], self.flat, [self.offsets[k]], 1.0)
             p.grad = view
+
+    def start_allreduce(self, name, st):
+        """Starts the bucket's allreduce under ``Settings`` st; returns the bytes this rank
+        sends. Its gradients are final for this step and every ``p.grad`` is its view."""
+        average = st.op == Average
+        prescale = 1.0 / st.gradient_predivide_factor if average else 1.0
+        postscale = st.gradient_predivide_factor if average else 1.0
+        if self.comm is not None:
+            # Cast + prescale in one pass; the average's 1/size is folded into the unpack.
+            ops.pack([self.flat], self.comm, [0], prescale)
+            self.handle = hvd.allreduce_async_(self.comm, name=name, op=Sum if average else st.op,
+                                               process_set=st.process_set)
+        else:
+            tensor = self.flat
+            if st.compression not in KERNEL_CASTS:  # a user-supplied Compressor
+                tensor, self.ctx = st.compression.compress(self.flat)
+            self.handle = hvd.allreduce_async_(tensor, name=name, op=st.op,
+                                               prescale_factor=prescale,
+                                               postscale_factor=postscale,
+                                               process_set=st.process_set)
+        self.launched = True
+        sent = self.comm if self.comm is not None else self.flat
+        return wire_bytes("allreduce", sent.numel() * sent.element_size(), st.process_set.size())
+
+    def take_result(self, output, st):
+        """The reduced ``output`` of the allreduce becomes the bucket's gradient."""
+        if self.comm is not None:
+            scale = st.gradient_predivide_factor / st.process_set.size() \
+                if st.op == Average else 1.0
+            ops.unpack(self.comm, [0], [self.flat], scale, False)
+        elif output is not self.flat:
+            self.flat.copy_(st.compression.decompress(output, self.ctx).view(-1))
 
     def reset(self):
         """Ready for the next step's backward: nothing launched, every gradient pending."""

@@ -10,7 +10,9 @@ class BucketSet:
     """One slot of the ring. Invariants: ``buckets`` were built from ``plan`` and hold every
     parameter of the optimizer once; ``locator[p] = (bucket, k)`` with ``bucket.params[k] is p``;
     ``launched`` lists the buckets whose allreduce started for ``step``, in launch order, and is
-    emptied when the set is applied; ``sq_norms`` is [mean_i |g_i|^2, |g_bar|^2] of ``step`` when
+    emptied when the set is applied; ``sparse[p]`` is the gathering of gathered sparse parameter
+    p's gradient of ``step`` (a callable while in flight, then the sparse result; sparse.py);
+    ``sq_norms`` is [mean_i |g_i|^2, |g_bar|^2] of ``step`` when
     the statistics tap measured it, None otherwise."""
 
     def __init__(self, slot):
@@ -21,21 +23,24 @@ class BucketSet:
         self.generation = 0    # rebuilds so far: part of the collective names, new buffers
         self.step = 0          # the step whose gradient the set holds (or accumulates)
         self.launched = []
+        self.sparse = {}
         self.sq_norms = None
 
-    def install(self, plan, params, comm_dtype, snapshot, extra, adopt):
+    def install(self, plan, params, comm_dtype, snapshot, extra, adopt, keep):
         """(Re)builds the buckets from ``plan`` (lists of indices into ``params``), keeping every
         gradient value the set holds. ``adopt``: take in the gradients ``p.grad`` held before
-        (the first build of the set the next backward accumulates into)."""
+        (the first build of the set the next backward accumulates into). ``keep``: gathered
+        sparse parameters, whose slot (if the plan has one) stays zero."""
         old = self.locator
         buckets = [Bucket(i, [params[j] for j in b], comm_dtype, snapshot, extra)
                    for i, b in enumerate(plan)]
         for b in buckets:
             if old:
                 with torch.no_grad():
-                    ops.pack([old[p][0].views[old[p][1]] for p in b.params], b.flat, b.offsets, 1.0)
+                    ops.pack([old[p][0].views[old[p][1]] if p in old else torch.zeros_like(p)
+                              for p in b.params], b.flat, b.offsets, 1.0)
             elif adopt:
-                b.adopt_grads()
+                b.adopt_grads(keep)
         if self.plan is not None:
             self.generation += 1
         self.buckets, self.plan = buckets, plan
@@ -46,6 +51,10 @@ class BucketSet:
         entry = {"grads": [], "snapshots": [], "step": self.step,
                  "norms": None if self.sq_norms is None else self.sq_norms.clone()}
         for p in params:
+            if p in self.sparse:
+                entry["grads"].append(self.sparse[p].clone())
+                entry["snapshots"].append(None)
+                continue
             bucket, k = self.locator[p]
             snap = bucket.snapshot_of(k)
             entry["grads"].append(bucket.views[k].clone())
@@ -55,6 +64,9 @@ class BucketSet:
     def restore(self, entry, params, measured):
         """The reverse of ``saved``; ``measured``: keep the saved statistics."""
         for p, g, w0 in zip(params, entry["grads"], entry["snapshots"]):
+            if g.is_sparse:
+                self.sparse[p] = g.clone()
+                continue
             bucket, k = self.locator[p]
             bucket.views[k].copy_(g)
             snap = bucket.snapshot_of(k)
@@ -64,18 +76,20 @@ class BucketSet:
         if measured and entry.get("norms") is not None:
             self.sq_norms = entry["norms"].clone()
 
-    def point_grads(self):
-        """Makes every ``p.grad`` a view of this set (its values are kept there)."""
+    def point_grads(self, keep=()):
+        """Makes every ``p.grad`` but those in ``keep`` a view of this set (values kept)."""
         for b in self.buckets:
             for p, view in zip(b.params, b.views):
-                p.grad = view
+                if p not in keep:
+                    p.grad = view
 
-    def zero(self):
-        """Zeroes the gradients; ``p.grad`` stays (or becomes again) the bucket's view."""
+    def zero(self, keep=()):
+        """Zeroes the gradients; ``p.grad`` stays (or becomes again) the bucket's view, but for
+        the parameters in ``keep``."""
         for b in self.buckets:
             b.flat.zero_()
             for p, view in zip(b.params, b.views):
-                if p.grad is not view:
+                if p.grad is not view and p not in keep:
                     p.grad = view
 
     def reset(self):

@@ -4,15 +4,12 @@ from collections import deque
 
 import horovod.torch as hvd
 from horovod.common.exceptions import HorovodInternalError
-from horovod.torch.functions import broadcast_object
-from horovod.torch.mpi_ops import Average, Sum
 
-from horovod_ext import ops
 from horovod_ext.compression import KERNEL_CASTS
 from horovod_ext.engine.bucket_set import BucketSet
-from horovod_ext.engine.plan import bucket_caps, plan_buckets, split_groups
+from horovod_ext.engine.planner import Planner
+from horovod_ext.engine.sparse import SparseLane
 from horovod_ext.failure import another_rank_failed, drain, raise_hook_failure
-from horovod_ext.wire import wire_bytes
 
 
 class GradientEngine:
@@ -35,16 +32,15 @@ class GradientEngine:
         self._comm_dtype = KERNEL_CASTS.get(settings.compression)
         self._extra = sum(t.extra for t in taps)
         self._snapshot = any(t.snapshot for t in taps)
-        self._cap, self._first_cap = bucket_caps(
-            settings.bucket_cap_mb, settings.first_bucket_mb,
-            sum(p.numel() * p.element_size() for p in params))
         self._passes = [0] * len(params)  # backward passes seen this step, per parameter
         self._hook_error = None           # (parameter name, exception) of a failed hook
         self._sets = [BucketSet(s) for s in range(n_sets)]
         self._cur = 0                     # the set the next backward accumulates into
         self._pending = deque()           # sets launched, not applied yet, oldest first
+        self.sparse = SparseLane(params, settings, name_of)
+        self.planner = Planner(params, settings)
         self._start_plan()
-        self.current.point_grads()
+        self._show(self.current)
         if settings.process_set.included():
             for p in params:
                 p.register_post_accumulate_grad_hook(self._on_grad_ready)
@@ -70,37 +66,20 @@ class GradientEngine:
 
     # ---- plan -------------------------------------------------------------------------------
     def _start_plan(self):
-        """The construction-time plan, names included (every set at generation 0): Horovod's
-        groups, or reverse registration order until the first step shows the real one."""
-        self._rebuilt = self.settings.groups is not None  # explicit groups are never re-planned
-        self._ready_order = []  # parameter indices in the order they became ready (first step)
-        if self.settings.groups is not None:
-            self._plan = split_groups(self.settings.groups, self.params)
-        else:
-            self._plan = self._make_plan(list(reversed(range(len(self.params)))))
+        """Every set back to the construction-time plan and names (generation 0)."""
+        self.planner.start()
         for s in self._sets:
             s.plan, s.generation = None, 0
             self._install(s)
 
-    def _make_plan(self, order):
-        ps = self.params
-        return plan_buckets([p.numel() for p in ps], [p.element_size() for p in ps],
-                            [(p.dtype, p.device) for p in ps], order, self._cap, self._first_cap)
-
     def _install(self, s):
-        s.install(self._plan, self.params, self._comm_dtype, self._snapshot, self._extra,
-                  adopt=s is self.current)
+        s.install(self.planner.plan, self.params, self._comm_dtype, self._snapshot, self._extra,
+                  adopt=s is self.current, keep=self.sparse.keep)
 
-    def _rebuild_from_ready_order(self):
-        """Once, after the first step: re-plan with the order in which gradients really became
-        ready (rank 0's order, so every rank agrees), unused parameters last. Each set is
-        rebuilt when it is next free (see close_step)."""
-        self._rebuilt = True
-        order = broadcast_object(self._ready_order, root_rank=0,
-                                 process_set=self.settings.process_set)
-        seen = set(order)
-        order = list(order) + [i for i in reversed(range(len(self.params))) if i not in seen]
-        self._plan = self._make_plan(order)
+    def _show(self, s):
+        """``p.grad`` of every parameter shows set s."""
+        s.point_grads(keep=self.sparse.keep)
+        self.sparse.show(s)
 
     # ---- backward: hook -> ready -> launch --------------------------------------------------
     def _on_grad_ready(self, p):
@@ -115,51 +94,42 @@ class GradientEngine:
             self._hook_error = (self.name_of[p], e)
 
     def _mark_ready(self, p):
-        i = self._index[p]
-        bucket, k = self.current.locator[p]
-        if bucket.launched or self._passes[i] >= self.backward_passes_per_step:
+        i, cur = self._index[p], self.current
+        bucket, k = cur.locator.get(p, (None, None))
+        if (bucket is not None and bucket.launched) \
+                or self._passes[i] >= self.backward_passes_per_step:
             raise AssertionError("Gradients were computed more than backward_passes_per_step "
                                  "times before call to step(). Increase backward_passes_per_step "
                                  "to accumulate gradients locally.")
-        if p.grad is not bucket.views[k]:  # set_to_none by user code, create_graph=True, ...
-            bucket.adopt_grads()
+        gathered = self.sparse.note(p)
+        if bucket is None and not gathered:
+            raise ValueError("the gradient is dense on this rank but was sparse on rank 0 in the "
+                             "first step; sparse_as_dense=True reduces both alike")
+        if gathered and self._snapshot:
+            raise ValueError("delay compensation needs dense gradients; pass "
+                             "sparse_as_dense=True for sparse ones")
+        if not gathered and p.grad is not bucket.views[k]:  # set_to_none, create_graph=True...
+            bucket.adopt_grads(keep=self.sparse.keep)
         self._passes[i] += 1
-        if not self._rebuilt and self._passes[i] == 1:
-            self._ready_order.append(i)
-        if self._passes[i] == self.backward_passes_per_step:
+        if self._passes[i] == 1:
+            self.planner.note_ready(i)
+        if self._passes[i] < self.backward_passes_per_step:
+            return
+        if gathered:
+            self.bytes_sent += self.sparse.launch(cur, p)
+        if bucket is not None:  # a gathered parameter keeps a zero slot until the rebuild
             bucket.pending -= 1
             if bucket.pending == 0:
-                self._launch(self.current, bucket)
+                self._launch(cur, bucket)
 
     def _launch(self, s, bucket):
         """Starts the allreduce of one bucket of set s (its gradients are final for this step and
         every ``p.grad`` is its view: the hooks check their own parameter, close_step the rest)."""
-        st = self.settings
-        average = st.op == Average
-        prescale = 1.0 / st.gradient_predivide_factor if average else 1.0
-        postscale = st.gradient_predivide_factor if average else 1.0
-        name = f"hvd_ext.grad.{s.generation}.{s.slot}.{bucket.index}"
         for tap in self.taps:
             tap.on_launch(s, bucket, len(s.launched) == len(s.buckets) - 1)
-        if bucket.comm is not None:
-            # Cast + prescale in one pass; the average's 1/size is folded into the unpack.
-            ops.pack([bucket.flat], bucket.comm, [0], prescale)
-            bucket.handle = hvd.allreduce_async_(bucket.comm, name=name,
-                                                 op=Sum if average else st.op,
-                                                 process_set=st.process_set)
-        else:
-            tensor = bucket.flat
-            if st.compression not in KERNEL_CASTS:  # a user-supplied Compressor
-                tensor, bucket.ctx = st.compression.compress(bucket.flat)
-            bucket.handle = hvd.allreduce_async_(tensor, name=name, op=st.op,
-                                                 prescale_factor=prescale,
-                                                 postscale_factor=postscale,
-                                                 process_set=st.process_set)
-        bucket.launched = True
+        name = f"hvd_ext.grad.{s.generation}.{s.slot}.{bucket.index}"
+        self.bytes_sent += bucket.start_allreduce(name, self.settings)
         s.launched.append(bucket)
-        sent = bucket.comm if bucket.comm is not None else bucket.flat
-        self.bytes_sent += wire_bytes("allreduce", sent.numel() * sent.element_size(),
-                                      st.process_set.size())
 
     def raise_hook_error(self):
         """Raises what a backward hook raised (see NOTE: [hook errors]), if anything."""
@@ -175,9 +145,13 @@ class GradientEngine:
         contribute zeros) and queues this step's set. Returns the set to apply, reduced, once
         more than ``n_sets - 1`` are queued (None during warm-up); ``p.grad`` then shows it."""
         cur = self.current
+        self.sparse.close()
+        for p in self.sparse.gathered:
+            if self._passes[self._index[p]] < self.backward_passes_per_step:
+                self.bytes_sent += self.sparse.launch(cur, p)
         for b in cur.buckets:
             if not b.launched:  # a parameter without gradient this step: its hook never ran
-                b.adopt_grads()
+                b.adopt_grads(keep=self.sparse.keep)
                 self._launch(cur, b)
         for tap in self.taps:
             tap.on_closed(cur)
@@ -188,20 +162,19 @@ class GradientEngine:
         if len(self._pending) == len(self._sets):
             apply = self._pending.popleft()
             self._finish(apply)
-        if not self._rebuilt and self._ready_order:
-            self._rebuild_from_ready_order()
+        if self.planner.due:
+            self.sparse.adopt(self.planner.rebuild(self.sparse.indices()))
         # The next accumulation set: the one just finished, or a free one during warm-up.
         self._cur = (self._cur + 1) % len(self._sets)
         nxt = self.current
         nxt.step = self.grad_steps
-        if nxt.plan != self._plan:
+        if nxt.plan != self.planner.plan:
             self._install(nxt)
-        nxt.point_grads()
+        self._show(nxt)
         return apply
 
     def wait(self, s):
         """Waits for set s's allreduces in launch order and unpacks them (idempotent)."""
-        st = self.settings
         waited = False
         for b in s.launched:
             if b.handle is None:
@@ -214,12 +187,8 @@ class GradientEngine:
                                           f"parameter {self.name_of[b.params[0]]!r}) did not "
                                           "complete", e) from e
             b.handle, waited = None, True
-            if b.comm is not None:
-                scale = st.gradient_predivide_factor / st.process_set.size() \
-                    if st.op == Average else 1.0
-                ops.unpack(b.comm, [0], [b.flat], scale, False)
-            elif output is not b.flat:
-                b.flat.copy_(st.compression.decompress(output, b.ctx).view(-1))
+            b.take_result(output, self.settings)
+        self.sparse.wait(s)
         if waited:
             for tap in self.taps:
                 tap.on_reduced(s)
@@ -237,7 +206,7 @@ class GradientEngine:
             s = self._pending.popleft()
             self._finish(s)
             self._cur = s.slot
-            s.point_grads()
+            self._show(s)
             yield s
 
     def drop_in_flight(self):
@@ -247,6 +216,7 @@ class GradientEngine:
             drain(b.handle for b in s.launched if b.handle is not None)
             for b in s.launched:
                 b.handle = None
+            self.sparse.drop(s)
 
     # ---- between steps ----------------------------------------------------------------------
     def check_idle(self, what):
@@ -258,7 +228,8 @@ class GradientEngine:
     def zero_grad(self):
         """Zeroes the set the next backward accumulates into, never one in flight."""
         self.check_idle("zero_grad")
-        self.current.zero()
+        self.current.zero(keep=self.sparse.keep)
+        self.sparse.zero()
 
     def set_backward_passes_per_step(self, passes):
         self.backward_passes_per_step = passes
@@ -295,5 +266,5 @@ class GradientEngine:
             self._pending.append(s)
         self._cur = len(saved["pending"]) % len(self._sets)
         self.current.step = self.grad_steps
-        self.current.point_grads()
+        self._show(self.current)
 

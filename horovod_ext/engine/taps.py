@@ -87,12 +87,17 @@ class NonfiniteCheck(Tap):
 
     def on_apply(self, bucket_set):
         self._step = bucket_set.step  # the set is reused for a later step right after
-        norms = bucket_set.sq_norms  # when measured, a finite norm of the whole gradient suffices
-        if self.policy == "ignore" or (norms is not None and bool(torch.isfinite(norms[1]))):
-            self._bad = []
-        else:
-            self._bad = nonfinite_names([(b.views, [self._name_of[p] for p in b.params])
-                                         for b in bucket_set.buckets])
+        self._bad = []
+        if self.policy == "ignore":
+            return
+        # Gathered sparse gradients (sparse.py) are checked by their values.
+        groups = [([g._values()], [self._name_of[p]]) for p, g in bucket_set.sparse.items()
+                  if isinstance(g, torch.Tensor)]
+        norms = bucket_set.sq_norms  # when measured, a finite norm of the dense gradient suffices
+        if norms is None or not bool(torch.isfinite(norms[1])):
+            groups += [(b.views, [self._name_of[p] for p in b.params])
+                       for b in bucket_set.buckets]
+        self._bad = nonfinite_names(groups)
 
     def take_bad(self):
         """(names of the non-finite parameters, step) of the set applied last; then forgets."""

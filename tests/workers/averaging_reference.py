@@ -2,7 +2,6 @@
 in-process simulation of all N workers (rank r's data at step t is a fixed function of (r, t)).
 Rank 0 writes per case: the largest relative difference between each rank's parameters and its
 simulated worker over every step, whether the elected leaders match, and the consensus checks."""
-import copy
 import json
 import sys
 

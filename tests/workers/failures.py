@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import horovod_ext as hvd_ext
-from delayed_reference import batch, grads_at, make_model, rel_diff
+from delayed_reference import batch, make_model, rel_diff
 
 STEPS, BAD = 8, 3
 
