@@ -66,10 +66,14 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         finally:
             self._should_synchronize = True
 
-    def flush(self):
+    def flush(self, apply=None):
         """Applies whatever is still in flight (delayed gradients, one inner step each, oldest
-        first; an overlapped leader pull) and leaves nothing in flight."""
-        self._mode_object.flush()
+        first; an overlapped leader pull) and leaves nothing in flight. ``apply(optimizer)``,
+        if given, runs instead of the inner step for each delayed gradient, with ``p.grad``
+        showing it: what the training loop does after ``synchronize()`` (AMP's
+        ``scaler.unscale_``, clipping, ``scaler.step(optimizer)``, ``scaler.update()``); inside
+        it ``synchronize()`` does nothing and ``step()`` applies the gradient shown."""
+        self._mode_object.flush(apply)
 
     def consensus_params(self):
         """Context manager that loads the model to evaluate: the current parameters after

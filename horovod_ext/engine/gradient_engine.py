@@ -100,7 +100,9 @@ class GradientEngine:
                 or self._passes[i] >= self.backward_passes_per_step:
             raise AssertionError("Gradients were computed more than backward_passes_per_step "
                                  "times before call to step(). Increase backward_passes_per_step "
-                                 "to accumulate gradients locally.")
+                                 "to accumulate gradients locally. (An accumulation cut short, "
+                                 "as by an epoch's last batches, needs its own step(): it "
+                                 "applies the passes it has.)")
         gathered = self.sparse.note(p)
         if bucket is None and not gathered:
             raise ValueError("the gradient is dense on this rank but was sparse on rank 0 in the "
@@ -127,7 +129,9 @@ class GradientEngine:
         every ``p.grad`` is its view: the hooks check their own parameter, close_step the rest)."""
         for tap in self.taps:
             tap.on_launch(s, bucket, len(s.launched) == len(s.buckets) - 1)
-        name = f"hvd_ext.grad.{s.generation}.{s.slot}.{bucket.index}"
+        # Named after its first parameter too, so that two optimizers' buckets in flight at once
+        # (delayed mode, a GAN's) differ, as Horovod's parameter-named collectives do.
+        name = f"hvd_ext.grad.{s.generation}.{s.slot}.{bucket.index}.{self.name_of[bucket.params[0]]}"
         self.bytes_sent += bucket.start_allreduce(name, self.settings)
         s.launched.append(bucket)
 

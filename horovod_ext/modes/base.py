@@ -74,8 +74,9 @@ class Mode:
     def after_step(self, loss):
         """After the inner step (taken or not); ``loss`` is the step's loss, if known."""
 
-    def flush(self):
-        """Applies whatever is still pending, leaving nothing in flight."""
+    def flush(self, apply=None):
+        """Applies whatever is still pending, leaving nothing in flight (``apply``: see the
+        front's ``flush``)."""
 
     @contextmanager
     def consensus_params(self):

@@ -88,6 +88,7 @@ class GradientMode(Mode):
         self.engine = GradientEngine(params, settings.name_of, settings, self._staleness + 1, taps)
         self._apply = None         # the set p.grad shows for the coming inner step, if any
         self._synchronized = False
+        self._flushing = False     # inside flush(apply): step() takes the gradient shown
         self._active = settings.process_set.included()
 
     @property
@@ -106,12 +107,16 @@ class GradientMode(Mode):
         gradients. In sync mode it waits for them; in delayed mode it waits for the gradients of
         ``staleness`` steps ago, if there are any. Afterwards ``p.grad`` holds the averaged
         gradient the inner step will apply."""
+        if self._flushing:
+            return
         self.engine.raise_hook_error()
         if self._active:
             self._apply = self.engine.close_step()
         self._synchronized = True
 
     def before_step(self, closure, synchronize):
+        if self._flushing:
+            return not self._skip_bad(), closure, None
         if synchronize:
             if self._synchronized:
                 warnings.warn("optimizer.step() called without optimizer.skip_synchronize() "
@@ -136,14 +141,23 @@ class GradientMode(Mode):
         self.skipped_steps += 1
         return True
 
-    def flush(self):
+    def flush(self, apply=None):
         """Waits for and applies every gradient still in flight, oldest first, one inner step
-        each; ``p.grad`` then holds the last one applied. The next ``staleness`` steps refill the
-        pipeline. A no-op in sync mode."""
+        each (or one ``apply(optimizer)`` each: the user's own unscale/clip/step, during which
+        ``synchronize()`` is a no-op and ``step()`` takes the gradient shown); ``p.grad`` then
+        holds the last one applied. The next ``staleness`` steps refill the pipeline. A no-op in
+        sync mode."""
         self.engine.check_idle("flush")
         for _ in self.engine.apply_pending():
-            if not self._skip_bad():
-                self.inner.step()
+            if apply is None:
+                if not self._skip_bad():
+                    self.inner.step()
+                continue
+            self._flushing = True
+            try:
+                apply(self.optimizer)
+            finally:
+                self._flushing = False
 
     def zero_grad(self, set_to_none):
         """Zeroes the bucket set the next backward accumulates into, never one in flight.

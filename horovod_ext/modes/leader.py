@@ -163,7 +163,7 @@ class LeaderMode(AveragingMode):
         level.received = False
         self._flats.pull_params_toward(level.buffers, level.pull)
 
-    def flush(self):
+    def flush(self, apply=None):
         """Applies an overlapped leader pull still pending; leaves nothing in flight."""
         for level in self._levels:
             if level.handles is not None or level.received:
