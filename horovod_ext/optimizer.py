@@ -33,6 +33,8 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self.sparse_as_dense = settings.sparse_as_dense
         # Horovod's: parameter -> name, ordered by name (user code and Horovod's helpers read it).
         self._parameter_names = dict(sorted(settings.name_of.items(), key=lambda item: item[1]))
+        self._requires_update = {p for p in settings.name_of if p.requires_grad}  # Horovod's
+        self._groups = settings.groups
         self._agreement = agreement        # check_agreement()'s arguments
         self._should_synchronize = True    # False inside skip_synchronize()
         # The wrapped optimizer's own methods, bound to this object, for the mode to call.
@@ -115,6 +117,11 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         """After Horovod elastic re-forms the job: the mode follows the new ranks and size (or
         raises when it cannot)."""
         self._mode_object.on_reset()
+
+    @property
+    def _synchronized(self):
+        """Horovod's: ``synchronize()`` ran since the last ``step()``."""
+        return getattr(self._mode_object, "_synchronized", False)
 
     @property
     def bytes_sent(self):

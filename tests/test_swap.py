@@ -14,6 +14,7 @@ def test_resume_from_rank_0_after_the_swap(tmp_path, backend):
            timeout=120)  # a hang fails here instead of holding the suite
     for rank in range(2):
         results = json.loads((tmp_path / f"out.{rank}").read_text())
+        assert results.pop("surface")["differ"] == [], "attributes that differ from Horovod's"
         for mode, r in results.items():
             assert r["class_module"] == "horovod.torch.optimizer", mode
             assert r["parameter_names"], f"{mode}: _parameter_names is not Horovod's mapping"

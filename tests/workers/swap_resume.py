@@ -30,12 +30,34 @@ def spread(tensors):
     return (hvd.allreduce(flat, op=hvd.Max) - hvd.allreduce(flat, op=hvd.Min)).abs().max().item()
 
 
+SURFACE = ["op", "gradient_predivide_factor", "sparse_as_dense", "process_set",
+           "backward_passes_per_step", "_requires_update", "_should_synchronize",
+           "_synchronized", "_groups", "_compression"]
+
+
+def surface(horovods):
+    """The attributes of Horovod's optimizer that user code and Horovod's helpers read: those
+    of ours that differ from a Horovod optimizer's built with the same arguments."""
+    model = make_model()
+    kw = dict(named_parameters=model.named_parameters(), backward_passes_per_step=2,
+              gradient_predivide_factor=2.0, sparse_as_dense=True)
+    theirs = horovods(torch.optim.SGD(model.parameters(), lr=0.1), **kw)
+    kw["named_parameters"] = model.named_parameters()
+    ours = hvd_ext.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), **kw)
+    differ = [a for a in SURFACE if getattr(ours, a) != getattr(theirs, a)]
+    ours._requires_update = set()  # a known workaround in Horovod scripts: must not break us
+    F.cross_entropy(model(batch(hvd.rank(), 0, 0)[0]), batch(hvd.rank(), 0, 0)[1]).backward()
+    ours.step()
+    return dict(differ=differ)
+
+
 def main():
     out, ckpt = sys.argv[1], sys.argv[2]
     hvd.init()
     torch.set_num_threads(1)
+    horovods = hvd.DistributedOptimizer
     hvd.DistributedOptimizer = hvd_ext.DistributedOptimizer  # the swap, before any optimizer
-    results = {}
+    results = {"surface": surface(horovods)}
     for name, mode in {"sync": "sync", "delayed": hvd_ext.Delayed(staleness=1)}.items():
         def build():
             model = make_model()
