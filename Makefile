@@ -1,12 +1,13 @@
 # make bench: install if needed, then the throughput benchmark (2 ranks, Horovod vs hvd_ext).
 # make test:  install if needed, then the whole test suite (C++ tests, nvcc check, pytest).
+# make cuda-check: the CUDA build in .venv-cuda/ and the test suite against it (no GPU needed).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 NP ?= 2
 BENCH_ARGS ?= --model cnn --steps 10 --rounds 6
 STAMP := $(VENV)/.horovod_ext-installed
 
-.PHONY: install test bench clean
+.PHONY: install test bench clean cuda-check
 
 install: $(STAMP)
 
@@ -27,6 +28,11 @@ test: install
 bench: install
 	OMP_NUM_THREADS=1 $(VENV)/bin/horovodrun --gloo -np $(NP) $(PY) benchmarks/throughput.py \
 		$(BENCH_ARGS) --json results/throughput.json
+
+# The CUDA build (torch from the package index with CUDA, Horovod with NCCL, the CUDA kernels) in
+# .venv-cuda/, and the test suite against it; needs a CUDA toolkit, not a GPU.
+cuda-check:
+	bash scripts/cuda_check.sh
 
 clean:
 	rm -rf build $(VENV) *.egg-info horovod_ext/*.so

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Build and install Horovod 0.28.1 against the torch already installed in $PYTHON's environment.
 #
-# Horovod 0.28.1 (its last release) does not build as released against torch >= 2.1:
-#   * its CMakeLists ask for C++14, torch headers need C++17;
+# Horovod 0.28.1 (its last release) does not build as released against current torch:
+#   * its CMakeLists ask for C++14; torch's headers need C++17 (torch 2.13) or C++20 (newer), so
+#     the core is built as C++17 and the torch binding with the standard torch's ATen.h asks for;
 #   * its bundled gloo's cmake_minimum_required is rejected by CMake >= 4.
-# We fetch the sdist, set CMAKE_CXX_STANDARD 17 in the two CMakeLists, export
-# CMAKE_POLICY_VERSION_MINIMUM=3.5 and build with --no-build-isolation. The built wheel is cached
-# outside the repository, keyed by Horovod, torch and Python versions, so a reinstall takes seconds.
+# With a CUDA torch and a CUDA toolkit it is built with HOROVOD_GPU_OPERATIONS=NCCL against the
+# NCCL that torch's CUDA wheels bring (nvidia-nccl-cu*), its CUDA kernels for the arch list
+# (TORCH_CUDA_ARCH_LIST, else 8.0;9.0) as C++17, the toolkit found as setup.py finds it, and the
+# wheels' CUDA headers (cuSPARSE, ...) after the toolkit's.
+# We fetch the sdist, patch it, export CMAKE_POLICY_VERSION_MINIMUM=3.5 and build with
+# --no-build-isolation. The built wheel is cached outside the repository, keyed by Horovod,
+# torch, Python, MPI and NCCL, so a reinstall takes seconds.
 set -euo pipefail
 
 PYTHON=${PYTHON:-python}
@@ -22,7 +27,40 @@ torch_ver=$("$PYTHON" -c "import torch; print(torch.__version__.replace('+', '_'
 py_ver=$("$PYTHON" -c "import sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]}')")
 mpi=nompi
 if command -v mpicc >/dev/null; then mpi=mpi; fi
-key="horovod-${HOROVOD_VERSION}-torch-${torch_ver}-${py_ver}-${mpi}"
+# The C++ standard torch's headers require (ATen.h says so in its #error line).
+torch_std=$("$PYTHON" - <<'PY'
+import os, re
+from torch.utils import cpp_extension
+for include in cpp_extension.include_paths():
+    header = os.path.join(include, "ATen", "ATen.h")
+    if os.path.exists(header):
+        found = re.search(r"C\+\+(\d+) or later compatible compiler is required", open(header).read())
+        if found:
+            print(found.group(1))
+            break
+else:
+    print(17)
+PY
+)
+# GPU operations: torch has CUDA, a toolkit is there, and torch's wheels brought NCCL.
+gpu=cpu
+cuda_home=${CUDA_HOME:-${CUDA_PATH:-}}
+if [ -z "$cuda_home" ] && command -v nvcc >/dev/null; then
+    probe=$(mktemp -d); touch "$probe/p.cu"
+    cuda_home=$(nvcc --dryrun -c "$probe/p.cu" -o "$probe/p.o" 2>&1 | sed -n 's/^#\$ TOP=//p' | head -1)
+    rm -rf "$probe"
+    [ -n "$cuda_home" ] && cuda_home=$(cd "$cuda_home" && pwd)
+fi
+nccl_root=$("$PYTHON" -c "
+import glob, os, site, sys, torch
+if torch.version.cuda:
+    for d in sys.path:
+        if os.path.exists(os.path.join(d, 'nvidia', 'nccl', 'include', 'nccl.h')):
+            print(os.path.join(d, 'nvidia', 'nccl')); break")
+if [ "${HOROVOD_EXT_WITHOUT_CUDA:-0}" != 1 ] && [ -n "$cuda_home" ] && [ -n "$nccl_root" ]; then
+    gpu=nccl
+fi
+key="horovod-${HOROVOD_VERSION}-torch-${torch_ver}-${py_ver}-${mpi}-${gpu}"
 wheel_dir="$CACHE/$key"
 
 if ! ls "$wheel_dir"/horovod-*.whl >/dev/null 2>&1; then
@@ -32,13 +70,34 @@ if ! ls "$wheel_dir"/horovod-*.whl >/dev/null 2>&1; then
     "$PYTHON" -m pip download --no-deps --no-binary :all: -d "$work" "horovod==$HOROVOD_VERSION"
     tar -xzf "$work"/horovod-"$HOROVOD_VERSION".tar.gz -C "$work"
     src="$work/horovod-$HOROVOD_VERSION"
-    for f in "$src/CMakeLists.txt" "$src/horovod/torch/CMakeLists.txt"; do
-        sed -i -E 's/set\(CMAKE_CXX_STANDARD 1[14]\)/set(CMAKE_CXX_STANDARD 17)/' "$f"
-        grep -q 'CMAKE_CXX_STANDARD 17' "$f" || { echo "patch did not apply to $f" >&2; exit 1; }
-    done
+    patch_std() {  # file, old standard pattern, new standard
+        sed -i -E "s/set\((CMAKE_(CXX|CUDA)_STANDARD) $2\)/set(\1 $3)/" "$1"
+        grep -q "STANDARD $3)" "$1" || { echo "patch did not apply to $1" >&2; exit 1; }
+    }
+    patch_std "$src/CMakeLists.txt" "1[14]" 17
+    patch_std "$src/horovod/torch/CMakeLists.txt" "1[14]" "$torch_std"
+    patch_std "$src/horovod/common/ops/cuda/CMakeLists.txt" "11" 17
     export CMAKE_POLICY_VERSION_MINIMUM=3.5
     export HOROVOD_WITH_PYTORCH=1 HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_MXNET=1
     export HOROVOD_WITH_GLOO=1
+    if [ "$gpu" = nccl ]; then
+        # NCCL's wheel has libnccl.so.2 only; Horovod's FindNCCL looks for libnccl.so.
+        mkdir -p "$work/nccl/lib"
+        ln -s "$nccl_root"/lib/libnccl.so.* "$work/nccl/lib/libnccl.so"
+        arch=${TORCH_CUDA_ARCH_LIST:-8.0;9.0}
+        export HOROVOD_GPU_OPERATIONS=NCCL HOROVOD_CUDA_HOME="$cuda_home" CUDA_HOME="$cuda_home"
+        export HOROVOD_NCCL_INCLUDE="$nccl_root/include" HOROVOD_NCCL_LIB="$work/nccl/lib"
+        export HOROVOD_NCCL_LINK=SHARED
+        export HOROVOD_BUILD_CUDA_CC_LIST=$(echo "$arch" | tr -d '.' | tr ';' ',' | sed 's/+PTX//g')
+        wheel_includes=$("$PYTHON" -c "
+import glob, os, sys
+print(' '.join('-idirafter ' + d for p in sys.path
+               for d in sorted(glob.glob(os.path.join(p, 'nvidia', '*', 'include')))))")
+        export CXXFLAGS="${CXXFLAGS:-} $wheel_includes"
+        echo "Horovod with NCCL ($nccl_root), CUDA toolkit $cuda_home, archs $HOROVOD_BUILD_CUDA_CC_LIST, torch binding C++$torch_std"
+    else
+        echo "Horovod for CPU ($mpi), torch binding C++$torch_std"
+    fi
     if [ "$mpi" = mpi ]; then export HOROVOD_WITH_MPI=1; else export HOROVOD_WITHOUT_MPI=1; fi
     export MAKEFLAGS="-j$(nproc)"
     "$PYTHON" -m pip install -q cmake packaging
