@@ -56,6 +56,7 @@ MODES = {"horovod": None, "sync": dict(mode=hvd_ext.Sync()),
          "leader": dict(mode=hvd_ext.Leader(period=4, pull=0.2)),
          "easgd": dict(mode=hvd_ext.EASGD(period=4)),
          "localsgd": dict(mode=hvd_ext.LocalSGD(period=4)),
+         "diloco": dict(mode=hvd_ext.DiLoCo(period=4)),
          "sync+stats": dict(mode=hvd_ext.Sync(), stats=True),
          "delayed+stats": dict(mode=hvd_ext.Delayed(staleness=1), stats=True),
          "sync-25mb": dict(mode=hvd_ext.Sync(), bucket_cap_mb=25)}

@@ -4,11 +4,11 @@ import importlib
 
 from horovod_ext import elastic
 from horovod_ext.compression import Compression
-from horovod_ext.modes import EASGD, Delayed, Leader, LocalSGD, Sync
+from horovod_ext.modes import EASGD, Delayed, DiLoCo, Leader, LocalSGD, Sync
 from horovod_ext.optimizer import DistributedOptimizer
 from horovod_ext.stats import GradientStats
 
-__all__ = ["advise", "Compression", "Delayed", "DistributedOptimizer", "EASGD", "elastic",
+__all__ = ["advise", "Compression", "Delayed", "DiLoCo", "DistributedOptimizer", "EASGD", "elastic",
            "GradientStats", "Leader", "LocalSGD", "Sync"]
 __version__ = "0.1.0"
 

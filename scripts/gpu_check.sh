@@ -13,6 +13,11 @@
 # gpu_step.json, summary.json. Exits non-zero when a check fails.
 #
 #     bash scripts/gpu_check.sh [OUT]
+#
+# A GPU machine without network needs Horovod's sdist and the test dependencies brought along
+# in .cache/ (ignored by git); where there is a network:
+#     pip download --no-deps --no-binary :all: -d .cache horovod==0.28.1
+#     pip download -d .cache/wheels numpy pytest hypothesis tqdm cloudpickle psutil pyyaml cffi cmake
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-results/gpu}
@@ -26,7 +31,13 @@ cap=$("$PY" -c "import torch; c = torch.cuda.get_device_capability(); print(f'{c
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$cap}
 
 step "build: Horovod with NCCL (background) and the extension for sm_${cap/./}"
-"$PY" -m pip install -q numpy pytest hypothesis tqdm matplotlib 2>&1 | tail -1
+if [ -d .cache/wheels ]; then
+    "$PY" -m pip install -q --no-index --find-links .cache/wheels numpy pytest hypothesis tqdm \
+        cloudpickle psutil pyyaml cffi cmake
+else
+    "$PY" -m pip install -q numpy pytest hypothesis tqdm
+fi
+[ -f .cache/horovod-0.28.1.tar.gz ] && export HOROVOD_SDIST=$PWD/.cache/horovod-0.28.1.tar.gz
 PYTHON="$PY" bash scripts/install_horovod.sh > "$OUT/horovod_build.log" 2>&1 &
 horovod_pid=$!
 "$PY" -m pip install -v --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1 \

@@ -67,8 +67,16 @@ if ! ls "$wheel_dir"/horovod-*.whl >/dev/null 2>&1; then
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
     echo "building Horovod $HOROVOD_VERSION ($key); this takes a few minutes"
-    "$PYTHON" -m pip download --no-deps --no-binary :all: -d "$work" "horovod==$HOROVOD_VERSION"
-    tar -xzf "$work"/horovod-"$HOROVOD_VERSION".tar.gz -C "$work"
+    # The sdist: HOROVOD_SDIST, else the cache's copy, else the package index (then cached,
+    # so a machine without network can be given it: see scripts/gpu_check.sh).
+    sdist=${HOROVOD_SDIST:-$CACHE/horovod-$HOROVOD_VERSION.tar.gz}
+    if [ ! -f "$sdist" ]; then
+        "$PYTHON" -m pip download --no-deps --no-binary :all: -d "$work" "horovod==$HOROVOD_VERSION"
+        mkdir -p "$CACHE"
+        cp "$work/horovod-$HOROVOD_VERSION.tar.gz" "$CACHE/"
+        sdist=$CACHE/horovod-$HOROVOD_VERSION.tar.gz
+    fi
+    tar -xzf "$sdist" -C "$work"
     src="$work/horovod-$HOROVOD_VERSION"
     patch_std() {  # file, old standard pattern, new standard
         sed -i -E "s/set\((CMAKE_(CXX|CUDA)_STANDARD) $2\)/set(\1 $3)/" "$1"
@@ -100,7 +108,8 @@ print(' '.join('-idirafter ' + d for p in sys.path
     fi
     if [ "$mpi" = mpi ]; then export HOROVOD_WITH_MPI=1; else export HOROVOD_WITHOUT_MPI=1; fi
     export MAKEFLAGS="-j$(nproc)"
-    "$PYTHON" -m pip install -q cmake packaging
+    command -v cmake >/dev/null && "$PYTHON" -c "import packaging" 2>/dev/null \
+        || "$PYTHON" -m pip install -q cmake packaging
     "$PYTHON" -m pip wheel --no-deps --no-build-isolation -w "$work/dist" "$src"
     mkdir -p "$wheel_dir"
     cp "$work"/dist/horovod-*.whl "$wheel_dir"/
@@ -108,7 +117,8 @@ fi
 
 "$PYTHON" -m pip install --no-deps "$wheel_dir"/horovod-*.whl
 # Horovod's runtime dependencies (without pulling a different torch).
-"$PYTHON" -m pip install -q cloudpickle psutil pyyaml packaging cffi
+"$PYTHON" -c "import cloudpickle, psutil, yaml, packaging, cffi" 2>/dev/null \
+    || "$PYTHON" -m pip install -q cloudpickle psutil pyyaml packaging cffi
 "$PYTHON" -c "import horovod.torch" || { echo "horovod.torch does not import after install" >&2; exit 1; }
 HOROVODRUN=$(dirname "$("$PYTHON" -c 'import sys; print(sys.executable)')")/horovodrun
 "$HOROVODRUN" --check-build

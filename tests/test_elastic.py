@@ -22,7 +22,7 @@ def _events(log):
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-@pytest.mark.parametrize("mode", ["delayed", "leader", "easgd"])
+@pytest.mark.parametrize("mode", ["delayed", "leader", "easgd", "diloco"])
 def test_killed_worker_job_continues_from_last_commit(mode, tmp_path):
     discover, log, out = tmp_path / "discover.sh", tmp_path / "log", tmp_path / "out"
     discover.write_text(DISCOVERY)

@@ -5,12 +5,13 @@ A mode is given as an instance (``hvd_ext.Delayed(staleness=2)``) or by name (``
 with the defaults). Every field is checked on construction; a bad one raises ValueError naming it.
 """
 from horovod_ext.modes.base import Mode, ModeConfig
+from horovod_ext.modes.diloco import DiLoCo
 from horovod_ext.modes.easgd import EASGD
 from horovod_ext.modes.gradient import Delayed, Sync
 from horovod_ext.modes.leader import Leader
 from horovod_ext.modes.localsgd import LocalSGD
 
-MODES = {cls.name: cls for cls in (Sync, Delayed, Leader, EASGD, LocalSGD)}
+MODES = {cls.name: cls for cls in (Sync, Delayed, Leader, EASGD, LocalSGD, DiLoCo)}
 
 
 def resolve_mode(mode):
@@ -31,5 +32,5 @@ def resolve_mode(mode):
                      f"such as horovod_ext.Sync(); got {type(mode).__name__}")
 
 
-__all__ = ["Delayed", "EASGD", "Leader", "LocalSGD", "MODES", "Mode", "ModeConfig",
+__all__ = ["Delayed", "DiLoCo", "EASGD", "Leader", "LocalSGD", "MODES", "Mode", "ModeConfig",
            "resolve_mode", "Sync"]

@@ -20,7 +20,7 @@ from delayed_reference import batch, make_model
 
 STEPS, COMMIT_EVERY = 60, 5
 MODES = {"delayed": hvd_ext.Delayed(staleness=2), "leader": hvd_ext.Leader(period=3, pull=0.5),
-         "easgd": hvd_ext.EASGD(period=2)}
+         "easgd": hvd_ext.EASGD(period=2), "diloco": hvd_ext.DiLoCo(period=3, fragments=2)}
 
 
 def main():

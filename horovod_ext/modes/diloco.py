@@ -1,0 +1,125 @@
+"""DiLoCo (Douillard et al. 2023): local steps with the wrapped optimizer, then an outer Nesterov
+step on the ranks' averaged parameter change; streamed in fragments (Streaming DiLoCo, 2025)."""
+from dataclasses import dataclass, replace
+
+import horovod.torch as hvd
+import torch
+from horovod.torch.mpi_ops import Average
+
+from horovod_ext import checks
+from horovod_ext.compression import Compression
+from horovod_ext.engine.flats import ParamFlats
+from horovod_ext.modes.averaging import AveragingConfig, AveragingMode
+
+
+@dataclass(frozen=True)
+class DiLoCo(AveragingConfig):
+    """Each rank steps with its own gradient and the wrapped optimizer (its state stays local).
+    The outer parameters theta start as the parameters at the first ``step()``. Parameter tensor
+    j (optimizer order) belongs to fragment j * F // T; after step t, fragment f has a round when
+    (t + 1) % period == (f * period // F) % period: with x the rank's parameters,
+    delta = mean over ranks of (theta - x) (one allreduce per dtype; ``compression`` applies
+    to it), buf = outer_momentum * buf + delta, d = delta + outer_momentum * buf (Nesterov) or
+    buf, theta -= outer_lr * d, and every rank's x becomes theta. With outer_lr=1 and
+    outer_momentum=0 it is LocalSGD(period)."""
+
+    period: int
+    outer_lr: float = 0.7
+    outer_momentum: float = 0.9
+    nesterov: bool = True
+    fragments: int = 1
+    name = "diloco"
+
+    def __post_init__(self):
+        checks.positive_int("DiLoCo.period", self.period)
+        checks.finite_non_negative("DiLoCo.outer_lr", self.outer_lr)
+        if self.outer_lr == 0:
+            raise ValueError(f"DiLoCo.outer_lr must be > 0; got {self.outer_lr!r}")
+        checks.finite_non_negative("DiLoCo.outer_momentum", self.outer_momentum)
+        if self.outer_momentum >= 1:
+            raise ValueError(f"DiLoCo.outer_momentum must be in [0, 1); got "
+                             f"{self.outer_momentum!r}")
+        if not isinstance(self.nesterov, bool):
+            raise ValueError(f"DiLoCo.nesterov must be True or False; got {self.nesterov!r}")
+        checks.positive_int("DiLoCo.fragments", self.fragments)
+        if self.fragments > self.period:
+            raise ValueError(f"DiLoCo.fragments must be <= period ({self.period}); got "
+                             f"{self.fragments}")
+
+    def check(self, settings, optimizer):
+        """As the other averaging modes, but ``compression`` applies to the pseudo-gradient."""
+        super().check(replace(settings, compression=Compression.none), optimizer)
+        tensors = sum(len(g["params"]) for g in optimizer.param_groups)
+        if self.fragments > tensors:
+            raise ValueError(f"DiLoCo.fragments must be <= the number of parameter tensors "
+                             f"({tensors}); got {self.fragments}")
+
+    def build(self, optimizer, inner, settings):
+        return DiLoCoMode(self, optimizer, inner, settings)
+
+
+class DiLoCoMode(AveragingMode):
+    def __init__(self, config, optimizer, inner, settings):
+        super().__init__(config, optimizer, inner, settings)
+        n, F, H = len(self._params), config.fragments, config.period
+        members = [[p for j, p in enumerate(self._params) if j * F // n == f] for f in range(F)]
+        self._fragments = [ParamFlats(ps) for ps in members]
+        self._phase = [(f * H // F) % H for f in range(F)]  # a round when t % H == phase
+        self._theta = None   # per fragment, flat buffers per dtype (equal on every rank)
+        self._buf = None     # outer momentum, same layout
+        self._delta = [fr.empty() for fr in self._fragments]
+
+    def buffers(self):
+        return [t for part in (self._theta or []) + (self._buf or []) + self._delta for t in part]
+
+    def before_step(self, closure, synchronize):
+        if self._theta is None:
+            self._start_outer()
+        return super().before_step(closure, synchronize)
+
+    def _start_outer(self):
+        self._theta = [fr.empty() for fr in self._fragments]
+        for fr, theta in zip(self._fragments, self._theta):
+            fr.copy_params_to(theta)
+        self._buf = [[torch.zeros_like(t) for t in theta] for theta in self._theta]
+
+    def after_inner_step(self):
+        for f, phase in enumerate(self._phase):
+            if self._t % self.config.period == phase:
+                self._round(f)
+
+    def _round(self, f):
+        cfg, fr = self.config, self._fragments[f]
+        comp = self.settings.compression
+        fr.copy_params_to(self._delta[f])
+        for i, (theta, delta, buf) in enumerate(zip(self._theta[f], self._delta[f], self._buf[f])):
+            torch.sub(theta, delta, out=delta)                  # theta - x
+            sent, ctx = comp.compress(delta)
+            hvd.allreduce_(sent, name=f"hvd_ext.diloco.{f}.{i}", op=Average,
+                           process_set=self.process_set)
+            self.count("allreduce", sent, self.process_set)
+            if sent is not delta:
+                delta.copy_(comp.decompress(sent, ctx))
+            buf.mul_(cfg.outer_momentum).add_(delta)
+            step = delta.add_(buf, alpha=cfg.outer_momentum) if cfg.nesterov else buf
+            theta.sub_(step, alpha=cfg.outer_lr)
+        fr.load_params_from(self._theta[f])
+
+    def consensus_params(self):
+        """theta, the outer parameters (the parameters themselves before the first step)."""
+        return self.showing(self._load_theta)
+
+    def _load_theta(self):
+        if self._theta is not None:
+            for fr, theta in zip(self._fragments, self._theta):
+                fr.load_params_from(theta)
+
+    def state(self):
+        clone = (lambda parts: None if parts is None else [[t.clone() for t in p] for p in parts])
+        return dict(super().state(), theta=clone(self._theta), buf=clone(self._buf))
+
+    def load_state(self, saved):
+        super().load_state(saved)
+        if saved.get("theta") is not None:
+            self._theta = [[t.clone() for t in p] for p in saved["theta"]]
+            self._buf = [[t.clone() for t in p] for p in saved["buf"]]
