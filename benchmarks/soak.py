@@ -21,7 +21,7 @@ from horovod.torch import mpi_ops
 
 from horovod_ext.progress import Progress
 
-from models import MLP, loss_fn, make_batch
+from models import MLP, make_batch
 from throughput import MODES, make, run_round
 
 

@@ -1,0 +1,134 @@
+"""DiLoCo against sync, local SGD, EASGD and Leader SGD on real text: a character-level language
+model (16 characters of context -> the next one) on the first 300k characters of Python's
+standard-library sources, 4 ranks, AdamW inside every method, the same steps and batch for all.
+
+    horovodrun --gloo -np 4 python benchmarks/science/diloco_text.py --json docs/results/diloco_text.json
+
+For each method the inner learning rate is chosen from --lrs by the validation loss at the end
+(cosine schedule over --steps); the chosen run is repeated with every --seeds seed, and the
+validation and test loss of the consensus model, bytes sent per rank and the largest single
+step's bytes are recorded. Validation loss every --eval-every steps, against steps and against
+bytes, goes to a PNG beside the JSON. Ranks may share cores: wall-clock is not compared here.
+"""
+import argparse
+import math
+import os
+import sys
+
+import horovod.torch as hvd
+import torch
+import torch.nn.functional as F
+
+import horovod_ext as hvd_ext
+from horovod_ext.progress import progress
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from noise_scale import task  # noqa: E402
+from training import write_results  # noqa: E402
+
+H = 32
+METHODS = {
+    "sync": dict(mode=hvd_ext.Sync()),
+    "localsgd_H32": dict(mode=hvd_ext.LocalSGD(period=H)),
+    "easgd_H32": dict(mode=hvd_ext.EASGD(period=H)),
+    "leader_H32": dict(mode=hvd_ext.Leader(period=H, pull=0.5)),
+    "diloco_H8": dict(mode=hvd_ext.DiLoCo(period=8)),
+    "diloco_H32": dict(mode=hvd_ext.DiLoCo(period=H)),
+    "diloco_H32_frag4": dict(mode=hvd_ext.DiLoCo(period=H, fragments=4)),
+    "diloco_H32_fp16": dict(mode=hvd_ext.DiLoCo(period=H), compression=hvd_ext.Compression.fp16),
+}
+
+
+def run(data, method, lr, seed, args):
+    make, x, y, x_va, y_va, x_te, y_te = data
+    torch.manual_seed(seed)
+    model = make()
+    hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+    opt = hvd_ext.DistributedOptimizer(torch.optim.AdamW(model.parameters(), lr=lr),
+                                       named_parameters=model.named_parameters(),
+                                       **METHODS[method])
+    curve, peak = [], 0.0
+    for step in range(args.steps):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step * hvd.size() + hvd.rank())
+        idx = torch.randint(0, len(y), (args.batch,), generator=g)
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        before = opt.bytes_sent
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        loss.backward()
+        opt.step(loss=loss)
+        peak = max(peak, opt.bytes_sent - before)
+        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+            with opt.consensus_params():
+                curve.append((step + 1, loss_of(model, x_va, y_va), opt.bytes_sent))
+    opt.flush()
+    with opt.consensus_params():
+        test = loss_of(model, x_te, y_te)
+    return dict(lr=lr, seed=seed, val=curve[-1][1], test=test, bytes=opt.bytes_sent,
+                peak_step_bytes=peak, curve=curve)
+
+
+def loss_of(model, x, y):
+    with torch.no_grad():
+        return F.cross_entropy(model(x), y).item()
+
+
+def plot(out, png):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name, r in out["methods"].items():
+        steps, val, sent = zip(*r["runs"][0]["curve"])
+        a.plot(steps, val, label=name)
+        b.plot([s / 1e6 for s in sent], val, label=name)
+    a.set(xlabel="step", ylabel="validation loss (nats/char)", title="loss against steps")
+    b.set(xlabel="MB sent per rank", ylabel="validation loss", xscale="symlog",
+          title="loss against bytes")
+    for ax in (a, b):
+        ax.set_ylim(top=max(r["runs"][0]["curve"][1][1] for r in out["methods"].values()))
+        ax.grid(alpha=0.3)
+    a.legend(fontsize=8)
+    fig.suptitle(f"{out['ranks']} ranks, AdamW, {out['steps']} steps x batch {out['batch']} "
+                 "per rank, char-level LM")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=1024)
+    p.add_argument("--batch", type=int, default=32, help="per rank")
+    p.add_argument("--eval-every", type=int, default=64)
+    p.add_argument("--lrs", default="0.001,0.003,0.01")
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--json", default="results/diloco_text.json")
+    args = p.parse_args()
+    hvd.init()
+    torch.set_num_threads(1)
+    data = task("chars")
+    lrs = [float(v) for v in args.lrs.split(",")]
+    seeds = [int(v) for v in args.seeds.split(",")]
+    methods = args.methods.split(",")
+    out = dict(ranks=hvd.size(), steps=args.steps, batch=args.batch, lrs=lrs, methods={})
+    jobs = [(m, lr) for m in methods for lr in lrs]
+    tried = {m: [] for m in methods}
+    for m, lr in progress(jobs, desc="lr grid", enabled=hvd.rank() == 0):
+        tried[m].append(run(data, m, lr, seeds[0], args))
+    for m in progress(methods, desc="seeds", enabled=hvd.rank() == 0):
+        best = min(tried[m], key=lambda r: r["val"])
+        runs = [best] + [run(data, m, best["lr"], s, args) for s in seeds[1:]]
+        out["methods"][m] = dict(lr=best["lr"], grid=[(r["lr"], r["val"]) for r in tried[m]],
+                                 runs=runs)
+        if hvd.rank() == 0:
+            vals = ", ".join(f"{r['val']:.4f}" for r in runs)
+            print(f"{m:18s} lr {best['lr']:g}  val {vals}  test {runs[0]['test']:.4f}  "
+                  f"MB/rank {runs[0]['bytes'] / 1e6:.2f}  peak step "
+                  f"{runs[0]['peak_step_bytes'] / 1e3:.1f} kB", flush=True)
+    write_results(out, args.json, plot)
+
+
+if __name__ == "__main__":
+    main()
