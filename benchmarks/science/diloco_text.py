@@ -36,6 +36,8 @@ METHODS = {
     "diloco_H32": dict(mode=hvd_ext.DiLoCo(period=H)),
     "diloco_H32_frag4": dict(mode=hvd_ext.DiLoCo(period=H, fragments=4)),
     "diloco_H32_fp16": dict(mode=hvd_ext.DiLoCo(period=H), compression=hvd_ext.Compression.fp16),
+    "diloco_H32_outer0.5": dict(mode=hvd_ext.DiLoCo(period=H, outer_lr=0.5)),
+    "diloco_H32_outer1.0": dict(mode=hvd_ext.DiLoCo(period=H, outer_lr=1.0)),
 }
 
 
@@ -101,7 +103,7 @@ def main():
     p.add_argument("--steps", type=int, default=1024)
     p.add_argument("--batch", type=int, default=32, help="per rank")
     p.add_argument("--eval-every", type=int, default=64)
-    p.add_argument("--lrs", default="0.001,0.003,0.01")
+    p.add_argument("--lrs", default="0.001,0.003,0.01,0.03")
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--json", default="results/diloco_text.json")
