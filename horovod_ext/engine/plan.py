@@ -25,8 +25,8 @@ def plan_buckets(numels, element_sizes, keys, order, cap_bytes, first_cap_bytes)
     numels, element_sizes, keys: per tensor (keys: anything hashable that must match within a
     bucket, e.g. (dtype, device)). order: tensor indices in the order their gradients become
     ready (reverse registration order before the first backward). A key's first bucket closes
-    once it holds first_cap_bytes, later ones at cap_bytes; a tensor larger than a cap gets a
-    bucket of its own. Returns a list of buckets (lists of tensor indices in ready order),
+    once it holds first_cap_bytes, later ones at cap_bytes, so a tensor larger than a cap closes
+    the bucket it joins (with the smaller tensors ready before it). Returns a list of buckets (lists of tensor indices in ready order),
     sorted by the position of their first tensor in ``order``.
     """
     if sorted(order) != list(range(len(numels))):
