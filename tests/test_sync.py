@@ -45,7 +45,7 @@ def _opt():
 
 
 @pytest.mark.parametrize("kwargs, needle", [
-    (dict(mode="bogus"), "valid modes: delayed, easgd, leader, localsgd, sync"),
+    (dict(mode="bogus"), "valid modes: delayed, diloco, easgd, leader, localsgd, sync"),
     (dict(mode=3), "mode must be"),
     (dict(bucket_cap_mb=0), "bucket_cap_mb"),
     (dict(first_bucket_mb=-1), "first_bucket_mb"),
