@@ -121,7 +121,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
     @property
     def _synchronized(self):
         """Horovod's: ``synchronize()`` ran since the last ``step()``."""
-        return getattr(self._mode_object, "_synchronized", False)
+        return self._mode_object.synchronized
 
     @property
     def bytes_sent(self):

@@ -27,36 +27,14 @@ torch_ver=$("$PYTHON" -c "import torch; print(torch.__version__.replace('+', '_'
 py_ver=$("$PYTHON" -c "import sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]}')")
 mpi=nompi
 if command -v mpicc >/dev/null; then mpi=mpi; fi
-# The C++ standard torch's headers require (ATen.h says so in its #error line).
-torch_std=$("$PYTHON" - <<'PY'
-import os, re
-from torch.utils import cpp_extension
-for include in cpp_extension.include_paths():
-    header = os.path.join(include, "ATen", "ATen.h")
-    if os.path.exists(header):
-        found = re.search(r"C\+\+(\d+) or later compatible compiler is required", open(header).read())
-        if found:
-            print(found.group(1))
-            break
-else:
-    print(17)
-PY
-)
-# GPU operations: torch has CUDA, a toolkit is there, and torch's wheels brought NCCL.
+# What the build needs to know, found as setup.py finds it (scripts/build_env.py): the C++
+# standard torch's headers require, the CUDA toolkit root, the NCCL of torch's CUDA wheels.
+build_env() { "$PYTHON" "$(dirname "$0")/build_env.py" "$1"; }
+torch_std=$(build_env cxx-std)
 gpu=cpu
-cuda_home=${CUDA_HOME:-${CUDA_PATH:-}}
-if [ -z "$cuda_home" ] && command -v nvcc >/dev/null; then
-    probe=$(mktemp -d); touch "$probe/p.cu"
-    cuda_home=$(nvcc --dryrun -c "$probe/p.cu" -o "$probe/p.o" 2>&1 | sed -n 's/^#\$ TOP=//p' | head -1)
-    rm -rf "$probe"
-    [ -n "$cuda_home" ] && cuda_home=$(cd "$cuda_home" && pwd)
-fi
-nccl_root=$("$PYTHON" -c "
-import glob, os, site, sys, torch
-if torch.version.cuda:
-    for d in sys.path:
-        if os.path.exists(os.path.join(d, 'nvidia', 'nccl', 'include', 'nccl.h')):
-            print(os.path.join(d, 'nvidia', 'nccl')); break")
+cuda_home=$(build_env cuda-home)
+nccl_root=$("$PYTHON" -c "import torch; print(torch.version.cuda or '')" | grep -q . \
+    && build_env nccl-root || true)
 if [ "${HOROVOD_EXT_WITHOUT_CUDA:-0}" != 1 ] && [ -n "$cuda_home" ] && [ -n "$nccl_root" ]; then
     gpu=nccl
 fi
@@ -97,11 +75,8 @@ if ! ls "$wheel_dir"/horovod-*.whl >/dev/null 2>&1; then
         export HOROVOD_NCCL_INCLUDE="$nccl_root/include" HOROVOD_NCCL_LIB="$work/nccl/lib"
         export HOROVOD_NCCL_LINK=SHARED
         export HOROVOD_BUILD_CUDA_CC_LIST=$(echo "$arch" | tr -d '.' | tr ';' ',' | sed 's/+PTX//g')
-        wheel_includes=$("$PYTHON" -c "
-import glob, os, sys
-print(' '.join('-idirafter ' + d for p in sys.path
-               for d in sorted(glob.glob(os.path.join(p, 'nvidia', '*', 'include')))))")
-        export CXXFLAGS="${CXXFLAGS:-} $wheel_includes"
+        for d in $(build_env wheel-includes); do CXXFLAGS="${CXXFLAGS:-} -idirafter $d"; done
+        export CXXFLAGS
         echo "Horovod with NCCL ($nccl_root), CUDA toolkit $cuda_home, archs $HOROVOD_BUILD_CUDA_CC_LIST, torch binding C++$torch_std"
     else
         echo "Horovod for CPU ($mpi), torch binding C++$torch_std"

@@ -78,6 +78,7 @@ def test_bad_fields_raise(make, needle):
 @pytest.mark.parametrize("kwargs, needle", [
     (dict(backward_passes_per_step=2), "backward_passes_per_step applies to the gradient"),
     (dict(gradient_predivide_factor=2.0), "gradient_predivide_factor applies"),
+    (dict(compression=hvd_ext.Compression.fp16), "compression applies"),
     (dict(mode="leader"), "has required fields"),
 ])
 def test_gradient_arguments_refused_in_averaging_modes(kwargs, needle):

@@ -52,8 +52,9 @@ class SparseLane:
 
     def close(self):
         """The first step closes: parameters without gradient so far are dense."""
-        self.undecided.clear()
-        self.keep = set(self.gathered)
+        if self.undecided:
+            self.undecided.clear()
+            self.keep = set(self.gathered)
 
     def adopt(self, gathered_indices):
         """Rank 0's gathered parameters (indices, from the plan rebuild) become this rank's."""

@@ -17,17 +17,21 @@ from horovod_ext.wire import wire_bytes
 
 
 class AveragingConfig(ModeConfig):
-    """Refuses the arguments that only a gradient allreduce has."""
+    """Refuses the arguments that only a gradient allreduce has (``compression`` too, unless the
+    mode compresses what its rounds send: ``compresses_rounds``)."""
+
+    compresses_rounds = False
 
     def check(self, settings, optimizer):
         if settings.stats is not None:
             raise ValueError(f"stats needs a gradient-averaging mode (sync, delayed): mode "
                              f"{type(self).__name__} averages parameters, not gradients")
-        defaults = dict(compression=(settings.compression, Compression.none),
-                        backward_passes_per_step=(settings.backward_passes_per_step, 1),
+        defaults = dict(backward_passes_per_step=(settings.backward_passes_per_step, 1),
                         op=(settings.op, Average),
                         gradient_predivide_factor=(settings.gradient_predivide_factor, 1.0),
                         groups=(settings.groups, None))
+        if not self.compresses_rounds:
+            defaults["compression"] = (settings.compression, Compression.none)
         for arg, (value, default) in defaults.items():
             if value != default:
                 raise ValueError(f"{arg} applies to the gradient allreduce, and mode "

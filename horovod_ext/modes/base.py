@@ -47,6 +47,7 @@ class Mode:
 
     backward_passes_per_step = 1  # the gradient modes count passes; the others take one
     gradient_stats = None         # a GradientStats where the mode feeds one
+    synchronized = False          # synchronize() ran since the last step() (gradient modes)
 
     def __init__(self, config, optimizer, inner, settings):
         self.config = config

@@ -1,13 +1,12 @@
 """DiLoCo (Douillard et al. 2023): local steps with the wrapped optimizer, then an outer Nesterov
 step on the ranks' averaged parameter change; streamed in fragments (Streaming DiLoCo, 2025)."""
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import horovod.torch as hvd
 import torch
 from horovod.torch.mpi_ops import Average
 
 from horovod_ext import checks
-from horovod_ext.compression import Compression
 from horovod_ext.engine.flats import ParamFlats
 from horovod_ext.modes.averaging import AveragingConfig, AveragingMode
 
@@ -29,6 +28,7 @@ class DiLoCo(AveragingConfig):
     nesterov: bool = True
     fragments: int = 1
     name = "diloco"
+    compresses_rounds = True  # compression applies to the pseudo-gradient
 
     def __post_init__(self):
         checks.positive_int("DiLoCo.period", self.period)
@@ -47,8 +47,7 @@ class DiLoCo(AveragingConfig):
                              f"{self.fragments}")
 
     def check(self, settings, optimizer):
-        """As the other averaging modes, but ``compression`` applies to the pseudo-gradient."""
-        super().check(replace(settings, compression=Compression.none), optimizer)
+        super().check(settings, optimizer)
         tensors = sum(len(g["params"]) for g in optimizer.param_groups)
         if self.fragments > tensors:
             raise ValueError(f"DiLoCo.fragments must be <= the number of parameter tensors "

@@ -87,7 +87,7 @@ class GradientMode(Mode):
             taps.append(DelayCompensation(float(config.compensation)))
         self.engine = GradientEngine(params, settings.name_of, settings, self._staleness + 1, taps)
         self._apply = None         # the set p.grad shows for the coming inner step, if any
-        self._synchronized = False
+        self.synchronized = False
         self._flushing = False     # inside flush(apply): step() takes the gradient shown
         self._active = settings.process_set.included()
 
@@ -112,20 +112,20 @@ class GradientMode(Mode):
         self.engine.raise_hook_error()
         if self._active:
             self._apply = self.engine.close_step()
-        self._synchronized = True
+        self.synchronized = True
 
     def before_step(self, closure, synchronize):
         if self._flushing:
             return not self._skip_bad(), closure, None
         if synchronize:
-            if self._synchronized:
+            if self.synchronized:
                 warnings.warn("optimizer.step() called without optimizer.skip_synchronize() "
                               "context after optimizer.synchronize(). This can cause training "
                               "slowdown. You may want to consider using "
                               "optimizer.skip_synchronize() context if you use "
                               "optimizer.synchronize() in your code.")
             self.synchronize()
-        self._synchronized = False
+        self.synchronized = False
         apply, self._apply = self._apply, None
         if self._staleness and apply is None:
             return False, closure, None   # warm-up: no gradient to apply yet
@@ -181,7 +181,7 @@ class GradientMode(Mode):
         self.engine.clear()
         self._nonfinite.take_bad()
         self._apply = None
-        self._synchronized = False
+        self.synchronized = False
 
     def load_state(self, saved):
         if saved["staleness"] != self._staleness:
