@@ -1,10 +1,10 @@
-# make bench: install if needed, then the throughput benchmark (2 ranks, Horovod vs hvd_ext).
+# make bench: install if needed, then the throughput benchmark (2 ranks: Horovod, tuned Horovod, DDP vs hvd_ext).
 # make test:  install if needed, then the whole test suite (C++ tests, nvcc check, pytest).
 # make cuda-check: the CUDA build in .venv-cuda/ and the test suite against it (no GPU needed).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 NP ?= 2
-BENCH_ARGS ?= --model cnn --steps 10 --rounds 6
+BENCH_ARGS ?= --model cnn --steps 5 --rounds 8 --modes horovod,horovod-tuned,ddp,sync,delayed
 STAMP := $(VENV)/.horovod_ext-installed
 
 .PHONY: install test bench clean cuda-check

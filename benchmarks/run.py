@@ -29,6 +29,8 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from ratios import cell  # noqa: E402
 
 
 def shaping_problem():
@@ -212,13 +214,17 @@ def report(runs, out_dir):
         json.dump(runs, f, indent=1)
     plot_sweep(runs, os.path.join(out_dir, "sweep.png"))
     modes = [r["mode"] for r in runs[0]["results"]]
-    print("| rate | model | ranks | T_compute | T_allreduce | " + " | ".join(modes) + " |")
-    print("|---" * (5 + len(modes)) + "|")
+    print("Each cell: median step, speedup over the fastest peer with its 95% bootstrap interval "
+          "over rounds, efficiency against the best exact-sync schedule.")
+    print("| rate | model | ranks | T_compute | T_allreduce | exact-sync bound | "
+          + " | ".join(modes) + " |")
+    print("|---" * (6 + len(modes)) + "|")
     for r in runs:
-        cells = [f"{x['step_ms']:.0f} ms ({x['vs_horovod']:.2f}x, eff {x['efficiency']:.2f})"
-                 for x in r["results"]]
+        cells = [f"{x['step_ms']:.0f} ms, {cell(x['vs_best_peer'], x['vs_best_peer_ci95'])}, "
+                 f"eff {x['sync_efficiency']:.2f}" for x in r["results"]]
         print(f"| {r['rate']} | {r['model']} | {r['np']} | {r['compute_ms']:.0f} ms | "
-              f"{r['allreduce_ms']:.0f} ms | " + " | ".join(cells) + " |")
+              f"{r['allreduce_ms']:.0f} ms | {r['sync_bound_ms']:.0f} ms | " + " | ".join(cells)
+              + " |")
 
 
 def plot_sweep(runs, path):
@@ -232,11 +238,14 @@ def plot_sweep(runs, path):
         for n in sorted({r["np"] for r in runs}):
             sel = {r["rate"]: r for r in runs if r["model"] == model and r["np"] == n}
             for mode in [m["mode"] for m in runs[0]["results"]][1:]:
-                ys = [next(x["vs_horovod"] for x in sel[rt]["results"] if x["mode"] == mode)
-                      for rt in rates if rt in sel]
-                ax.plot([rt for rt in rates if rt in sel], ys, "o-", label=f"{mode}, {n} ranks")
+                xs = [rt for rt in rates if rt in sel]
+                got = [next(x for x in sel[rt]["results"] if x["mode"] == mode) for rt in xs]
+                ys = [x["vs_best_peer"] for x in got]
+                err = [[y - x["vs_best_peer_ci95"][0] for y, x in zip(ys, got)],
+                       [x["vs_best_peer_ci95"][1] - y for y, x in zip(ys, got)]]
+                ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, label=f"{mode}, {n} ranks")
         ax.axhline(1.0, color="k", lw=0.8)
-        ax.set(title=model, xlabel="link rate", ylabel="speedup over Horovod")
+        ax.set(title=model, xlabel="link rate", ylabel="speedup over the fastest peer (95% CI)")
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -252,7 +261,7 @@ def main():
     p.add_argument("--np", type=int, default=2)
     p.add_argument("--rate", default="1gbit", help="tc rate of the shared link, e.g. 1gbit, 10gbit, or none")
     p.add_argument("--model", default="cnn")
-    p.add_argument("--modes", default="horovod,sync,delayed")
+    p.add_argument("--modes", default="horovod,horovod-tuned,ddp,sync,delayed")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--json", default="results/throughput.json")
     p.add_argument("--mpi", action="store_true", help="launch with mpirun instead of horovodrun --gloo")

@@ -1,15 +1,20 @@
-"""Throughput of hvd.DistributedOptimizer versus hvd_ext.DistributedOptimizer's modes, in one
-job, rounds alternating so machine noise hits all alike.
+"""Throughput of hvd_ext.DistributedOptimizer's modes against the optimizers users would pick
+instead (Horovod as it comes, Horovod tuned for the cell, PyTorch DDP), in one job, rounds
+alternating so machine noise hits all alike.
 
-    horovodrun -np 2 python benchmarks/throughput.py --model cnn --modes horovod,sync,delayed
+    horovodrun -np 2 python benchmarks/throughput.py --model cnn --modes horovod,horovod-tuned,ddp,sync,delayed
 
 Prints images/sec per rank per round and overall (the shape of Horovod's synthetic benchmark),
-the median step time of each and their ratio. Measured in the same rounds: T_compute (the same
-step with no communication) and T_allreduce (one allreduce of all gradients, alone), so the
-bound max(T_compute, T_allreduce) and each optimizer's efficiency (bound / step) show how close it
-gets to the physical limit. Rank 0 writes a JSON file and a PNG bar chart beside it.
+the median step time of each, and its speedup over Horovod and over the fastest peer with a 95%
+bootstrap confidence interval over rounds (ratios.py). Measured in the same rounds: T_compute
+(the same step with no communication) and T_allreduce (one allreduce of all gradients, alone),
+so the bound max(T_compute, T_allreduce) and each optimizer's efficiency (bound / step) show how
+close it gets to the physical limit; and the best step any exact synchronous schedule could
+reach for this model (bound.py), with each optimizer's efficiency against it. Rank 0 writes a
+JSON file and a PNG bar chart beside it.
 """
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -24,7 +29,11 @@ import torch
 import horovod_ext as hvd_ext
 from horovod_ext.progress import Progress
 from horovod_ext.wire import wire_bytes
+import peers
+from bound import measured_bound
+from charts import plot
 from models import BATCH, MODELS, loss_fn, make_batch
+from ratios import cell, speedup, verdict
 from timeline import plot_timeline, read_timeline, summarize_trace
 
 
@@ -34,7 +43,7 @@ def parse_args():
     p.add_argument("--batch-size", type=int, default=None,
                    help="per rank (default: 8 sequences for lm, 32 images otherwise)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per round")
-    p.add_argument("--rounds", type=int, default=6,
+    p.add_argument("--rounds", type=int, default=8,
                    help="rounds; each times every optimizer (steps + flush) once")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per optimizer first")
     p.add_argument("--threads", type=int, default=1, help="torch threads per rank")
@@ -49,9 +58,11 @@ def parse_args():
     return p.parse_args()
 
 
-# Benchmarked optimizers: name -> hvd_ext.DistributedOptimizer arguments (None: Horovod's own
-# DistributedOptimizer); stats=True measures the gradient noise scale on the way.
-MODES = {"horovod": None, "sync": dict(mode=hvd_ext.Sync()),
+# Benchmarked optimizers: name -> hvd_ext.DistributedOptimizer arguments, or a peer's name
+# (peers.py); stats=True measures the gradient noise scale on the way.
+PEERS = ("horovod", "horovod-tuned", "ddp")
+MODES = {"horovod": "horovod", "horovod-tuned": "horovod-tuned", "ddp": "ddp",
+         "sync": dict(mode=hvd_ext.Sync()),
          "delayed": dict(mode=hvd_ext.Delayed(staleness=1)),
          "delayed2": dict(mode=hvd_ext.Delayed(staleness=2)),
          "leader": dict(mode=hvd_ext.Leader(period=4, pull=0.2)),
@@ -66,7 +77,9 @@ MODES = {"horovod": None, "sync": dict(mode=hvd_ext.Sync()),
 def make(name, base, args):
     model = copy.deepcopy(base)
     opt = torch.optim.SGD(model.parameters(), lr=0.01 * hvd.size(), momentum=0.9)
-    if MODES[name] is None:
+    if name == "ddp":
+        return peers.make_ddp(model), opt
+    if name in PEERS:
         opt = hvd.DistributedOptimizer(opt, named_parameters=model.named_parameters())
     else:
         kwargs = dict(MODES[name])
@@ -107,6 +120,7 @@ def main():
         args.batch_size = BATCH.get(args.model, 32)
     if args.trace:
         os.environ["HOROVOD_TIMELINE"] = "DYNAMIC"  # read by hvd.init()
+    peers.pin_defaults_before_init()
     hvd.init()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -121,11 +135,19 @@ def main():
     local = copy.deepcopy(base)
     runs["compute"] = (local, torch.optim.SGD(local.parameters(), lr=0.01, momentum=0.9))
     flat = torch.zeros(sum(p.numel() for p in base.parameters()))
+    rank0 = hvd.rank() == 0
+    tuned = peers.TunedHorovod() if "horovod-tuned" in names else None
+    setting = {n: contextlib.nullcontext for n in runs}
     for n in runs:
         run_round(*runs[n], data, target, args.warmup)
+    if tuned is not None:
+        tuned.tune(lambda k: run_round(*runs["horovod-tuned"], data, target, k))
+        setting["horovod-tuned"] = tuned.applied
+        if rank0:
+            print(f"horovod-tuned: fusion threshold {tuned.best[0]} MB, cycle time "
+                  f"{tuned.best[1]} ms (the fastest of {len(peers.GRID)} settings)", flush=True)
     step_times = {n: [] for n in runs}
     step_times["allreduce"] = []
-    rank0 = hvd.rank() == 0
     if rank0:
         n_params = sum(p.numel() for p in base.parameters())
         print(f"Model: {args.model} ({n_params / 1e6:.2f}M parameters), batch size {args.batch_size}"
@@ -133,8 +155,9 @@ def main():
     rounds = Progress(args.rounds, "rounds", enabled=rank0)
     for r in range(args.rounds):
         for n in names if r % 2 == 0 else reversed(names):
-            step_times[n].append(run_round(*runs[n], data, target, args.steps))
-            rounds.write(f"Round #{r} {n:8s}: {args.batch_size / step_times[n][-1]:.1f} "
+            with setting[n]():
+                step_times[n].append(run_round(*runs[n], data, target, args.steps))
+            rounds.write(f"Round #{r} {n:13s}: {args.batch_size / step_times[n][-1]:.1f} "
                          "img/sec per rank")
         step_times["compute"].append(run_round(*runs["compute"], data, target,
                                                max(1, args.steps // 2)))
@@ -144,90 +167,105 @@ def main():
             step_times["allreduce"].append(time.perf_counter() - t0)
         rounds.update()
     rounds.close()
+    traces = trace(args, names, runs, setting, data, target) if args.trace else {}
+    out = summarize(args, names, runs, step_times, flat, traces, data, target)
+    if tuned is not None:
+        out["horovod_tuned"] = tuned.describe()
+    if rank0:
+        report(args, out, traces)
+
+
+def trace(args, names, runs, setting, data, target):
+    """A few steps of each optimizer under Horovod's timeline; rank 0 gets, per optimizer, its
+    step marks and the timeline read back."""
+    stem = os.path.splitext(os.path.abspath(args.json))[0]
+    os.makedirs(os.path.dirname(stem), exist_ok=True)
     traces = {}
-    if args.trace:
-        stem = os.path.splitext(os.path.abspath(args.json))[0]
-        os.makedirs(os.path.dirname(stem), exist_ok=True)
-        for n in names:
-            path = f"{stem}.timeline.{n}.json"
-            hvd.start_timeline(path)
-            marks = []
-            run_round(*runs[n], data, target, min(args.steps, 4), marks)
-            hvd.stop_timeline()
-            if rank0:
-                traces[n] = (marks, *read_timeline(path))
-    # Median over rounds of each round's mean step time, averaged over ranks (one slow rank shows).
-    results = []
-    steps_run = args.warmup + args.rounds * args.steps
     for n in names:
-        med = hvd.allreduce(torch.tensor(statistics.median(step_times[n])), name=f"med.{n}").item()
+        path = f"{stem}.timeline.{n}.json"
+        hvd.start_timeline(path)
+        marks = []
+        with setting[n]():
+            run_round(*runs[n], data, target, min(args.steps, 4), marks)
+        hvd.stop_timeline()
+        if hvd.rank() == 0:
+            traces[n] = (marks, *read_timeline(path))
+    return traces
+
+
+def summarize(args, names, runs, step_times, flat, traces, data, target):
+    """The JSON's content: per optimizer the median over rounds of each round's mean step time
+    (averaged over ranks, so one slow rank shows), speedups with their intervals, bounds."""
+    def over_ranks(n):
+        return hvd.allreduce(torch.tensor(step_times[n]), name=f"rounds.{n}").tolist()
+    per_round = {n: over_ranks(n) for n in (*names, "compute", "allreduce")}
+    med = {n: statistics.median(v) for n, v in per_round.items()}
+    steps_run = args.warmup + args.rounds * args.steps
+    compute_ms, allreduce_ms = med["compute"] * 1e3, med["allreduce"] * 1e3
+    bound_ms = max(compute_ms, allreduce_ms)
+    sync_bound_s, forward_s, backward_s = measured_bound(runs["compute"][0], data, target,
+                                                         med["compute"], med["allreduce"])
+    sync_bound_ms = max(sync_bound_s * 1e3, bound_ms)
+    present = [n for n in PEERS if n in names]
+    best_peer = min(present, key=med.__getitem__)
+    results = []
+    for n in names:
         opt = runs[n][1]
         sent = opt.bytes_sent / steps_run if hasattr(opt, "bytes_sent") else \
             wire_bytes("allreduce", flat.numel() * flat.element_size(), hvd.size())
-        results.append({"mode": n, "optimizer": "hvd.DistributedOptimizer" if n == "horovod"
-                        else "hvd_ext.DistributedOptimizer", "bytes_per_step": int(sent),
-                        "step_ms": med * 1e3, "samples_per_sec": args.batch_size / med,
-                        "samples_per_sec_total": args.batch_size * hvd.size() / med})
-    compute_ms, allreduce_ms = (
-        hvd.allreduce(torch.tensor(statistics.median(step_times[n])), name=f"med.{n}").item() * 1e3
-        for n in ("compute", "allreduce"))
-    bound_ms = max(compute_ms, allreduce_ms)
-    base_ms = results[0]["step_ms"]
-    for r in results:
-        r["vs_horovod"] = base_ms / r["step_ms"]
-        r["efficiency"] = bound_ms / r["step_ms"]
-        if r["mode"] in traces:
-            r["trace"] = summarize_trace(*traces[r["mode"]])
-    if rank0:
-        print(f"T_compute {compute_ms:.1f} ms, T_allreduce {allreduce_ms:.1f} ms "
-              f"({flat.numel() * 4 / 1e6:.1f} MB), bound {bound_ms:.1f} ms")
-        for r in results:
-            print(f"{r['mode']:8s} median step {r['step_ms']:7.1f} ms | img/sec per rank "
-                  f"{r['samples_per_sec']:7.1f} | total img/sec on {hvd.size()} ranks "
-                  f"{r['samples_per_sec_total']:7.1f} | vs horovod {r['vs_horovod']:.3f}x")
-        for r in results:
-            if "trace" in r:
-                t = r["trace"]
-                print(f"{r['mode']:8s} traced: forward+backward {t['compute_ms']:7.1f} ms, then "
-                      f"waits {t['wait_ms']:6.1f} ms; allreduce on the wire {t['wire_ms']:6.1f} ms, "
-                      f"{t['wire_after_backward_ms']:6.1f} ms of it after backward")
-        out = {"config": dict(vars(args), np=hvd.size(), torch=torch.__version__,
-                              horovod=horovod.__version__, machine=platform.machine(),
-                              cpus=os.cpu_count()),
-               "compute_ms": compute_ms, "allreduce_ms": allreduce_ms, "bound_ms": bound_ms,
-               "results": results}
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
-        png = os.path.splitext(args.json)[0] + ".png"
-        plot(out, png)
-        print(f"wrote {args.json} and {png}")
-        if traces:
-            plot_timeline(traces, f"{stem}.timeline.png")
-            print(f"wrote {stem}.timeline.png and the timelines beside it")
+        step_ms = med[n] * 1e3
+        r = {"mode": n, "optimizer": ("hvd_ext.DistributedOptimizer" if n not in PEERS else
+                                      "DistributedDataParallel" if n == "ddp" else
+                                      "hvd.DistributedOptimizer"),
+             "bytes_per_step": int(sent), "step_ms": step_ms,
+             "round_ms": [v * 1e3 for v in per_round[n]],
+             "samples_per_sec": args.batch_size / med[n],
+             "samples_per_sec_total": args.batch_size * hvd.size() / med[n],
+             "efficiency": bound_ms / step_ms, "sync_efficiency": sync_bound_ms / step_ms}
+        for key, peer in (("vs_horovod", "horovod"), ("vs_best_peer", best_peer)):
+            r[key], r[key + "_ci95"] = speedup(per_round[peer], per_round[n])
+            r[key + "_verdict"] = verdict(r[key + "_ci95"])
+        if n in traces:
+            r["trace"] = summarize_trace(*traces[n])
+        results.append(r)
+    return {"config": dict(vars(args), np=hvd.size(), torch=torch.__version__,
+                           horovod=horovod.__version__, machine=platform.machine(),
+                           cpus=os.cpu_count()),
+            "compute_ms": compute_ms, "allreduce_ms": allreduce_ms, "bound_ms": bound_ms,
+            "sync_bound_ms": sync_bound_ms, "forward_ms": forward_s * 1e3,
+            "backward_ms": backward_s * 1e3, "best_peer": best_peer, "results": results}
 
 
-def plot(out, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    res = out["results"]
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    bars = ax.bar([r["mode"] for r in res], [r["step_ms"] for r in res],
-                  color=["#888888"] + ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"][:len(res) - 1])
-    for b, r in zip(bars, res):
-        ax.annotate(f"{r['vs_horovod']:.2f}x\neff {r['efficiency']:.2f}", (b.get_x() + b.get_width() / 2,
-                    b.get_height()), ha="center", va="bottom", fontsize=9)
-    ax.axhline(out["bound_ms"], color="k", ls="--", lw=1,
-               label=f"bound max(T_compute {out['compute_ms']:.0f}, T_allreduce "
-                     f"{out['allreduce_ms']:.0f}) ms")
-    c = out["config"]
-    ax.set_ylabel("median step time (ms)")
-    ax.set_title(f"{c['model']}, {c['np']} ranks, batch {c['batch_size']}/rank", fontsize=10)
-    ax.set_ylim(0, max(r["step_ms"] for r in res) * 1.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+def report(args, out, traces):
+    """Rank 0: the console table, the JSON, the bar chart, the timeline picture."""
+    print(f"T_compute {out['compute_ms']:.1f} ms, T_allreduce {out['allreduce_ms']:.1f} ms, "
+          f"bound {out['bound_ms']:.1f} ms; best exact-sync schedule {out['sync_bound_ms']:.1f} ms "
+          f"(forward {out['forward_ms']:.1f} ms, backward {out['backward_ms']:.1f} ms); "
+          f"fastest peer: {out['best_peer']} (ratios with 95% bootstrap intervals over "
+          f"{args.rounds} rounds)")
+    n = out["config"]["np"]
+    for r in out["results"]:
+        print(f"{r['mode']:13s} median step {r['step_ms']:7.1f} ms | img/sec per rank "
+              f"{r['samples_per_sec']:7.1f} | total on {n} ranks {r['samples_per_sec_total']:7.1f}"
+              f" | vs horovod {cell(r['vs_horovod'], r['vs_horovod_ci95'])} | vs best peer "
+              f"{cell(r['vs_best_peer'], r['vs_best_peer_ci95'])} {r['vs_best_peer_verdict']}"
+              f" | eff {r['efficiency']:.2f}, vs exact-sync bound {r['sync_efficiency']:.2f}")
+    for r in out["results"]:
+        if "trace" in r:
+            t = r["trace"]
+            print(f"{r['mode']:13s} traced: forward+backward {t['compute_ms']:7.1f} ms, then "
+                  f"waits {t['wait_ms']:6.1f} ms; allreduce on the wire {t['wire_ms']:6.1f} ms, "
+                  f"{t['wire_after_backward_ms']:6.1f} ms of it after backward")
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(out, f, indent=1)
+    png = os.path.splitext(args.json)[0] + ".png"
+    plot(out, png)
+    print(f"wrote {args.json} and {png}")
+    if traces:
+        stem = os.path.splitext(os.path.abspath(args.json))[0]
+        plot_timeline(traces, f"{stem}.timeline.png")
+        print(f"wrote {stem}.timeline.png and the timelines beside it")
 
 
 if __name__ == "__main__":

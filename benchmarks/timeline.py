@@ -8,9 +8,11 @@ import statistics
 def read_timeline(path):
     """Horovod's timeline (chrome trace written by the coordinator) as (t0, ops): t0 its start in
     microseconds since the epoch, ops a list of (tensor name, negotiation start, transfer start,
-    transfer end) in microseconds since t0."""
+    transfer end) in microseconds since t0; (0, []) for an empty timeline."""
     with open(path) as f:
         text = f.read().rstrip().rstrip(",")
+    if text.lstrip("[").strip() == "":
+        return 0, []  # nothing went through Horovod (DDP)
     events = json.loads(text if text.endswith("]") else text + "]")
     t0, names, stack, negotiated, ops = 0, {}, {}, {}, []
     for e in events:

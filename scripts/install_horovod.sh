@@ -5,6 +5,9 @@
 #   * its CMakeLists ask for C++14; torch's headers need C++17 (torch 2.13) or C++20 (newer), so
 #     the core is built as C++17 and the torch binding with the standard torch's ATen.h asks for;
 #   * its bundled gloo's cmake_minimum_required is rejected by CMake >= 4.
+# One function is added (scripts/horovod_setter.py): horovod_ext_set_fusion(), which sets the
+# tensor fusion threshold and cycle time of a running job, so the throughput benchmark can run a
+# tuned Horovod in the same job as the others.
 # With a CUDA torch and a CUDA toolkit it is built with HOROVOD_GPU_OPERATIONS=NCCL against the
 # NCCL that torch's CUDA wheels bring (nvidia-nccl-cu*), its CUDA kernels for the arch list
 # (TORCH_CUDA_ARCH_LIST, else 8.0;9.0) as C++17, the toolkit found as setup.py finds it, and the
@@ -18,8 +21,9 @@ PYTHON=${PYTHON:-python}
 HOROVOD_VERSION=${HOROVOD_VERSION:-0.28.1}
 CACHE=${HOROVOD_EXT_CACHE:-$HOME/.cache/horovod_ext}
 
-if "$PYTHON" -c "import horovod.torch" 2>/dev/null; then
-    echo "horovod.torch already importable; skipping the build"
+if "$PYTHON" -c "from horovod.torch.mpi_ops import _basics
+_basics.MPI_LIB_CTYPES.horovod_ext_set_fusion" 2>/dev/null; then
+    echo "horovod.torch (with horovod_ext_set_fusion) already importable; skipping the build"
     exit 0
 fi
 
@@ -38,7 +42,7 @@ nccl_root=$("$PYTHON" -c "import torch; print(torch.version.cuda or '')" | grep 
 if [ "${HOROVOD_EXT_WITHOUT_CUDA:-0}" != 1 ] && [ -n "$cuda_home" ] && [ -n "$nccl_root" ]; then
     gpu=nccl
 fi
-key="horovod-${HOROVOD_VERSION}-torch-${torch_ver}-${py_ver}-${mpi}-${gpu}"
+key="horovod-${HOROVOD_VERSION}-torch-${torch_ver}-${py_ver}-${mpi}-${gpu}-setter"
 wheel_dir="$CACHE/$key"
 
 if ! ls "$wheel_dir"/horovod-*.whl >/dev/null 2>&1; then
@@ -63,6 +67,7 @@ if ! ls "$wheel_dir"/horovod-*.whl >/dev/null 2>&1; then
     patch_std "$src/CMakeLists.txt" "1[14]" 17
     patch_std "$src/horovod/torch/CMakeLists.txt" "1[14]" "$torch_std"
     patch_std "$src/horovod/common/ops/cuda/CMakeLists.txt" "11" 17
+    "$PYTHON" "$(dirname "$0")/horovod_setter.py" "$src/horovod/common/operations.cc"
     export CMAKE_POLICY_VERSION_MINIMUM=3.5
     export HOROVOD_WITH_PYTORCH=1 HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_MXNET=1
     export HOROVOD_WITH_GLOO=1
@@ -90,7 +95,7 @@ if ! ls "$wheel_dir"/horovod-*.whl >/dev/null 2>&1; then
     cp "$work"/dist/horovod-*.whl "$wheel_dir"/
 fi
 
-"$PYTHON" -m pip install --no-deps "$wheel_dir"/horovod-*.whl
+"$PYTHON" -m pip install --no-deps --force-reinstall "$wheel_dir"/horovod-*.whl
 # Horovod's runtime dependencies (without pulling a different torch).
 "$PYTHON" -c "import cloudpickle, psutil, yaml, packaging, cffi" 2>/dev/null \
     || "$PYTHON" -m pip install -q cloudpickle psutil pyyaml packaging cffi

@@ -32,24 +32,46 @@ def shaped_run(tmp_path, modes, *extra):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="shaping needs root")
 def test_shaped_run_writes_the_schema_and_removes_its_namespace(tmp_path):
-    stdout, d = shaped_run(tmp_path, "horovod,sync,delayed", "--trace")
+    stdout, d = shaped_run(tmp_path, "horovod,horovod-tuned,ddp,sync,delayed", "--trace",
+                           "--rounds", "2")
     assert "loopback limited to 1gbit" in stdout
-    assert set(d) >= {"config", "bound_ms", "compute_ms", "allreduce_ms", "results"}
-    assert [r["mode"] for r in d["results"]] == ["horovod", "sync", "delayed"]
+    assert set(d) >= {"config", "bound_ms", "compute_ms", "allreduce_ms", "sync_bound_ms",
+                      "best_peer", "horovod_tuned", "results"}
+    modes = [r["mode"] for r in d["results"]]
+    assert modes == ["horovod", "horovod-tuned", "ddp", "sync", "delayed"]
+    step = {r["mode"]: r["step_ms"] for r in d["results"]}
+    assert d["best_peer"] == min(("horovod", "horovod-tuned", "ddp"), key=step.get)
+    tuned = d["horovod_tuned"]
+    assert len(tuned["grid_ms"]) == 9 and f"{tuned['fusion_mb']}MB/{tuned['cycle_ms']}ms" in \
+        tuned["grid_ms"]
+    assert tuned["grid_ms"][f"{tuned['fusion_mb']}MB/{tuned['cycle_ms']}ms"] == \
+        min(tuned["grid_ms"].values())
     for r in d["results"]:
         assert set(r) >= {"mode", "step_ms", "samples_per_sec", "vs_horovod", "efficiency",
-                          "bytes_per_step"}
+                          "bytes_per_step", "vs_best_peer", "vs_best_peer_ci95", "vs_horovod_ci95",
+                          "sync_efficiency", "round_ms"}
         assert r["step_ms"] > 0 and isinstance(r["bytes_per_step"], int)
+        assert len(r["round_ms"]) == 2
+        for key in ("vs_horovod", "vs_best_peer"):
+            lo, hi = r[key + "_ci95"]
+            assert lo <= r[key] <= hi
+        assert r["vs_best_peer"] == pytest.approx(step[d["best_peer"]] / r["step_ms"])
     # At 1 Gbit/s one allreduce of the 21.5 MB of gradients takes well over 100 ms.
     assert d["allreduce_ms"] > 100
     assert d["bound_ms"] == max(d["compute_ms"], d["allreduce_ms"])
+    assert d["sync_bound_ms"] >= d["bound_ms"]
+    assert d["forward_ms"] > 0 and d["backward_ms"] > 0
     assert (tmp_path / "out.png").stat().st_size > 0
     # --trace: Horovod's timeline of each optimizer, read back. Every step of horovod and sync
     # moves the whole gradient, which takes longer than backward at this rate, so the wire is
-    # busy for most of one allreduce's time and part of it is exposed after backward.
+    # busy for most of one allreduce's time and part of it is exposed after backward. DDP's
+    # collectives are not Horovod's: its timeline is empty, its trace has the step marks only.
     for r in d["results"]:
         t = r["trace"]
         assert t["compute_ms"] > 0 and 0 <= t["wire_after_backward_ms"] <= t["wire_ms"]
+        if r["mode"] == "ddp":
+            assert t["wire_ms"] == 0
+            continue
         assert (tmp_path / f"out.timeline.{r['mode']}.json").stat().st_size > 0
         if r["mode"] != "delayed":
             assert t["wire_ms"] > 0.5 * d["allreduce_ms"]

@@ -1,0 +1,104 @@
+"""The optimizers users would pick instead of ours, built for throughput.py: Horovod as it comes,
+Horovod tuned for the cell (fusion threshold and cycle time), and PyTorch DDP on Gloo.
+
+Horovod reads its fusion threshold and cycle time once, at ``hvd.init()``; the Horovod that
+scripts/install_horovod.sh builds adds ``horovod_ext_set_fusion()`` (scripts/horovod_setter.py),
+so one job can time Horovod with its defaults and tuned in alternating rounds. The tuned values
+are the best of GRID, measured on this cell in the same job before the timed rounds.
+"""
+import contextlib
+import itertools
+import os
+import time
+
+import horovod.torch as hvd
+import torch
+
+DEFAULT_FUSION_MB, DEFAULT_CYCLE_MS = 128, 1.0  # Horovod 0.28.1's defaults
+GRID = list(itertools.product((1, 8, 128), (1.0, 5.0, 20.0)))  # (fusion MB, cycle ms)
+
+
+def pin_defaults_before_init():
+    """Horovod's defaults, given as its environment variables, so that both values are fixed
+    ones from the start (the setter then only changes them, never Horovod's tuner's state)."""
+    os.environ.setdefault("HOROVOD_FUSION_THRESHOLD", str(DEFAULT_FUSION_MB * 1024 * 1024))
+    os.environ.setdefault("HOROVOD_CYCLE_TIME", str(DEFAULT_CYCLE_MS))
+
+
+def _setter():
+    from horovod.torch.mpi_ops import _basics
+    try:
+        return _basics.MPI_LIB_CTYPES.horovod_ext_set_fusion
+    except AttributeError:
+        raise SystemExit("horovod-tuned needs the Horovod that scripts/install_horovod.sh builds "
+                         "(it adds horovod_ext_set_fusion); reinstall Horovod with it") from None
+
+
+def set_fusion(fusion_mb, cycle_ms):
+    """Sets Horovod's fusion threshold and cycle time on this rank. Call it on every rank at the
+    same point between collectives (after a collective every rank has finished)."""
+    import ctypes
+    hvd.allreduce(torch.zeros(1), name="peers.fence")  # no collective of ours in flight
+    _setter()(ctypes.c_longlong(int(fusion_mb * 1024 * 1024)), ctypes.c_double(cycle_ms))
+
+
+class TunedHorovod:
+    """Horovod's DistributedOptimizer run under the best (fusion MB, cycle ms) of GRID."""
+
+    def __init__(self):
+        _setter()
+        self.best = (DEFAULT_FUSION_MB, DEFAULT_CYCLE_MS)
+        self.tried = {}
+
+    def tune(self, run_steps, steps=2):
+        """Times ``run_steps(steps)`` under every setting of GRID (averaged over ranks, so every
+        rank picks the same) and keeps the fastest."""
+        times = []
+        for fusion, cycle in GRID:
+            set_fusion(fusion, cycle)
+            t0 = time.perf_counter()
+            run_steps(steps)
+            times.append((time.perf_counter() - t0) / steps)
+        set_fusion(DEFAULT_FUSION_MB, DEFAULT_CYCLE_MS)
+        mean = hvd.allreduce(torch.tensor(times), name="peers.tune").tolist()
+        self.tried = {f"{f}MB/{c}ms": t * 1e3 for (f, c), t in zip(GRID, mean)}
+        self.best = GRID[min(range(len(GRID)), key=mean.__getitem__)]
+
+    @contextlib.contextmanager
+    def applied(self):
+        set_fusion(*self.best)
+        try:
+            yield
+        finally:
+            set_fusion(DEFAULT_FUSION_MB, DEFAULT_CYCLE_MS)
+
+    def describe(self):
+        return {"fusion_mb": self.best[0], "cycle_ms": self.best[1], "grid_ms": self.tried}
+
+
+def init_ddp():
+    """torch.distributed on Gloo over the ranks Horovod started (its rank and size; rank 0's
+    address and a free port agreed through Horovod). The interface is Horovod's Gloo one where
+    horovodrun names it (the benchmark's namespaces), else the loopback."""
+    import socket
+    import torch.distributed as dist
+    if dist.is_initialized():
+        return
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", os.environ.get("HOROVOD_GLOO_IFACE", "lo"))
+    addr = port = None
+    if hvd.rank() == 0:
+        host = os.environ.get("HOROVOD_HOSTNAME", "127.0.0.1")
+        addr = "127.0.0.1" if host in ("localhost", "") else host
+        with socket.socket() as s:
+            s.bind((addr, 0))
+            port = s.getsockname()[1]
+    addr, port = hvd.broadcast_object((addr, port), root_rank=0, name="peers.ddp_address")
+    dist.init_process_group("gloo", init_method=f"tcp://{addr}:{port}", rank=hvd.rank(),
+                            world_size=hvd.size())
+
+
+def make_ddp(model):
+    """DDP as its documentation sets it up: default 25 MB buckets, gradients as bucket views."""
+    init_ddp()
+    return torch.nn.parallel.DistributedDataParallel(model, bucket_cap_mb=25,
+                                                     gradient_as_bucket_view=True)
