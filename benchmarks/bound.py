@@ -12,7 +12,6 @@ during the compute that does not depend on it.
 """
 import time
 
-import torch
 
 from models import loss_fn
 
