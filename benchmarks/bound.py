@@ -12,7 +12,6 @@ during the compute that does not depend on it.
 """
 import time
 
-
 from models import loss_fn
 
 CHUNK = 256 * 1024
