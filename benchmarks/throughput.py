@@ -63,6 +63,7 @@ def parse_args():
 PEERS = ("horovod", "horovod-tuned", "ddp")
 MODES = {"horovod": "horovod", "horovod-tuned": "horovod-tuned", "ddp": "ddp",
          "sync": dict(mode=hvd_ext.Sync()),
+         "sync-overlap": dict(mode=hvd_ext.Sync(overlap_forward=True)),
          "delayed": dict(mode=hvd_ext.Delayed(staleness=1)),
          "delayed2": dict(mode=hvd_ext.Delayed(staleness=2)),
          "leader": dict(mode=hvd_ext.Leader(period=4, pull=0.2)),

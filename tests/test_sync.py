@@ -1,10 +1,12 @@
 """Sync mode against hvd.DistributedOptimizer: same model, same data, same job, 2 real ranks, under
 Gloo (horovodrun) and MPI (mpirun); and the argument checks of the optimizer front."""
+import json
+
 import pytest
 import torch
 
 import horovod_ext as hvd_ext
-from conftest import MPI, launch_json
+from conftest import MPI, launch, launch_json
 
 CASES = ["sgd_momentum", "adam", "fp16_compression", "op_sum", "predivide_2",
          "backward_passes_2", "synchronize_clip", "unused_parameter", "set_to_none",
@@ -25,6 +27,29 @@ def test_matches_horovod(results, case):
     assert r["rank_spread"] == 0.0, "ranks ended with different parameters"
     assert r["n_buckets"] >= r["min_buckets"]
     assert r["ext_class"] in ("SGD", "Adam"), "the wrapper must subclass the user's optimizer"
+
+
+@pytest.fixture(scope="module", params=[("gloo", 2), ("gloo", 3), pytest.param(("mpi", 2), marks=MPI),
+                                        pytest.param(("mpi", 3), marks=MPI)],
+                ids=lambda p: f"{p[0]}-{p[1]}")
+def overlapped(request, tmp_path_factory):
+    backend, np = request.param
+    out = tmp_path_factory.mktemp(f"overlap_{backend}_{np}") / "result.json"
+    launch("sync_vs_horovod.py", np, backend, [str(out), "overlap"], timeout=600)
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_overlap_forward_matches_horovod(overlapped, case):
+    """Sync(overlap_forward=True): buckets launched by priority, each applied by the next
+    forward, equal to Horovod's optimizer as plain sync is; synchronize() before step() takes
+    the usual path."""
+    test_matches_horovod(overlapped, case)
+    applied = overlapped[case]["applied_in_forward"]
+    if case == "synchronize_clip":
+        assert applied == 0
+    else:  # the forwards of steps 2..10 applied the previous step's buckets
+        assert applied >= 9 * overlapped[case]["n_buckets"] // 2, applied
 
 
 def test_buckets_launch_during_backward(results):
@@ -69,6 +94,20 @@ def test_adasum_and_predivide_with_sum_are_refused():
         hvd_ext.DistributedOptimizer(opt, op=hvd.Adasum)
     with pytest.raises(ValueError, match="gradient_predivide_factor"):
         hvd_ext.DistributedOptimizer(opt, op=hvd.Sum, gradient_predivide_factor=2.0)
+
+
+@pytest.mark.parametrize("kwargs, optim, needle", [
+    (dict(), torch.optim.LBFGS, "LBFGS is not one"),
+    (dict(nonfinite="skip"), torch.optim.SGD, "nonfinite"),
+    (dict(stats=hvd_ext.GradientStats(batch_size=4)), torch.optim.SGD, "stats"),
+])
+def test_overlap_forward_refuses_what_needs_every_gradient(kwargs, optim, needle):
+    model = torch.nn.Linear(3, 2)
+    with pytest.raises(ValueError, match=needle):
+        hvd_ext.DistributedOptimizer(optim(model.parameters(), lr=0.1),
+                                     mode=hvd_ext.Sync(overlap_forward=True), **kwargs)
+    with pytest.raises(ValueError, match="Sync.overlap_forward"):
+        hvd_ext.Sync(overlap_forward="yes")
 
 
 def test_named_parameters_checks():

@@ -5,11 +5,13 @@ accumulates straight into the bucket and nothing is copied in the common case.
 """
 import horovod.torch as hvd
 import torch
+from horovod.common.exceptions import HorovodInternalError
 from horovod.torch.mpi_ops import Average, Sum
 
 from horovod_ext import ops
 from horovod_ext.compression import KERNEL_CASTS
 from horovod_ext.engine.layout import flat_offsets
+from horovod_ext.failure import another_rank_failed
 from horovod_ext.wire import wire_bytes
 
 
@@ -91,6 +93,20 @@ class Bucket:
         self.launched = True
         sent = self.comm if self.comm is not None else self.flat
         return wire_bytes("allreduce", sent.numel() * sent.element_size(), st.process_set.size())
+
+    def wait_allreduce(self, st, name):
+        """Waits for the allreduce in flight, if any, and takes its result; ``name`` (of the
+        first parameter) is for the message when another rank failed."""
+        if self.handle is None:
+            return
+        try:
+            output = hvd.synchronize(self.handle)
+        except HorovodInternalError as e:
+            self.handle = None
+            raise another_rank_failed(f"the allreduce of gradient bucket {self.index} (first "
+                                      f"parameter {name!r}) did not complete", e) from e
+        self.handle = None
+        self.take_result(output, st)
 
     def take_result(self, output, st):
         """The reduced ``output`` of the allreduce becomes the bucket's gradient."""

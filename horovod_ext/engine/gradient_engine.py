@@ -2,14 +2,13 @@
 autograd to the averaged value the inner step applies. See the package docstring for the map."""
 from collections import deque
 
-import horovod.torch as hvd
-from horovod.common.exceptions import HorovodInternalError
 
 from horovod_ext.compression import KERNEL_CASTS
 from horovod_ext.engine.bucket_set import BucketSet
 from horovod_ext.engine.planner import Planner
+from horovod_ext.engine.priority import Fifo, Priority
 from horovod_ext.engine.sparse import SparseLane
-from horovod_ext.failure import another_rank_failed, drain, raise_hook_failure
+from horovod_ext.failure import drain, raise_hook_failure
 
 
 class GradientEngine:
@@ -20,7 +19,7 @@ class GradientEngine:
     # That set is always the one after ``current`` in the ring, the next accumulation set, so
     # ``zero_grad()`` never touches a set in flight and ``p.grad`` is a view of one set at a time.
 
-    def __init__(self, params, name_of, settings, n_sets, taps):
+    def __init__(self, params, name_of, settings, n_sets, taps, lag=None, priority=False):
         self.params = params            # parameters that get gradients, in registration order
         self.name_of = name_of          # parameter -> name (messages, agreement)
         self._index = {p: i for i, p in enumerate(params)}
@@ -37,6 +36,10 @@ class GradientEngine:
         self._sets = [BucketSet(s) for s in range(n_sets)]
         self._cur = 0                     # the set the next backward accumulates into
         self._pending = deque()           # sets launched, not applied yet, oldest first
+        self._lag = n_sets - 1 if lag is None else lag  # sets queued before the oldest is applied
+        self.launcher = (Priority if priority else Fifo)(
+            self._launch, lambda b: b.wait_allreduce(self.settings, self.name_of[b.params[0]]))
+        self.overlap = None               # the ForwardOverlap applying a deferred set, if any
         self.sparse = SparseLane(params, settings, name_of)
         self.planner = Planner(params, settings)
         self._start_plan()
@@ -94,6 +97,10 @@ class GradientEngine:
             self._hook_error = (self.name_of[p], e)
 
     def _mark_ready(self, p):
+        if self.overlap is not None and self.overlap.is_pending(p):
+            raise RuntimeError("it was read before its update from the previous step was "
+                               "applied: Sync(overlap_forward=True) applies it when the forward "
+                               "of a module holding it starts; read it there, or use Sync()")
         i, cur = self._index[p], self.current
         bucket, k = cur.locator.get(p, (None, None))
         if (bucket is not None and bucket.launched) \
@@ -107,9 +114,9 @@ class GradientEngine:
         if bucket is None and not gathered:
             raise ValueError("the gradient is dense on this rank but was sparse on rank 0 in the "
                              "first step; sparse_as_dense=True reduces both alike")
-        if gathered and self._snapshot:
-            raise ValueError("delay compensation needs dense gradients; pass "
-                             "sparse_as_dense=True for sparse ones")
+        if gathered and (self._snapshot or self.overlap is not None):
+            raise ValueError("delay compensation and overlap_forward need dense gradients; "
+                             "pass sparse_as_dense=True for sparse ones")
         if not gathered and p.grad is not bucket.views[k]:  # set_to_none, create_graph=True...
             bucket.adopt_grads(keep=self.sparse.keep)
         self._passes[i] += 1
@@ -122,7 +129,8 @@ class GradientEngine:
         if bucket is not None:  # a gathered parameter keeps a zero slot until the rebuild
             bucket.pending -= 1
             if bucket.pending == 0:
-                self._launch(cur, bucket)
+                self.launcher.ready(cur, bucket)
+        self.launcher.pump(cur)
 
     def _launch(self, s, bucket):
         """Starts the allreduce of one bucket of set s (its gradients are final for this step and
@@ -144,56 +152,56 @@ class GradientEngine:
         raise_hook_failure(name, error)
 
     # ---- after backward: close -> wait -> apply ---------------------------------------------
-    def close_step(self):
+    def close_step(self, defer=False):
         """Launches the buckets that did not become ready during backward (unused parameters
         contribute zeros) and queues this step's set. Returns the set to apply, reduced, once
-        more than ``n_sets - 1`` are queued (None during warm-up); ``p.grad`` then shows it."""
+        more than ``lag`` are queued (None during warm-up, or when ``defer``: engine/overlap.py
+        applies it); ``p.grad`` then shows it."""
         cur = self.current
         self.sparse.close()
         for p in self.sparse.gathered:
             if self._passes[self._index[p]] < self.backward_passes_per_step:
                 self.bytes_sent += self.sparse.launch(cur, p)
-        for b in cur.buckets:
-            if not b.launched:  # a parameter without gradient this step: its hook never ran
-                b.adopt_grads(keep=self.sparse.keep)
-                self._launch(cur, b)
+        rest = [b for b in cur.buckets if b.pending]
+        for b in rest:  # a parameter without gradient this step: its hook never ran
+            b.adopt_grads(keep=self.sparse.keep)
+        self.launcher.close(cur, rest)
         for tap in self.taps:
             tap.on_closed(cur)
         self._passes = [0] * len(self.params)
         self._pending.append(cur)
         self.grad_steps += 1
         apply = None
-        if len(self._pending) == len(self._sets):
+        if not defer and len(self._pending) > self._lag:
             apply = self._pending.popleft()
             self._finish(apply)
         if self.planner.due:
             self.sparse.adopt(self.planner.rebuild(self.sparse.indices()))
-        # The next accumulation set: the one just finished, or a free one during warm-up.
-        self._cur = (self._cur + 1) % len(self._sets)
+        # The next accumulation set: the one just finished, or a free one.
+        self._cur = apply.slot if apply is not None else (self._cur + 1) % len(self._sets)
         nxt = self.current
         nxt.step = self.grad_steps
         if nxt.plan != self.planner.plan:
             self._install(nxt)
         self._show(nxt)
-        return apply
+        return cur if defer else apply
+
+    def release(self, s, applied=True):
+        """Set s, closed with ``defer``, was applied bucket by bucket (or is dropped)."""
+        self._pending.remove(s)
+        if applied:
+            return self._finish(s)
+        drain(b.handle for b in s.launched if b.handle is not None)
+        self.launcher.forget(s)
+        s.reset()
 
     def wait(self, s):
-        """Waits for set s's allreduces in launch order and unpacks them (idempotent)."""
-        waited = False
-        for b in s.launched:
-            if b.handle is None:
-                continue
-            try:
-                output = hvd.synchronize(b.handle)
-            except HorovodInternalError as e:
-                b.handle = None
-                raise another_rank_failed(f"the allreduce of gradient bucket {b.index} (first "
-                                          f"parameter {self.name_of[b.params[0]]!r}) did not "
-                                          "complete", e) from e
-            b.handle, waited = None, True
-            b.take_result(output, self.settings)
+        """Waits for closed set s's allreduces, launching any held back, and unpacks them."""
+        todo = [b for b in self.launcher.order(s) if not b.launched or b.handle is not None]
+        for b in todo:
+            self.launcher.wait_for(s, b)
         self.sparse.wait(s)
-        if waited:
+        if todo:
             for tap in self.taps:
                 tap.on_reduced(s)
 
@@ -201,6 +209,7 @@ class GradientEngine:
         self.wait(s)
         for tap in self.taps:
             tap.on_apply(s)
+        self.launcher.forget(s)
         s.reset()
 
     def apply_pending(self):
@@ -220,6 +229,7 @@ class GradientEngine:
             drain(b.handle for b in s.launched if b.handle is not None)
             for b in s.launched:
                 b.handle = None
+            self.launcher.forget(s)
             self.sparse.drop(s)
 
     # ---- between steps ----------------------------------------------------------------------

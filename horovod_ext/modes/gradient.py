@@ -10,6 +10,7 @@ from horovod.torch.mpi_ops import Average
 from horovod_ext import checks
 from horovod_ext.compression import Compression
 from horovod_ext.engine.gradient_engine import GradientEngine
+from horovod_ext.engine.overlap import ForwardOverlap, steps_per_parameter
 from horovod_ext.engine.taps import DelayCompensation, NonfiniteCheck, StatisticsTap
 from horovod_ext.failure import nonfinite_error
 from horovod_ext.modes.base import Mode, ModeConfig
@@ -18,6 +19,7 @@ from horovod_ext.modes.base import Mode, ModeConfig
 class _GradientConfig(ModeConfig):
     staleness = 0
     compensation = 0.0
+    overlap_forward = False
 
     def check(self, settings, optimizer):
         """``stats`` needs the average of >= 2 ranks' float32/float64 gradients, uncompressed."""
@@ -47,9 +49,40 @@ class _GradientConfig(ModeConfig):
 class Sync(_GradientConfig):
     """Synchronous, exact data parallelism: every step applies the average of all ranks' gradients
     of that step, as ``hvd.DistributedOptimizer`` does. Gradients are reduced in buckets launched
-    during backward, so communication overlaps the rest of backprop."""
+    during backward, so communication overlaps the rest of backprop.
 
+    ``overlap_forward=True`` (engine/overlap.py): ``step()`` returns without waiting, buckets go
+    on the wire in the order the next forward needs them, and each module's forward first
+    applies the update of its own parameters, so communication also overlaps the next forward.
+    Same result. Needs a per-parameter ``torch.optim`` optimizer, ``nonfinite="ignore"``, no
+    ``stats``, and parameters read inside the forward of the modules holding them; parameters
+    read directly between ``step()`` and the next forward (not through a module's forward or
+    ``state_dict()``) need ``optimizer.synchronize()`` or ``flush()`` first. ``synchronize()``
+    before ``step()`` (clipping, AMP) and closures take the usual path."""
+
+    overlap_forward: bool = False
     name = "sync"
+
+    def __post_init__(self):
+        if not isinstance(self.overlap_forward, bool):
+            raise ValueError(f"Sync.overlap_forward must be True or False; got "
+                             f"{self.overlap_forward!r}")
+
+    def check(self, settings, optimizer):
+        if self.overlap_forward:
+            self._check_overlap(settings, optimizer)
+        super().check(settings, optimizer)
+
+    def _check_overlap(self, settings, optimizer):
+        if not steps_per_parameter(optimizer):
+            raise ValueError(f"Sync(overlap_forward=True) steps each bucket's parameters on "
+                             f"their own, which equals one full step only for torch.optim's "
+                             f"per-parameter optimizers; {type(optimizer).__name__} is not one "
+                             f"(use Sync())")
+        if settings.nonfinite != "ignore" or settings.stats is not None:
+            raise ValueError("Sync(overlap_forward=True) updates each bucket as it arrives; "
+                             "nonfinite='skip'/'raise' and stats need every bucket first "
+                             "(use Sync())")
 
 
 @dataclass(frozen=True)
@@ -85,7 +118,15 @@ class GradientMode(Mode):
             taps.insert(0, StatisticsTap(settings.stats))
         if config.compensation > 0:
             taps.append(DelayCompensation(float(config.compensation)))
-        self.engine = GradientEngine(params, settings.name_of, settings, self._staleness + 1, taps)
+        self.overlap = None
+        if config.overlap_forward:
+            self.engine = GradientEngine(params, settings.name_of, settings, 2, taps, lag=0,
+                                         priority=True)
+            self.overlap = self.engine.overlap = ForwardOverlap(self.engine, optimizer,
+                                                                inner.step)
+        else:
+            self.engine = GradientEngine(params, settings.name_of, settings,
+                                         self._staleness + 1, taps)
         self._apply = None         # the set p.grad shows for the coming inner step, if any
         self.synchronized = False
         self._flushing = False     # inside flush(apply): step() takes the gradient shown
@@ -109,14 +150,25 @@ class GradientMode(Mode):
         gradient the inner step will apply."""
         if self._flushing:
             return
+        self._finish_overlap()
         self.engine.raise_hook_error()
         if self._active:
             self._apply = self.engine.close_step()
         self.synchronized = True
 
+    def _finish_overlap(self):
+        if self.overlap is not None:
+            self.overlap.finish()
+
     def before_step(self, closure, synchronize):
         if self._flushing:
             return not self._skip_bad(), closure, None
+        if self.overlap is not None and synchronize and not self.synchronized \
+                and closure is None and self._active:
+            self.overlap.finish()  # parameters the forward did not read
+            self.engine.raise_hook_error()
+            self.overlap.defer(self.engine.close_step(defer=True))
+            return False, closure, None
         if synchronize:
             if self.synchronized:
                 warnings.warn("optimizer.step() called without optimizer.skip_synchronize() "
@@ -146,8 +198,9 @@ class GradientMode(Mode):
         each (or one ``apply(optimizer)`` each: the user's own unscale/clip/step, during which
         ``synchronize()`` is a no-op and ``step()`` takes the gradient shown); ``p.grad`` then
         holds the last one applied. The next ``staleness`` steps refill the pipeline. A no-op in
-        sync mode."""
+        sync mode but for ``overlap_forward``'s pending updates."""
         self.engine.check_idle("flush")
+        self._finish_overlap()
         for _ in self.engine.apply_pending():
             if apply is None:
                 if not self._skip_bad():
@@ -173,11 +226,14 @@ class GradientMode(Mode):
         """The bucket plan and the gradients still pending (reduced, not applied yet), so a
         resumed run continues exactly."""
         stats = self.gradient_stats
+        self._finish_overlap()
         return dict(self.engine.state_dict(), mode=self.config.name, staleness=self._staleness,
                     stats=None if stats is None else stats.state_dict())
 
     def before_load(self):
         """Gradients in flight in this process are waited for and replaced."""
+        if self.overlap is not None:
+            self.overlap.drop()
         self.engine.clear()
         self._nonfinite.take_bad()
         self._apply = None

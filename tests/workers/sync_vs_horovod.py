@@ -1,6 +1,7 @@
 """Runs on every rank: trains one model with hvd.DistributedOptimizer and a copy with
 hvd_ext.DistributedOptimizer on the same per-rank data, for each case, and rank 0 writes the
-largest relative parameter difference per case to the JSON file given as argv[1]."""
+largest relative parameter difference per case to the JSON file given as argv[1]. With argv[2]
+"overlap" ours is Sync(overlap_forward=True), flushed after its last step."""
 import copy
 import json
 import sys
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 import horovod_ext as hvd_ext
 
 STEPS = 10
+OVERLAP = sys.argv[2:] == ["overlap"]
 
 
 class Net(nn.Module):
@@ -64,6 +66,7 @@ def make_opt(model, case, ext):
     if ext:
         cap = case.get("cap_mb", 25)
         return hvd_ext.DistributedOptimizer(opt, bucket_cap_mb=cap, first_bucket_mb=min(cap, 1),
+                                            mode=hvd_ext.Sync(overlap_forward=OVERLAP and not case.get("plain")),
                                             **kw)
     return hvd.DistributedOptimizer(opt, **kw)
 
@@ -90,6 +93,8 @@ def train(model, opt, case, ext):
                 opt.step()
         else:
             opt.step()
+    if ext:
+        opt.flush()  # overlap_forward: the last step's updates not read by a forward yet
 
 
 def main():
@@ -117,11 +122,13 @@ def main():
                              n_buckets=ours_opt._mode_object.engine.bucket_count,
                              min_buckets=case.get("min_buckets", 0),
                              rank_spread=agree.abs().max().item(),
-                             ext_class=type(ours_opt).__mro__[1].__name__)
+                             ext_class=type(ours_opt).__mro__[1].__name__,
+                             applied_in_forward=getattr(ours_opt._mode_object.overlap,
+                                                        "applied_in_forward", 0))
     # Overlap: buckets are launched from the hooks, during backward, not at step().
     torch.manual_seed(0)
     model = Net(deep=True)
-    opt = make_opt(model, {"cap_mb": 0.004}, True)
+    opt = make_opt(model, {"cap_mb": 0.004, "plain": True}, True)
     engine = opt._mode_object.engine
     for _ in range(2):  # the second step runs on the plan rebuilt from the real gradient order
         opt.zero_grad()
@@ -135,7 +142,7 @@ def main():
                               n_buckets=engine.bucket_count)
     # The "zero_grad while allreduce pending" guard.
     model = Net()
-    opt = make_opt(model, {}, True)
+    opt = make_opt(model, {"plain": True}, True)
     F.cross_entropy(model(torch.randn(2, 3, 16, 16)), torch.tensor([1, 2])).backward()
     try:
         opt.zero_grad()

@@ -1,0 +1,112 @@
+"""When a bucket whose gradients are final goes on the wire.
+
+``Fifo`` launches it at once (Horovod's order: the order backward produces gradients).
+``Priority`` keeps at most WINDOW buckets of a set in flight, so that what has not been launched
+can still be reordered: during backward in the order the gradients become ready; once backward
+ends (``close``), the rest in the order the next forward needs them, its first layers first (the
+highest bucket index first: buckets are planned in backward order). So the first layers'
+gradients, produced last, do not queue behind the backlog of the last layers', and the backlog
+crosses the wire while the next forward runs (modes/gradient.py, engine/overlap.py).
+
+NOTE: [no deadlock] A Horovod collective completes when every rank has launched it. During
+backward nothing is waited for (a bucket held back is launched by a later hook or by close), so
+which buckets were launched before ``close`` differs between ranks. After ``close`` every rank
+launches its remaining buckets in the same (forward) order and blocks only on buckets it
+launched after ``close`` (``wait_for``), never on one launched before while it still holds some
+back. If rank A waits for x that rank B has not launched, B's current x' precedes x in forward
+order; if B waits for y that A has not launched, y follows A's x... so around any cycle of
+waiting ranks the forward position would have to grow and shrink at once: there is none.
+"""
+from collections import deque
+
+import horovod.torch as hvd
+
+WINDOW = 2  # buckets of one set on the wire at once: one moving, one queued behind it
+
+
+class Fifo:
+    def __init__(self, launch, take):
+        self._launch, self._take = launch, take
+
+    def ready(self, s, bucket):
+        self._launch(s, bucket)
+
+    def close(self, s, rest):
+        for b in rest:
+            self._launch(s, b)
+
+    def pump(self, s):
+        pass
+
+    def order(self, s):
+        return list(s.launched)
+
+    def wait_for(self, s, bucket):
+        self._take(bucket)
+
+    def forget(self, s):
+        pass
+
+
+class Priority:
+    """``launch(s, bucket)`` starts a bucket's allreduce, ``take(bucket)`` waits for it and
+    unpacks the result (the engine's). Per set: ``held`` (ready, not launched, backward order),
+    ``post`` (not launched at close, forward order), ``after_close`` (launched after close, not
+    taken yet, launch order)."""
+
+    def __init__(self, launch, take):
+        self._launch, self._take = launch, take
+        self._held, self._post, self._after_close = {}, {}, {}
+
+    def _moving(self, launched):
+        return sum(1 for b in launched if b.handle is not None and not hvd.poll(b.handle))
+
+    def ready(self, s, bucket):
+        self._held.setdefault(s.slot, deque()).append(bucket)
+        self.pump(s)
+
+    def close(self, s, rest):
+        """Backward has ended: everything not launched yet goes in forward order."""
+        held = list(self._held.pop(s.slot, ())) + list(rest)
+        self._post[s.slot] = deque(sorted(held, key=lambda b: -b.index))
+        self._after_close[s.slot] = deque()
+        self.pump(s)
+
+    def pump(self, s):
+        """Launches what the window allows, never waiting."""
+        if s.slot in self._post:
+            post, after = self._post[s.slot], self._after_close[s.slot]
+            while post and self._moving(after) < WINDOW:
+                b = post.popleft()
+                self._launch(s, b)
+                after.append(b)
+            return
+        held = self._held.get(s.slot)
+        while held and self._moving(s.launched) < WINDOW:
+            self._launch(s, held.popleft())
+
+    def order(self, s):
+        """The order to wait for a closed set's buckets in: the next forward's."""
+        return sorted(s.buckets, key=lambda b: -b.index)
+
+    def wait_for(self, s, bucket):
+        """Waits until ``bucket`` of set s (closed) is reduced, launching the rest in order on
+        the way and blocking only as NOTE: [no deadlock] allows."""
+        post, after = self._post[s.slot], self._after_close[s.slot]
+        while True:
+            self.pump(s)
+            if bucket.launched and (bucket.handle is None or hvd.poll(bucket.handle)):
+                self._take(bucket)
+                return
+            while after and after[0].handle is None:
+                after.popleft()
+            if after:
+                self._take(after.popleft())
+            elif not post:
+                self._take(bucket)
+                return
+
+    def forget(self, s):
+        """Set s is applied or dropped."""
+        for table in (self._held, self._post, self._after_close):
+            table.pop(s.slot, None)
