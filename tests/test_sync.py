@@ -52,6 +52,23 @@ def test_overlap_forward_matches_horovod(overlapped, case):
         assert applied >= 9 * overlapped[case]["n_buckets"] // 2, applied
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_overlap_forward_reads_between_steps_are_finished(backend, tmp_path):
+    """Checkpoint (model first), evaluation and optimizer state between overlapped steps equal
+    Horovod's; a parameter read outside its module's forward stops every rank with a message
+    naming it."""
+    out = tmp_path / "result.json"
+    launch("overlap_reads.py", 2, backend, [str(out)])
+    for rank in (0, 1):
+        r = json.loads((tmp_path / f"result.json.{rank}").read_text())
+        assert r["applied_in_forward"] > 0
+        for key in ("checkpoint", "eval", "optimizer_state"):
+            assert r[key] and max(r[key]) <= 1e-6, (key, r[key])
+        assert r["final"] <= 1e-6
+        err = r["stale_read_error"]
+        assert err is not None and "'inp." in err and "overlap_forward" in err, err
+
+
 def test_buckets_launch_during_backward(results):
     r = results["overlap"]
     assert r["n_buckets"] >= 10

@@ -35,19 +35,33 @@ def _finish_through(ref):
     return hook
 
 
+def _forward_through(ref):
+    """The global forward pre-hook, holding the ForwardOverlap weakly (removed once it is gone)."""
+    def hook(module, args):
+        overlap = ref()
+        if overlap is None:
+            handle.remove()
+        else:
+            overlap.on_forward(module)
+    handle = register_module_forward_pre_hook(hook)
+    return handle
+
+
 class ForwardOverlap:
     """Invariants: ``_set`` is the closed bucket set whose buckets are not all applied (None when
     nothing is pending); ``_todo`` maps id(bucket) to those of its buckets not applied yet;
-    ``_bucket_of[p]`` is p's bucket in ``_set``; the forward pre-hook is registered exactly while
-    ``_set`` is not None."""
+    ``_bucket_of[p]`` is p's bucket in ``_set``. The forward pre-hook is global and always on, so
+    the modules of the first forward already have the state_dict hooks when the first step
+    defers."""
 
     def __init__(self, engine, optimizer, inner_step):
         self.engine = engine
         self.optimizer = optimizer
         self._inner_step = inner_step
-        self._set, self._todo, self._bucket_of, self._hook = None, {}, {}, None
+        self._set, self._todo, self._bucket_of = None, {}, {}
         self._watched = weakref.WeakSet()  # modules given our state_dict hooks
         self._ref = weakref.ref(self)
+        _forward_through(self._ref)
         self.applied_in_forward = 0  # buckets applied by a module's forward pre-hook so far
 
     def is_pending(self, p):
@@ -60,9 +74,8 @@ class ForwardOverlap:
         self._todo = {id(b): b for b in s.buckets}
         self._bucket_of = {p: b for b in s.buckets for p in b.params}
         s.point_grads(keep=self.engine.sparse.keep)  # p.grad shows the step's gradient
-        self._hook = register_module_forward_pre_hook(self._on_forward)
 
-    def _on_forward(self, module, _args):
+    def on_forward(self, module):
         if module not in self._watched:
             self._watched.add(module)
             module.register_state_dict_pre_hook(_finish_through(self._ref))
@@ -118,6 +131,5 @@ class ForwardOverlap:
 
     def _release(self, applied=True):
         s = self._set
-        self._hook.remove()
-        self._set, self._bucket_of, self._hook = None, {}, None
+        self._set, self._bucket_of = None, {}
         self.engine.release(s, applied)
