@@ -50,7 +50,8 @@ def parse_args():
     p.add_argument("--bucket-cap-mb", type=float, default=None,
                    help="bucket_cap_mb of every hvd_ext optimizer (default: sized to the model)")
     p.add_argument("--modes", default="horovod,sync",
-                   help=f"comma-separated, from: {', '.join(MODES)}")
+                   help=f"comma-separated, from: {', '.join(MODES)}; a mode of ours followed by "
+                        "@tuned runs under horovod-tuned's fusion threshold and cycle time")
     p.add_argument("--json", default="results/throughput.json")
     p.add_argument("--trace", action="store_true",
                    help="after the timed rounds, trace a few steps of each optimizer with "
@@ -61,6 +62,7 @@ def parse_args():
 # Benchmarked optimizers: name -> hvd_ext.DistributedOptimizer arguments, or a peer's name
 # (peers.py); stats=True measures the gradient noise scale on the way.
 PEERS = ("horovod", "horovod-tuned", "ddp")
+TUNED = "@tuned"  # a mode of ours under horovod-tuned's settings (needs horovod-tuned in --modes)
 MODES = {"horovod": "horovod", "horovod-tuned": "horovod-tuned", "ddp": "ddp",
          "sync": dict(mode=hvd_ext.Sync()),
          "sync-overlap": dict(mode=hvd_ext.Sync(overlap_forward=True)),
@@ -76,6 +78,7 @@ MODES = {"horovod": "horovod", "horovod-tuned": "horovod-tuned", "ddp": "ddp",
 
 
 def make(name, base, args):
+    name = name.removesuffix(TUNED)
     model = copy.deepcopy(base)
     opt = torch.optim.SGD(model.parameters(), lr=0.01 * hvd.size(), momentum=0.9)
     if name == "ddp":
@@ -128,10 +131,12 @@ def main():
     base = MODELS[args.model]()
     data, target = make_batch(args.model, args.batch_size)
     names = args.modes.split(",")
-    unknown = [n for n in names if n not in MODES]
+    unknown = [n for n in names if n.removesuffix(TUNED) not in MODES
+               or (n.endswith(TUNED) and (n in PEERS or "horovod-tuned" not in names))]
     if unknown or names[0] != "horovod":
-        raise SystemExit(f"--modes must start with horovod and name only {', '.join(MODES)}; "
-                         f"got {args.modes}")
+        raise SystemExit(f"--modes must start with horovod and name only {', '.join(MODES)} (a "
+                         f"mode of ours may end in {TUNED} when horovod-tuned is listed); got "
+                         f"{args.modes}")
     runs = {n: make(n, base, args) for n in names}
     local = copy.deepcopy(base)
     runs["compute"] = (local, torch.optim.SGD(local.parameters(), lr=0.01, momentum=0.9))
@@ -143,7 +148,9 @@ def main():
         run_round(*runs[n], data, target, args.warmup)
     if tuned is not None:
         tuned.tune(lambda k: run_round(*runs["horovod-tuned"], data, target, k))
-        setting["horovod-tuned"] = tuned.applied
+        for n in names:
+            if n == "horovod-tuned" or n.endswith(TUNED):
+                setting[n] = tuned.applied
         if rank0:
             print(f"horovod-tuned: fusion threshold {tuned.best[0]} MB, cycle time "
                   f"{tuned.best[1]} ms (the fastest of {len(peers.GRID)} settings)", flush=True)
