@@ -125,13 +125,13 @@ def stop_case(case):
                                        first_bucket_mb=0.0005)
     if case == "hook" and hvd.rank() == 0:
         engine = opt._mode_object.engine
-        launch = engine._launch  # fault injection: the hook of the second bucket fails at step BAD
+        launch = engine.launcher._launch  # fault injection: the second bucket's launch fails at step BAD
 
         def failing_launch(s, bucket):
             if engine.grad_steps == BAD and bucket.index == 1:
                 raise RuntimeError("injected failure")
             return launch(s, bucket)
-        engine._launch = failing_launch
+        engine.launcher._launch = failing_launch
     failed_at = None
     for t in range(STEPS):
         if t == BAD:
