@@ -10,12 +10,15 @@ crosses the wire while the next forward runs (modes/gradient.py, engine/overlap.
 
 NOTE: [no deadlock] A Horovod collective completes when every rank has launched it. During
 backward nothing is waited for (a bucket held back is launched by a later hook or by close), so
-which buckets were launched before ``close`` differs between ranks. After ``close`` every rank
-launches its remaining buckets in the same (forward) order and blocks only on buckets it
-launched after ``close`` (``wait_for``), never on one launched before while it still holds some
-back. If rank A waits for x that rank B has not launched, B's current x' precedes x in forward
-order; if B waits for y that A has not launched, y follows A's x... so around any cycle of
-waiting ranks the forward position would have to grow and shrink at once: there is none.
+which buckets were launched before ``close`` may differ between ranks. After ``close`` every rank
+launches what it has left in one global order (forward order), and ``wait_for`` blocks only on
+the oldest bucket this rank launched after ``close``, or, once it has launched everything, on
+any bucket. Suppose ranks wait in a cycle, each on a bucket the next one has not launched. A
+rank that has launched everything cannot be waited on, so each rank in the cycle waits on b_i,
+the oldest of its after-close buckets, and holds back the rest of its list. The next rank has
+not launched b_i, so b_i is still in its list, after everything it launched after close, hence
+after b_(i+1) in the global order. Around the cycle each b_i would come after the next: there
+is no such cycle.
 """
 from collections import deque
 
