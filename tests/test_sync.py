@@ -47,10 +47,11 @@ def test_overlap_forward_matches_horovod(overlapped, case):
     r = overlapped[case]
     if overlapped["_where"] == ["mpi", 3] and case == "backward_passes_2" \
             and r["rel_err"] > r["tol"]:
-        # Seen about once in 50 runs, with plain Sync() as well (not only overlap_forward): on 3
-        # MPI ranks with 2 backward passes per step the result differs from Horovod's by the
-        # same relative 7.07e-4 every time; not explained yet.
-        pytest.xfail(f"known rare deviation from Horovod's optimizer: {r['rel_err']:.3g}")
+        # Horovod's own optimizer, on 3 MPI ranks with 2 backward passes per step, now and then
+        # (about 1 run in 20 to 50) ends 7.07e-4 away from where the same script takes it on the
+        # other runs: two Horovod runs in one job disagree by that, while ours equals one of
+        # them. The reference, not the mode under test, is what moved.
+        pytest.xfail(f"Horovod's reference deviated ({r['rel_err']:.3g}), as it sometimes does")
     test_matches_horovod(overlapped, case)
     applied = overlapped[case]["applied_in_forward"]
     if case == "synchronize_clip":  # takes the usual path
