@@ -10,6 +10,7 @@ arrived. Simulated over several steps, the steady-state step time is the bound. 
 below max(T_compute, T_allreduce), and reaches it only when the wire can carry every gradient
 during the compute that does not depend on it.
 """
+import heapq
 import time
 
 from models import loss_fn
@@ -72,15 +73,14 @@ def exact_sync_bound(prof, seconds_per_byte, other=0.0, steps=6):
         bw_start = start + stall + forward
         pieces = sorted((bw_start + params[k][2], rank[k], k, min(CHUNK, params[k][0] - off))
                         for k in range(len(params)) for off in range(0, params[k][0], CHUNK))
-        queue, i = [], 0  # released pieces, served by priority
+        queue, i = [], 0  # released pieces, a heap by (priority, release order)
         while i < len(pieces) or queue:
             if not queue and pieces[i][0] > wire_free:
                 wire_free = pieces[i][0]
             while i < len(pieces) and pieces[i][0] <= wire_free:
-                queue.append(pieces[i])
+                heapq.heappush(queue, (pieces[i][1], i, pieces[i]))
                 i += 1
-            queue.sort(key=lambda piece: piece[1])
-            _, _, k, size = queue.pop(0)
+            _, _, k, size = heapq.heappop(queue)[2]
             wire_free += size * seconds_per_byte
             arrived[k] = wire_free
         starts.append(start)

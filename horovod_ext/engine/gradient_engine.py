@@ -2,7 +2,6 @@
 autograd to the averaged value the inner step applies. See the package docstring for the map."""
 from collections import deque
 
-
 from horovod_ext.compression import KERNEL_CASTS
 from horovod_ext.engine.bucket_set import BucketSet
 from horovod_ext.engine.planner import Planner
@@ -191,8 +190,7 @@ class GradientEngine:
         self._pending.remove(s)
         if applied:
             return self._finish(s)
-        drain(b.handle for b in s.launched if b.handle is not None)
-        self.launcher.forget(s)
+        self._drop(s)
         s.reset()
 
     def wait(self, s):
@@ -226,11 +224,15 @@ class GradientEngine:
         """Waits for every launched allreduce, keeping none of the results; one that fails (a
         rank died: elastic restore) is dropped as well."""
         for s in self._sets:
-            drain(b.handle for b in s.launched if b.handle is not None)
-            for b in s.launched:
-                b.handle = None
-            self.launcher.forget(s)
-            self.sparse.drop(s)
+            self._drop(s)
+
+    def _drop(self, s):
+        """Set s's launched allreduces waited for and their results dropped; nothing held back."""
+        drain(b.handle for b in s.launched if b.handle is not None)
+        for b in s.launched:
+            b.handle = None
+        self.launcher.forget(s)
+        self.sparse.drop(s)
 
     # ---- between steps ----------------------------------------------------------------------
     def check_idle(self, what):

@@ -57,7 +57,7 @@ class Sync(_GradientConfig):
     Same result. Needs a per-parameter ``torch.optim`` optimizer, ``nonfinite="ignore"``, no
     ``stats``, and parameters read inside the forward of the modules holding them; parameters
     read directly between ``step()`` and the next forward (not through a module's forward or
-    ``state_dict()``) need ``optimizer.synchronize()`` or ``flush()`` first. ``synchronize()``
+    ``state_dict()``) need ``flush()`` first. ``synchronize()``
     before ``step()`` (clipping, AMP) and closures take the usual path."""
 
     overlap_forward: bool = False
@@ -118,12 +118,10 @@ class GradientMode(Mode):
             taps.insert(0, StatisticsTap(settings.stats))
         if config.compensation > 0:
             taps.append(DelayCompensation(float(config.compensation)))
-        self.overlap = None
         if config.overlap_forward:
             self.engine = GradientEngine(params, settings.name_of, settings, 2, taps, lag=0,
                                          priority=True)
-            self.overlap = self.engine.overlap = ForwardOverlap(self.engine, optimizer,
-                                                                inner.step)
+            self.engine.overlap = ForwardOverlap(self.engine, optimizer, inner.step)
         else:
             self.engine = GradientEngine(params, settings.name_of, settings,
                                          self._staleness + 1, taps)
@@ -131,6 +129,11 @@ class GradientMode(Mode):
         self.synchronized = False
         self._flushing = False     # inside flush(apply): step() takes the gradient shown
         self._active = settings.process_set.included()
+
+    @property
+    def overlap(self):
+        """The engine's ForwardOverlap with ``Sync(overlap_forward=True)``, else None."""
+        return self.engine.overlap
 
     @property
     def bytes_sent(self):
