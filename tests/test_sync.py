@@ -82,6 +82,14 @@ def test_overlap_forward_reads_between_steps_are_finished(backend, tmp_path):
     assert all(n or "another rank failed" in e for n, e in zip(named, errors)), errors
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_overlap_forward_script_may_end_right_after_step(backend):
+    """Buckets still held back when the script ends are launched and applied at exit, so every
+    rank exits 0 (launch() raises on a non-zero exit)."""
+    for _ in range(2):
+        launch("overlap_exit.py", 2, backend, timeout=120)
+
+
 def test_buckets_launch_during_backward(results):
     r = results["overlap"]
     assert r["n_buckets"] >= 10

@@ -12,8 +12,10 @@ state. A parameter read outside the forward of a module that holds it would be r
 update: when it then gets a gradient with its update still pending, the backward hook says so
 (engine's ``_mark_ready``).
 """
+import atexit
 import weakref
 
+import horovod.torch as hvd
 import torch
 from torch.nn.modules.module import register_module_forward_pre_hook
 
@@ -33,6 +35,15 @@ def _finish_through(ref):
         if overlap is not None:
             overlap.finish()
     return hook
+
+
+def _finish_at_exit(ref):
+    """A script that ends right after ``step()`` still applies, and launches, what is pending;
+    otherwise a rank holding buckets back would exit while the others wait for them. Runs before
+    Horovod's own shutdown (registered at ``hvd.init()``, earlier; atexit runs last-in first)."""
+    overlap = ref()
+    if overlap is not None and overlap._set is not None and hvd.is_initialized():
+        overlap.finish()
 
 
 def _forward_through(ref):
@@ -62,6 +73,7 @@ class ForwardOverlap:
         self._watched = weakref.WeakSet()  # modules given our state_dict hooks
         self._ref = weakref.ref(self)
         _forward_through(self._ref)
+        atexit.register(_finish_at_exit, self._ref)
         self.applied_in_forward = 0  # buckets applied by a module's forward pre-hook so far
 
     def is_pending(self, p):
