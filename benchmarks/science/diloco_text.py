@@ -12,6 +12,7 @@ bytes, goes to a PNG beside the JSON. Ranks may share cores: wall-clock is not c
 """
 import argparse
 import math
+import re
 import os
 import sys
 
@@ -32,23 +33,40 @@ METHODS = {
     "localsgd_H32": dict(mode=hvd_ext.LocalSGD(period=H)),
     "easgd_H32": dict(mode=hvd_ext.EASGD(period=H)),
     "leader_H32": dict(mode=hvd_ext.Leader(period=H, pull=0.5)),
-    "diloco_H8": dict(mode=hvd_ext.DiLoCo(period=8)),
-    "diloco_H32": dict(mode=hvd_ext.DiLoCo(period=H)),
-    "diloco_H32_frag4": dict(mode=hvd_ext.DiLoCo(period=H, fragments=4)),
-    "diloco_H32_fp16": dict(mode=hvd_ext.DiLoCo(period=H), compression=hvd_ext.Compression.fp16),
-    "diloco_H32_outer0.5": dict(mode=hvd_ext.DiLoCo(period=H, outer_lr=0.5)),
-    "diloco_H32_outer1.0": dict(mode=hvd_ext.DiLoCo(period=H, outer_lr=1.0)),
 }
+DEFAULT_METHODS = list(METHODS) + [
+    "diloco_H8", "diloco_H8_o1.0_m0.5", "diloco_H32", "diloco_H32_o1.0_m0.5",
+    "diloco_H32_o1.0_m0.5_frag4", "diloco_H32_o1.0_m0.5_fp16"]
+DILOCO = re.compile(r"diloco_H(?P<period>\d+)(_o(?P<outer_lr>[\d.]+))?(_m(?P<outer_momentum>[\d.]+))?"
+                    r"(_frag(?P<fragments>\d+))?(?P<fp16>_fp16)?")
 
 
-def run(data, method, lr, seed, args):
+def method(name):
+    """The DistributedOptimizer arguments of a method: one of METHODS, or DiLoCo spelled
+    ``diloco_H<period>[_o<outer_lr>][_m<outer_momentum>][_frag<fragments>][_fp16]`` (the
+    mode's defaults for what is left out; _fp16 sends the pseudo-gradient in fp16)."""
+    if name in METHODS:
+        return METHODS[name]
+    m = DILOCO.fullmatch(name)
+    if m is None:
+        raise ValueError(f"--methods: unknown method {name!r}; known: {', '.join(METHODS)} "
+                         "and diloco_H<period>[_o<outer_lr>][_m<outer_momentum>][_frag<n>][_fp16]")
+    fields = {k: (float(v) if k.startswith("outer") else int(v))
+              for k, v in m.groupdict().items() if v is not None and k != "fp16"}
+    spec = dict(mode=hvd_ext.DiLoCo(**fields))
+    if m["fp16"]:
+        spec["compression"] = hvd_ext.Compression.fp16
+    return spec
+
+
+def run(data, name, lr, seed, args):
     make, x, y, x_va, y_va, x_te, y_te = data
     torch.manual_seed(seed)
     model = make()
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     opt = hvd_ext.DistributedOptimizer(torch.optim.AdamW(model.parameters(), lr=lr),
                                        named_parameters=model.named_parameters(),
-                                       **METHODS[method])
+                                       **method(name))
     curve, peak = [], 0.0
     for step in range(args.steps):
         g = torch.Generator().manual_seed(seed * 1_000_003 + step * hvd.size() + hvd.rank())
@@ -105,16 +123,21 @@ def main():
     p.add_argument("--eval-every", type=int, default=64)
     p.add_argument("--lrs", default="0.001,0.003,0.01,0.03")
     p.add_argument("--seeds", default="0,1")
-    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help="comma-separated; see method()")
+    p.add_argument("--hidden-layers", type=int, default=1, help="of the text model")
     p.add_argument("--json", default="results/diloco_text.json")
     args = p.parse_args()
     hvd.init()
     torch.set_num_threads(1)
-    data = task("chars")
+    data = task("chars", args.hidden_layers)
     lrs = [float(v) for v in args.lrs.split(",")]
     seeds = [int(v) for v in args.seeds.split(",")]
     methods = args.methods.split(",")
-    out = dict(ranks=hvd.size(), steps=args.steps, batch=args.batch, lrs=lrs, methods={})
+    for name in methods:
+        method(name)  # an unknown name fails here, before any training
+    out = dict(ranks=hvd.size(), steps=args.steps, batch=args.batch, lrs=lrs,
+               hidden_layers=args.hidden_layers, methods={})
     jobs = [(m, lr) for m in methods for lr in lrs]
     tried = {m: [] for m in methods}
     for m, lr in progress(jobs, desc="lr grid", enabled=hvd.rank() == 0):
