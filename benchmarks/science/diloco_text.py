@@ -1,19 +1,23 @@
 """DiLoCo against sync, local SGD, EASGD and Leader SGD on real text: a character-level language
-model (16 characters of context -> the next one) on the first 300k characters of Python's
-standard-library sources, 4 ranks, AdamW inside every method, the same steps and batch for all.
+model (16 characters of context -> the next one, --hidden-layers tanh layers of 256) on the
+first 300k characters of Python's standard-library sources, 4 ranks, AdamW inside every method,
+the same steps and batch for all.
 
     horovodrun --gloo -np 4 python benchmarks/science/diloco_text.py --json docs/results/diloco_text.json
 
 For each method the inner learning rate is chosen from --lrs by the validation loss at the end
 (cosine schedule over --steps); the chosen run is repeated with every --seeds seed, and the
-validation and test loss of the consensus model, bytes sent per rank and the largest single
-step's bytes are recorded. Validation loss every --eval-every steps, against steps and against
-bytes, goes to a PNG beside the JSON. Ranks may share cores: wall-clock is not compared here.
+validation and test loss of the consensus model, bytes sent per rank for training (not for
+the evaluations' consensus) and the largest single step's bytes are recorded. Methods are
+named in METHODS, or any DiLoCo setting as diloco_H32_o1.0_m0.5_frag4_fp16 (see method()).
+Validation loss every --eval-every steps, against steps and against bytes, goes to a PNG beside
+the JSON (a heatmap when every method is a DiLoCo outer setting; diloco_plots.py). Ranks may
+share cores: wall-clock is not compared here.
 """
 import argparse
 import math
-import re
 import os
+import re
 import sys
 
 import horovod.torch as hvd
@@ -24,6 +28,7 @@ import horovod_ext as hvd_ext
 from horovod_ext.progress import progress
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from diloco_plots import plot  # noqa: E402
 from noise_scale import task  # noqa: E402
 from training import write_results  # noqa: E402
 
@@ -67,7 +72,7 @@ def run(data, name, lr, seed, args):
     opt = hvd_ext.DistributedOptimizer(torch.optim.AdamW(model.parameters(), lr=lr),
                                        named_parameters=model.named_parameters(),
                                        **method(name))
-    curve, peak = [], 0.0
+    curve, peak, evaluating = [], 0.0, 0.0
     for step in range(args.steps):
         g = torch.Generator().manual_seed(seed * 1_000_003 + step * hvd.size() + hvd.rank())
         idx = torch.randint(0, len(y), (args.batch,), generator=g)
@@ -80,40 +85,21 @@ def run(data, name, lr, seed, args):
         opt.step(loss=loss)
         peak = max(peak, opt.bytes_sent - before)
         if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+            evaluating -= opt.bytes_sent  # local SGD's consensus is an allreduce: not training
             with opt.consensus_params():
-                curve.append((step + 1, loss_of(model, x_va, y_va), opt.bytes_sent))
+                val = loss_of(model, x_va, y_va)
+            evaluating += opt.bytes_sent
+            curve.append((step + 1, val, opt.bytes_sent - evaluating))
     opt.flush()
     with opt.consensus_params():
         test = loss_of(model, x_te, y_te)
-    return dict(lr=lr, seed=seed, val=curve[-1][1], test=test, bytes=opt.bytes_sent,
+    return dict(lr=lr, seed=seed, val=curve[-1][1], test=test, bytes=curve[-1][2],
                 peak_step_bytes=peak, curve=curve)
 
 
 def loss_of(model, x, y):
     with torch.no_grad():
         return F.cross_entropy(model(x), y).item()
-
-
-def plot(out, png):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for name, r in out["methods"].items():
-        steps, val, sent = zip(*r["runs"][0]["curve"])
-        a.plot(steps, val, label=name)
-        b.plot([s / 1e6 for s in sent], val, label=name)
-    a.set(xlabel="step", ylabel="validation loss (nats/char)", title="loss against steps")
-    b.set(xlabel="MB sent per rank", ylabel="validation loss", xscale="symlog",
-          title="loss against bytes")
-    for ax in (a, b):
-        ax.set_ylim(top=max(r["runs"][0]["curve"][1][1] for r in out["methods"].values()))
-        ax.grid(alpha=0.3)
-    a.legend(fontsize=8)
-    fig.suptitle(f"{out['ranks']} ranks, AdamW, {out['steps']} steps x batch {out['batch']} "
-                 "per rank, char-level LM")
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
 
 
 def main():
