@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import launch
+from conftest import MPI, launch
 
 MODES = ["sync_adam_stats", "delayed", "leader_overlap", "easgd", "local_sgd"]
 
@@ -31,3 +31,18 @@ def test_resume_at_every_step_is_bit_identical(runs, mode):
             assert run["trajectory"] == plain["trajectory"][int(t):], \
                 f"rank {rank}: resumed after step {t} diverges"
             assert repr(run["noise_scale"]) == repr(plain["noise_scale"])
+
+
+@pytest.mark.parametrize("backend,np", [("gloo", 3), pytest.param("mpi", 2, marks=MPI)])
+def test_horovods_rank_0_resume_recipe_in_the_averaging_modes(tmp_path, backend, np):
+    """Rank 0 alone loads, then hvd.broadcast_optimizer_state (which cannot carry the mode's
+    step counter, theta, center or leaders): the same as every rank loading the checkpoint,
+    bit for bit, not a hang or rounds at different steps."""
+    launch("rank0_resume.py", np, backend, [str(tmp_path / "out")], timeout=180)
+    for rank in range(np):
+        results = json.loads((tmp_path / f"out.{rank}").read_text())
+        for mode, r in results.items():
+            assert r["moved"] > 0, f"{mode}: training must move"
+            assert r["steps"] == [13, 13], f"rank {rank} {mode}: step counters {r['steps']}"
+            assert r["own"] == 0.0 and r["consensus"] == 0.0, \
+                f"rank {rank} {mode}: rank-0 resume differs from every rank loading: {r}"

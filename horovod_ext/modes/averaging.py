@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import horovod.torch as hvd
 import torch
+from horovod.torch.functions import broadcast_object
 from horovod.torch.mpi_ops import Average
 
 from horovod_ext.compression import Compression
@@ -50,6 +51,7 @@ class AveragingMode(Mode):
         self._t = 0                  # steps taken
         self._sent = 0.0
         self._losses = deque(maxlen=loss_window)  # (loss, missing) of the last steps
+        self._agreed = False         # see agree_once()
 
     @property
     def bytes_sent(self):
@@ -59,10 +61,30 @@ class AveragingMode(Mode):
         """Adds one collective of ``tensor`` over ``process_set`` to ``bytes_sent``."""
         self._sent += wire_bytes(kind, tensor.numel() * tensor.element_size(), process_set.size())
 
+    def agree_once(self):
+        """NOTE: [rank-0 resume] Horovod's resume recipe loads the checkpoint on rank 0 alone,
+        then ``hvd.broadcast_optimizer_state`` sends the wrapped optimizer's state, which does
+        not hold this mode's: the other ranks would count steps from 0 and run their rounds at
+        other steps than rank 0 (a hang, or parameters averaged across different steps). So at
+        the first step after construction or a load, every rank takes the first rank's step
+        counter and the mode's shared state (outer parameters and momentum, center, leaders):
+        one broadcast, not counted in ``bytes_sent`` (like ``broadcast_parameters``). Each
+        rank keeps its own recent losses."""
+        if self._agreed:
+            return
+        root = ranks_of(self.process_set)[0]
+        shared = broadcast_object(self.state() if hvd.rank() == root else None, root_rank=root,
+                                  name=f"hvd_ext.{self.config.name}.agree",
+                                  process_set=self.process_set)
+        shared["losses"] = list(self._losses)
+        self.load_state(shared)
+        self._agreed = True
+
     def before_step(self, closure, synchronize):
         """The closure (when given and ``nonfinite`` checks) runs first: its gradient is the one
         to check. Each rank checks its own gradient; a skip needs no agreement (the averaging
         rounds still run)."""
+        self.agree_once()
         result = None
         if closure is not None and self.settings.nonfinite != "ignore":
             with torch.enable_grad():
@@ -121,6 +143,7 @@ class AveragingMode(Mode):
             raise ValueError(f"state_dict was saved in mode {saved['mode']!r}, this optimizer "
                              f"runs mode {self.config.name!r}")
         self._t = saved["t"]
+        self._agreed = False
         self._losses.clear()
         self._losses.extend(tuple(x) for x in saved["losses"])
 

@@ -72,6 +72,7 @@ class DiLoCoMode(AveragingMode):
         return [t for part in (self._theta or []) + (self._buf or []) + self._delta for t in part]
 
     def before_step(self, closure, synchronize):
+        self.agree_once()  # theta loaded on rank 0 alone reaches the others first
         if self._theta is None:
             self._start_outer()
         return super().before_step(closure, synchronize)

@@ -38,6 +38,7 @@ class EASGDMode(AveragingMode):
         return (self._center or []) + self._sums
 
     def before_step(self, closure, synchronize):
+        self.agree_once()  # a center loaded on rank 0 alone reaches the others first
         if self._center is None:
             self._init_center()
         return super().before_step(closure, synchronize)
