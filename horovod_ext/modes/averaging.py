@@ -80,11 +80,15 @@ class AveragingMode(Mode):
         self.load_state(shared)
         self._agreed = True
 
+    def prepare(self):
+        """Before each step, after the agreement: state a mode starts lazily (theta, center)."""
+
     def before_step(self, closure, synchronize):
         """The closure (when given and ``nonfinite`` checks) runs first: its gradient is the one
         to check. Each rank checks its own gradient; a skip needs no agreement (the averaging
         rounds still run)."""
         self.agree_once()
+        self.prepare()
         result = None
         if closure is not None and self.settings.nonfinite != "ignore":
             with torch.enable_grad():

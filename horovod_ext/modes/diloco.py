@@ -71,11 +71,9 @@ class DiLoCoMode(AveragingMode):
     def buffers(self):
         return [t for part in (self._theta or []) + (self._buf or []) + self._delta for t in part]
 
-    def before_step(self, closure, synchronize):
-        self.agree_once()  # theta loaded on rank 0 alone reaches the others first
-        if self._theta is None:
+    def prepare(self):
+        if self._theta is None:  # not loaded here nor agreed from the first rank
             self._start_outer()
-        return super().before_step(closure, synchronize)
 
     def _start_outer(self):
         self._theta = [fr.empty() for fr in self._fragments]

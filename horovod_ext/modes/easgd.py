@@ -37,11 +37,9 @@ class EASGDMode(AveragingMode):
     def buffers(self):
         return (self._center or []) + self._sums
 
-    def before_step(self, closure, synchronize):
-        self.agree_once()  # a center loaded on rank 0 alone reaches the others first
-        if self._center is None:
+    def prepare(self):
+        if self._center is None:  # not loaded here nor agreed from the first rank
             self._init_center()
-        return super().before_step(closure, synchronize)
 
     def _init_center(self):
         self._center = self._flats.empty()

@@ -13,10 +13,10 @@ import sys
 
 import horovod.torch as hvd
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 import horovod_ext as hvd_ext
+from delayed_reference import batch, make_model
 
 MODES = {"localsgd": hvd_ext.LocalSGD(period=4), "diloco": hvd_ext.DiLoCo(period=4),
          "diloco_fragments": hvd_ext.DiLoCo(period=4, fragments=2),
@@ -24,8 +24,7 @@ MODES = {"localsgd": hvd_ext.LocalSGD(period=4), "diloco": hvd_ext.DiLoCo(period
 
 
 def build(mode):
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 2))
+    model = make_model()
     opt = hvd_ext.DistributedOptimizer(torch.optim.Adam(model.parameters(), lr=0.01),
                                        named_parameters=model.named_parameters(), mode=mode)
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
@@ -34,8 +33,7 @@ def build(mode):
 
 def train(model, opt, start, stop):
     for t in range(start, stop):
-        g = torch.Generator().manual_seed(t * 10 + hvd.rank())
-        x, y = torch.randn(16, 8, generator=g), torch.randint(0, 2, (16,), generator=g)
+        x, y = batch(hvd.rank(), t, 0)
         opt.zero_grad()
         loss = F.cross_entropy(model(x), y)
         loss.backward()
