@@ -11,7 +11,7 @@ STAMP := $(VENV)/.horovod_ext-installed
 
 install: $(STAMP)
 
-$(STAMP): setup.py scripts/install_horovod.sh $(wildcard csrc/*.h csrc/*.cpp csrc/cuda/* python/*.cpp)
+$(STAMP): setup.py scripts/install_horovod.sh $(wildcard csrc/*.h csrc/*.cpp csrc/cpu/* csrc/torch/* csrc/cuda/*)
 	test -x $(PY) || python3 -m venv --system-site-packages $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install torch==2.13.0
 	$(PY) -m pip install numpy pybind11 ninja pytest hypothesis tqdm matplotlib mlxtend

@@ -28,14 +28,20 @@ def _use_cuda():
 
 
 std = f"c++{cxx_standard()}"
-sources = ["python/torch_kernel_bindings.cpp", "csrc/kernels_cpu.cpp"]
-cxx_flags = ["-O3", f"-std={std}"]
+# The operators (csrc/torch: schemas, checks, CPU and Meta implementations) and the framework-free
+# CPU kernels, one translation unit per instruction set (csrc/cpu/isa_*.cpp, chosen at run time).
+sources = (["csrc/torch/registration.cpp", "csrc/kernels_cpu.cpp"]
+           + sorted(glob.glob("csrc/cpu/isa_*.cpp")))
+# No contraction of a * b + c into an FMA: every instruction set then gives the same bits.
+# -fopenmp: torch's at::parallel_for is inline OpenMP in torch's headers, so without it the
+# kernels run on one thread; libgomp.so.1 resolves to the one torch has loaded (its thread pool).
+cxx_flags = ["-O3", f"-std={std}", "-ffp-contract=off", "-fopenmp"]
 if _use_cuda():
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         # No GPU to detect an arch from: Ampere and Hopper (A100, H100/H200) by default.
         os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
     ext_cls = cpp_extension.CUDAExtension
-    sources += sorted(glob.glob("csrc/cuda/*.cu"))
+    sources += ["csrc/torch/cuda_backend.cpp"] + sorted(glob.glob("csrc/cuda/*.cu"))
     # After the toolkit's own headers: only what the toolkit lacks is taken from the wheels.
     wheel_includes = [f for d in wheel_cuda_includes() for f in ("-idirafter", d)]
     extra = {"cxx": cxx_flags + ["-DHVD_EXT_WITH_CUDA"] + wheel_includes,
@@ -53,7 +59,8 @@ setup(
     version="0.1.0",
     description="Horovod plug-in for PyTorch: overlapped, bucketed gradient synchronisation",
     packages=find_packages(include=["horovod_ext", "horovod_ext.*"]),
-    ext_modules=[ext_cls("horovod_ext._C", sources, extra_compile_args=extra)],
+    ext_modules=[ext_cls("horovod_ext._C", sources, extra_compile_args=extra,
+                         extra_link_args=["-fopenmp"])],
     cmdclass={"build_ext": cpp_extension.BuildExtension},
     python_requires=">=3.9",
     install_requires=["numpy"],  # torch and the patched Horovod: see the README's install section

@@ -6,7 +6,7 @@
 #ifdef __CUDACC__
 #define HVD_EXT_HD __host__ __device__
 #else
-#define HVD_EXT_HD
+#define HVD_EXT_HD __attribute__((always_inline))  // inlined into every instruction-set variant
 #endif
 
 namespace hvd_ext {

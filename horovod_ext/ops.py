@@ -1,46 +1,62 @@
-"""The one face of the compiled kernels: the only module that imports ``horovod_ext._C``.
+"""The one face of the compiled kernels: the only module that loads ``horovod_ext._C``.
 
-Each kernel is named here once, with its meaning. Every one takes many tensors and makes one
-pass over them (one parallel region on the CPU, one launch per chunk table on CUDA), checks its
-arguments at the boundary (ValueError/TypeError naming the argument and index), and computes in
-float32 (float64 when a float64 operand is involved), rounding once on store.
+The kernels are torch operators (``torch.ops.hvd_ext.*``, registered with ``TORCH_LIBRARY`` in
+``csrc/torch``): each has a schema, CPU and CUDA implementations and a fake (Meta)
+implementation, so ``torch.library.opcheck``, ``torch.compile`` and FakeTensor see through them.
+Each takes many tensors and makes one pass over them (one parallel region on torch's intra-op
+threads on the CPU, vectorised for the widest of AVX-512, AVX2 + F16C or plain x86-64/ARM the CPU
+has; one launch per chunk table on CUDA), checks its arguments at the boundary
+(ValueError/TypeError naming the argument and index), and computes in float32 (float64 when a
+float64 operand is involved), rounding once on store.
 """
-from horovod_ext import _C
+import torch
 
-with_cuda = _C.with_cuda  # whether the extension was built with its CUDA kernels
+from horovod_ext import _C  # noqa: F401  (loading it registers torch.ops.hvd_ext)
+
+_ops = torch.ops.hvd_ext
+
+#: whether the extension was built with its CUDA kernels
+with_cuda = torch._C._dispatch_has_kernel_for_dispatch_key("hvd_ext::pack", "CUDA")
+
+
+def cpu_isa():
+    """The instruction set the CPU kernels run with: ``"avx512"``, ``"avx2"`` or ``"base"`` (the
+    widest this CPU has; ``HOROVOD_EXT_CPU_ISA`` asks for a narrower one)."""
+    return _ops.cpu_isa()
 
 
 def pack(srcs, dst, offsets, scale=1.0):
     """Many tensors into one flat buffer: ``dst[offsets[i] : offsets[i] + srcs[i].numel()] =
     scale * srcs[i]``, cast to ``dst``'s dtype (fp32 -> fp16/bf16 compression among others)."""
-    _C.pack(srcs, dst, offsets, scale)
+    _ops.pack(srcs, dst, offsets, scale)
 
 
 def unpack(src, offsets, dsts, scale=1.0, accumulate=False):
     """The reverse of pack: ``dsts[i] = scale * src[offsets[i] : ...]`` (``+=`` with
     ``accumulate``), cast to the dtype of ``dsts``."""
-    _C.unpack(src, offsets, dsts, scale, accumulate)
+    _ops.unpack(src, offsets, dsts, scale, accumulate)
 
 
 def sq_norm(tensors, out):
-    """``out[0] = sum_i |tensors[i]|^2`` as float32 (accumulated in float64 on the CPU)."""
-    _C.sq_norm(tensors, out)
+    """``out[0] = sum_i |tensors[i]|^2`` as float32 (accumulated in float64 on the CPU, from
+    float32 partial sums of at most 8 squares per vector lane)."""
+    _ops.sq_norm(tensors, out)
 
 
 def dc_compensate(grad, params, snapshot, offsets, c):
     """Delay compensation (DC-ASGD), in place on the flat gradient:
     ``g += c * g * g * (params[i] - snapshot[o : o + n])`` with ``o = offsets[i]``."""
-    _C.dc_compensate(grad, params, snapshot, offsets, c)
+    _ops.dc_compensate(grad, params, snapshot, offsets, c)
 
 
 def pull(params, flat, offsets, lam):
     """Parameters pulled toward a flat buffer: ``params[i] -= lam * (params[i] - flat[o:o+n])``
     (Leader SGD's pull toward the leader)."""
-    _C.pull(params, flat, offsets, lam)
+    _ops.pull(params, flat, offsets, lam)
 
 
 def easgd(params, center, total, offsets, alpha, n):
     """EASGD's worker and center update in one pass, both from the old center c:
     ``params[i] -= alpha * (params[i] - c)`` and ``center = c + alpha * (total - n * c)``,
     ``total`` being the sum of all workers' parameters."""
-    _C.easgd(params, center, total, offsets, alpha, n)
+    _ops.easgd(params, center, total, offsets, alpha, n)

@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${CUDA_VENV:-.venv-cuda}
-TORCH_SPEC=${CUDA_TORCH:-torch==2.15.0}
+TORCH_SPEC=${CUDA_TORCH:-torch==2.14.1}
 PY=$VENV/bin/python
 
 command -v nvcc >/dev/null || [ -n "${CUDA_HOME:-}" ] || { echo "cuda-check needs a CUDA toolkit (nvcc or CUDA_HOME)" >&2; exit 1; }

@@ -3,10 +3,12 @@
 # ninja installed:
 #   1. builds the patched Horovod with NCCL (in the background) and the extension with its CUDA
 #      kernels for this GPU, and prints the kernels' register/spill report;
-#   2. runs the CUDA kernel tests against float64 references, then again under compute-sanitizer
-#      memcheck and racecheck (zero errors);
+#   2. runs the CUDA kernel tests against float64 references and torch.library.opcheck of every
+#      operator on CUDA, then the kernel tests under compute-sanitizer memcheck and racecheck
+#      (zero errors);
 #   3. runs the kernel benchmark (against a device-to-device copy measured in the same run and
-#      against torch's _foreach_*/cat);
+#      against torch's _foreach_*/cat) and checks the memory-bound operators (pack, unpack, pull,
+#      the fp16 casts) reach 0.85 of the copy's bandwidth;
 #   4. runs two training steps per mode on the GPU with horovodrun -np 1, on a side stream,
 #      against a float64 CPU reference, and counts the cast kernel's launches per bucket.
 # Results go to OUT (default results/gpu): build.log, kernel_tests*.txt, kernels.json,
@@ -50,9 +52,9 @@ echo "spilled bytes over all kernels: $spills"
 wait "$horovod_pid" || { tail -30 "$OUT/horovod_build.log"; echo "Horovod build failed" >&2; exit 1; }
 grep -E "Horovod with|NCCL|\[X\]" "$OUT/horovod_build.log" | tail -12
 
-step "CUDA kernel tests (float64 references)"
-"$PY" -m pytest -q tests/test_kernels.py -k cuda -p no:cacheprovider > "$OUT/kernel_tests.txt" 2>&1 \
-    || failed+=("kernel tests")
+step "CUDA kernel tests (float64 references) and torch.library.opcheck on CUDA"
+(cd tests && "$PY" -m pytest -q test_kernels.py test_operators.py -k cuda -p no:cacheprovider) \
+    > "$OUT/kernel_tests.txt" 2>&1 || failed+=("kernel tests or opcheck")
 tail -2 "$OUT/kernel_tests.txt"
 
 SANITIZER=$(command -v compute-sanitizer || echo "${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer")
@@ -64,9 +66,17 @@ for tool in memcheck racecheck; do
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|passed|failed" "$OUT/kernel_tests_$tool.txt" | tail -3
 done
 
-step "kernel benchmark"
-"$PY" benchmarks/kernels.py --device cuda --json "$OUT/kernels.json" | tail -20 \
+step "kernel benchmark: the memory-bound operators at >= 0.85 of a device-to-device copy"
+"$PY" benchmarks/kernels.py --device cuda --json "$OUT/kernels.json" | grep -E "ours|copy [0-9]" \
     || failed+=("kernel benchmark")
+"$PY" - "$OUT/kernels.json" <<'PY' || failed+=("0.85 of a device-to-device copy")
+import json, sys
+slow = [f"{res['params']} {r['op']}: {r['of_copy']:.2f}" for res in json.load(open(sys.argv[1]))["results"]
+        for r in res["rows"] if r["impl"] == "ours" and r["of_copy"] < 0.85
+        and r["op"] in ("pack", "unpack", "pull", "pack, cast to fp16", "unpack, cast from fp16")]
+print("below 0.85 of a copy:", slow or "none")
+sys.exit(1 if slow else 0)
+PY
 
 step "two steps per mode on the GPU, horovodrun -np 1, against float64 on the CPU"
 HOROVODRUN=$(dirname "$("$PY" -c 'import sys; print(sys.executable)')")/horovodrun

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "../kernels.h"
@@ -97,13 +99,106 @@ static void test_scale_copy_and_norm() {
     for (double p : partial) got += p;
     for (const auto& s : src)
       for (float v : s) want += static_cast<double>(v) * v;
-    CHECK(std::fabs(got - want) <= 1e-12 * std::max(1.0, want), "sq_norm %g vs %g", got, want);
+    // float32 squares summed in small groups (2^-24 each), then float64
+    CHECK(std::fabs(got - want) <= 1e-6 * std::max(1.0, want), "sq_norm %g vs %g", got, want);
   }
+}
+
+// Every instruction set this CPU has gives bitwise the base kernels' results (the squared norm to
+// 1e-6: its vector sets sum float32 squares in small groups before float64), over every cast the engine uses, with and without accumulate, on sizes that
+// leave vector tails, and on values at the fp16 edges (subnormals, ties, overflow, inf, nan).
+static void test_instruction_sets_agree() {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal;
+  const int64_t n = 4099;
+  std::vector<float> f32(n), f32_dst(n);
+  std::vector<uint16_t> f16(n);
+  for (int64_t j = 0; j < n; ++j) f32[j] = normal(rng) * std::ldexp(1.0f, int(rng() % 48) - 30);
+  const float edges[] = {65504.0f, 65519.99f, 65520.0f, std::ldexp(1.0f, -24), std::ldexp(1.0f, -25),
+                         std::ldexp(3.0f, -25), 1.0f + std::ldexp(1.0f, -11), INFINITY, -0.0f};
+  for (size_t k = 0; k < sizeof(edges) / sizeof(float); ++k) f32[100 + k] = edges[k];
+  for (int64_t j = 0; j < n; ++j) f16[j] = float_to_half(normal(rng));
+  for (int64_t j = 0; j < n; ++j) f32_dst[j] = normal(rng);
+  struct Case { DType s, d; const void* src; size_t dsize; };
+  const Case cases[] = {{DType::Float32, DType::Float16, f32.data(), 2},
+                        {DType::Float16, DType::Float32, f16.data(), 4},
+                        {DType::Float16, DType::Float16, f16.data(), 2},
+                        {DType::Float32, DType::Float32, f32.data(), 4},
+                        {DType::Float32, DType::BFloat16, f32.data(), 2}};
+  auto run = [&](const Case& c, double scale, bool acc) {
+    std::vector<char> out(n * c.dsize);
+    if (c.dsize == 4) std::memcpy(out.data(), f32_dst.data(), n * 4);
+    else for (int64_t j = 0; j < n; ++j) std::memcpy(&out[2 * j], &f16[(j + 5) % n], 2);
+    const Item item{c.src, out.data(), n};
+    const auto chunks = make_chunks(&item, 1, 1000);
+    scale_copy_cpu(&item, chunks.data(), 0, chunks.size(), c.s, c.d, scale, acc);
+    return out;
+  };
+  auto run_ternary = [&](Ternary op) {
+    std::vector<float> d(f32_dst), x(f32.rbegin(), f32.rend());
+    for (float& v : x) v = std::isfinite(v) ? v : 1.0f;
+    std::vector<float> s(n, 0.25f);
+    const Item item{s.data(), d.data(), n, x.data()};
+    const auto chunks = make_chunks(&item, 1, 1000);
+    ternary_cpu(op, &item, chunks.data(), 0, chunks.size(), DType::Float32, 0.3, 2.0);
+    d.insert(d.end(), x.begin(), x.end());
+    return d;
+  };
+  auto norm = [&]() {
+    std::vector<float> v(f32_dst);
+    const Item item{v.data(), nullptr, n};
+    const auto chunks = make_chunks(&item, 1, 1000);
+    std::vector<double> partial(chunks.size());
+    sq_norm_partials_cpu(&item, chunks.data(), 0, chunks.size(), DType::Float32, partial.data());
+    double total = 0;
+    for (double p : partial) total += p;
+    return total;
+  };
+  set_cpu_isa("base");
+  std::vector<std::vector<char>> want;
+  for (const Case& c : cases)
+    for (bool acc : {false, true})
+      for (double scale : {1.0, 0.37}) want.push_back(run(c, scale, acc));
+  std::vector<std::vector<float>> want_ternary;
+  for (Ternary op : {Ternary::DcCompensate, Ternary::Pull, Ternary::Easgd})
+    want_ternary.push_back(run_ternary(op));
+  const double want_norm = norm();
+  const std::string isas = cpu_isas();
+  std::printf("instruction sets of this CPU: %s\n", isas.c_str());
+  for (const char* isa : {"avx2", "avx512"}) {
+    if (isas.find(isa) == std::string::npos) continue;
+    set_cpu_isa(isa);
+    size_t k = 0;
+    for (const Case& c : cases)
+      for (bool acc : {false, true})
+        for (double scale : {1.0, 0.37}) {
+          const auto got = run(c, scale, acc);
+          CHECK(got == want[k], "%s: scale_copy %d->%d scale %g acc %d differs from base", isa,
+                int(c.s), int(c.d), scale, int(acc));
+          ++k;
+        }
+    k = 0;
+    for (Ternary op : {Ternary::DcCompensate, Ternary::Pull, Ternary::Easgd})
+      CHECK(std::memcmp(run_ternary(op).data(), want_ternary[k++].data(), 8 * n) == 0,
+            "%s: ternary %d differs from base", isa, int(op));
+    const double got_norm = norm();
+    CHECK(std::fabs(got_norm - want_norm) <= 1e-6 * want_norm, "%s: sq_norm %.17g vs %.17g",
+          isa, got_norm, want_norm);
+  }
+  bool refused = false;
+  try {
+    set_cpu_isa("sse1");
+  } catch (const std::invalid_argument&) {
+    refused = true;
+  }
+  CHECK(refused, "an unknown instruction set is refused");
+  set_cpu_isa(isas.substr(isas.rfind(' ') == std::string::npos ? 0 : isas.rfind(' ') + 1).c_str());
 }
 
 int main() {
   test_half_edges();
   test_scale_copy_and_norm();
+  test_instruction_sets_agree();
   std::printf("%d passed, %d failed\n", checks - failures, failures);
   return failures == 0 ? 0 : 1;
 }

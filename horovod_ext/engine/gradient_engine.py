@@ -2,6 +2,8 @@
 autograd to the averaged value the inner step applies. See the package docstring for the map."""
 from collections import deque
 
+import torch
+
 from horovod_ext.compression import KERNEL_CASTS
 from horovod_ext.engine.bucket_set import BucketSet
 from horovod_ext.engine.planner import Planner
@@ -44,8 +46,11 @@ class GradientEngine:
         self._start_plan()
         self._show(self.current)
         if settings.process_set.included():
+            # Never traced (compiled autograd would otherwise trace it once per parameter and
+            # recompile): the hook launches Horovod collectives and runs eagerly.
+            hook = torch.compiler.disable(self._on_grad_ready)
             for p in params:
-                p.register_post_accumulate_grad_hook(self._on_grad_ready)
+                p.register_post_accumulate_grad_hook(hook)
 
     @property
     def current(self):

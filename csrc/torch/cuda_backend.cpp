@@ -1,0 +1,57 @@
+// The CUDA implementations of the hvd_ext operators (built only with CUDA): the shared bodies of
+// ops.h with the CUDA kernels on the current stream of the operands' device.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../kernels.h"
+#include "ops.h"
+
+namespace hvd_ext {
+namespace ops {
+namespace {
+
+void check_launch(int err, const char* kernel) {
+  TORCH_CHECK(err == 0, kernel, " CUDA launch failed: ",
+              cudaGetErrorString(static_cast<cudaError_t>(err)));
+}
+
+cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+
+struct CudaBackend {
+  static constexpr bool kComputes = true;
+  static void scale_copy(const at::Tensor& flat, const std::vector<Item>& items, DType src_t,
+                         DType dst_t, double scale, bool accumulate) {
+    const c10::cuda::CUDAGuard guard(flat.device());
+    check_launch(scale_copy_cuda(items.data(), static_cast<int64_t>(items.size()), src_t, dst_t,
+                                 static_cast<float>(scale), accumulate, stream()),
+                 "scale_copy");
+  }
+  static void ternary(Ternary op, const at::Tensor& flat, const std::vector<Item>& items, DType t,
+                      double a, double b) {
+    const c10::cuda::CUDAGuard guard(flat.device());
+    check_launch(ternary_cuda(op, items.data(), static_cast<int64_t>(items.size()), t,
+                              static_cast<float>(a), static_cast<float>(b), stream()),
+                 "ternary");
+  }
+  static void sq_norm(const std::vector<Item>& items, DType t, const at::Tensor& out) {
+    const c10::cuda::CUDAGuard guard(out.device());
+    const int64_t n = static_cast<int64_t>(items.size());
+    at::Tensor ws = at::empty({std::max<int64_t>(1, sq_norm_cuda_workspace(items.data(), n))},
+                              out.options());
+    check_launch(sq_norm_cuda(items.data(), n, t, ws.data_ptr<float>(), out.data_ptr<float>(),
+                              stream()),
+                 "sq_norm");
+  }
+};
+
+}  // namespace
+}  // namespace ops
+}  // namespace hvd_ext
+
+TORCH_LIBRARY_IMPL(hvd_ext, CUDA, m) { hvd_ext::ops::register_ops<hvd_ext::ops::CudaBackend>(m); }
