@@ -1,13 +1,14 @@
-"""Kernel bandwidth: pack / unpack / pull / squared norm over realistic parameter lists, against
-torch baselines and against one large copy of the same bytes measured in the same run.
+"""Kernel bandwidth: each operator of ``horovod_ext.ops`` against every torch way to compute the
+same result, and against one large copy of the same bytes, measured in the same run.
 
     python benchmarks/kernels.py --json results/kernels.json      (CPU; --device cuda on a GPU)
 
-GB/s counts the bytes each operation must read and write; "of copy" divides by the bandwidth of
-one large ``dst.copy_(src)`` of the same size, timed right before each repetition of the
-operation: memory bandwidth on a shared machine drifts by 20% or more within a minute, so the
-ratio is the median of per-repetition ratios, not a ratio of medians. Medians of --repeats
-timings after a warm-up.
+Repetitions are interleaved: in each one, every case runs once, right after one large
+``dst.copy_(src)`` of the operands' size (memory bandwidth on a shared machine drifts by 20% or
+more within a minute, so each time is compared with a copy timed next to it). GB/s counts the
+bytes a case must read and write. Per row: ``of_copy`` (bandwidth over the copy's) and, for ours,
+``vs_torch`` (the fastest torch equivalent's time over ours); both are ratios of medians over the
+repetitions with a 95% bootstrap interval over repetitions (``ratios.speedup``).
 """
 import argparse
 import json
@@ -19,6 +20,7 @@ import torch
 
 from horovod_ext import ops
 from horovod_ext.progress import progress
+from ratios import speedup
 
 
 def resnet50_shapes():
@@ -45,75 +47,140 @@ def transformer_shapes(layers=6, d=512, vocab=8192, ctx=512):
     return shapes + [(d,), (d,)]
 
 
+def cases(shapes, device):
+    """op -> (bytes read + written, our call, {torch equivalent: call}), every call computing the
+    op's result from the same operands."""
+    g = torch.Generator().manual_seed(0)
+    rand = lambda s: torch.randn(s, generator=g).to(device)  # noqa: E731
+    ts = [rand(s) for s in shapes]
+    sizes = [t.numel() for t in ts]
+    n = sum(sizes)
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    flat, center, total, half = rand(n), rand(n), rand(n), torch.empty(n, dtype=torch.half,
+                                                                       device=device)
+    views = [v.view_as(t) for v, t in zip(flat.split(sizes), ts)]
+    hviews = [v.view_as(t) for v, t in zip(half.split(sizes), ts)]
+    cviews = [v.view_as(t) for v, t in zip(center.split(sizes), ts)]
+    sviews = [v.view_as(t) for v, t in zip(total.split(sizes), ts)]
+    out = torch.zeros(1, device=device)
+    f, h = 4 * n, 2 * n
+
+    def foreach_dc():  # g += c * g * g * (w - w0): g the flat gradient's views, w0 a snapshot
+        d = torch._foreach_sub(ts, cviews)
+        torch._foreach_mul_(d, views)
+        torch._foreach_mul_(d, views)
+        torch._foreach_add_(views, d, alpha=0.1)
+
+    def foreach_easgd():  # x -= a (x - c); c += a (S - n c), both from the old c
+        dx = torch._foreach_sub(ts, cviews)
+        dc = torch._foreach_sub(sviews, torch._foreach_mul(cviews, 3.0))
+        torch._foreach_add_(ts, dx, alpha=-0.1)
+        torch._foreach_add_(cviews, dc, alpha=0.1)
+
+    return {
+        "pack": (2 * f, lambda: ops.pack(ts, flat, offsets, 0.5), {
+            "torch.cat + mul": lambda: torch.cat([t.view(-1) for t in ts]).mul_(0.5),
+            "per-tensor mul(out=view)": lambda: [torch.mul(t, 0.5, out=v) for t, v in zip(ts, views)],
+            "_foreach_copy_ + mul_": lambda: (torch._foreach_copy_(views, ts), flat.mul_(0.5))}),
+        "pack, cast to fp16": (f + h, lambda: ops.pack(ts, half, offsets, 0.5), {
+            "per-tensor mul(out=fp16 view)": lambda: [torch.mul(t, 0.5, out=v)
+                                                      for t, v in zip(ts, hviews)],
+            "_foreach_copy_ (cast) + mul_": lambda: (torch._foreach_copy_(hviews, ts),
+                                                     half.mul_(0.5)),
+            "torch.cat + mul + .to(fp16)": lambda: torch.cat([t.view(-1) for t in ts]).mul_(0.5)
+                                                        .to(torch.half)}),
+        "unpack": (2 * f, lambda: ops.unpack(flat, offsets, ts, 0.5, False), {
+            "per-tensor mul(out=tensor)": lambda: [torch.mul(v, 0.5, out=t) for t, v in zip(ts, views)],
+            "_foreach_copy_ + _foreach_mul_": lambda: (torch._foreach_copy_(ts, views),
+                                                       torch._foreach_mul_(ts, 0.5))}),
+        "unpack, cast from fp16": (h + f, lambda: ops.unpack(half, offsets, ts, 0.5, False), {
+            "per-tensor mul(out=tensor)": lambda: [torch.mul(v, 0.5, out=t) for t, v in zip(ts, hviews)],
+            "_foreach_copy_ (cast) + _foreach_mul_": lambda: (torch._foreach_copy_(ts, hviews),
+                                                              torch._foreach_mul_(ts, 0.5))}),
+        "pull": (3 * f, lambda: ops.pull(ts, flat, offsets, 0.1), {
+            "_foreach_lerp_": lambda: torch._foreach_lerp_(ts, views, 0.1),
+            "per-tensor lerp_": lambda: [t.lerp_(v, 0.1) for t, v in zip(ts, views)]}),
+        "squared norm": (f, lambda: ops.sq_norm(ts, out), {
+            "_foreach_norm": lambda: torch.stack(torch._foreach_norm(ts)).square().sum(),
+            "per-tensor vdot": lambda: sum(torch.vdot(t.view(-1), t.view(-1)) for t in ts)}),
+        "delay compensation": (4 * f, lambda: ops.dc_compensate(flat, ts, center, offsets, 0.1), {
+            "_foreach_ ops": foreach_dc}),
+        "easgd": (5 * f, lambda: ops.easgd(ts, center, total, offsets, 0.1, 3.0), {
+            "_foreach_ ops": foreach_easgd}),
+    }, n
+
+
 def timed(fn, sync):
+    sync()
     t0 = time.perf_counter()
     fn()
     sync()
     return time.perf_counter() - t0
 
 
-def paired(fn, copy, repeats, sync):
-    """Per repetition: (seconds of fn, seconds of the reference copy run just before it)."""
-    fn()
-    copy()
-    sync()
-    return [(timed(copy, sync), timed(fn, sync))[::-1] for _ in range(repeats)]
-
-
 def bench(name, shapes, device, repeats, sync):
-    g = torch.Generator().manual_seed(0)
-    ts = [torch.randn(s, generator=g).to(device) for s in shapes]
-    numel = sum(t.numel() for t in ts)
-    offsets, o = [], 0
-    for t in ts:
-        offsets.append(o)
-        o += t.numel()
-    flat = torch.empty(numel, device=device)
-    half = torch.empty(numel, dtype=torch.float16, device=device)
-    big_src, big_dst = torch.randn(numel, device=device), torch.empty(numel, device=device)
-    out = torch.zeros(1, device=device)
-    views = list(flat.split([t.numel() for t in ts]))
-    fp32 = numel * 4
-    cases = {  # name -> (function, bytes read + written)
-        "copy (one large tensor)": (lambda: big_dst.copy_(big_src), 2 * fp32),
-        "pack": (lambda: ops.pack(ts, flat, offsets, 0.5), 2 * fp32),
-        "pack, cast to fp16": (lambda: ops.pack(ts, half, offsets, 0.5), fp32 + numel * 2),
-        "unpack": (lambda: ops.unpack(flat, offsets, ts, 0.5, False), 2 * fp32),
-        "pull": (lambda: ops.pull(ts, flat, offsets, 0.1), 3 * fp32),
-        "squared norm": (lambda: ops.sq_norm(ts, out), fp32),
-        "torch.cat + mul (pack)": (lambda: torch.cat([t.view(-1) for t in ts]).mul_(0.5), 3 * fp32),
-        "per-tensor copy loop (unpack)": (lambda: [t.copy_(v.view_as(t)) for t, v in zip(ts, views)],
-                                          2 * fp32),
-        "torch._foreach_lerp_ (pull)": (lambda: torch._foreach_lerp_(ts, [v.view_as(t) for t, v in
-                                                                           zip(ts, views)], 0.1),
-                                        3 * fp32),
-        "torch._foreach_norm (norm)": (lambda: torch._foreach_norm(ts), fp32),
-    }
+    table, n = cases(shapes, device)
+    src, dst = torch.randn(n, device=device), torch.empty(n, device=device)
+    copy = lambda: dst.copy_(src)  # noqa: E731
+    calls = {(op, impl): fn for op, (_, ours, peers) in table.items()
+             for impl, fn in [("ours", ours)] + list(peers.items())}
+    for fn in calls.values():  # warm-up
+        fn()
+    times = {key: [] for key in calls}
+    copies = {key: [] for key in calls}
+    for _ in progress(range(repeats), f"{name} repetitions"):
+        for key, fn in calls.items():
+            copies[key].append(timed(copy, sync))
+            times[key].append(timed(fn, sync))
     rows = []
-    copy_fn, copy_bytes = cases["copy (one large tensor)"]
-    for case, (fn, nbytes) in cases.items():
-        pairs = paired(fn, copy_fn, repeats, sync)
-        sec = statistics.median(t for t, _ in pairs)
-        rows.append({"op": case, "ms": sec * 1e3, "gb_per_s": nbytes / sec / 1e9,
-                     "of_copy": statistics.median(nbytes / t / (copy_bytes / c) for t, c in pairs)})
-    return {"params": name, "tensors": len(ts), "numel": numel, "rows": rows}
+    for op, (nbytes, _, peers) in table.items():
+        fastest = min(peers, key=lambda impl: statistics.median(times[(op, impl)]))
+        for impl in ["ours"] + list(peers):
+            t, c = times[(op, impl)], copies[(op, impl)]
+            # bandwidth over the copy's (8n bytes) = (nbytes / 8n) * copy time / our time
+            ratio, ci = speedup(c, t)
+            row = {"op": op, "impl": impl, "ms": statistics.median(t) * 1e3,
+                   "gb_per_s": nbytes / statistics.median(t) / 1e9,
+                   "of_copy": ratio * nbytes / (8 * n),
+                   "of_copy_ci95": [x * nbytes / (8 * n) for x in ci]}
+            if impl == "ours":
+                row["vs_torch"], row["vs_torch_ci95"] = speedup(times[(op, fastest)], t)
+                row["fastest_torch"] = fastest
+            rows.append(row)
+    copy_s = statistics.median(x for c in copies.values() for x in c)
+    return {"params": name, "tensors": len(shapes), "numel": n,
+            "copy_gb_per_s": 8 * n / copy_s / 1e9, "rows": rows}
 
 
 def plot(out, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(out["results"]), figsize=(6 * len(out["results"]), 4.2))
-    for ax, res in zip(axes, out["results"]):
-        ops = [r["op"] for r in res["rows"]]
-        ax.barh(ops, [r["gb_per_s"] for r in res["rows"]],
-                color=["k"] + ["#1f77b4"] * 5 + ["#888888"] * 4)
+    res = out["results"]
+    fig, axes = plt.subplots(1, len(res), figsize=(6.5 * len(res), 5), sharex=True)
+    for ax, r in zip(axes, res):
+        ours = [row for row in r["rows"] if row["impl"] == "ours"]
+        best = [next(x for x in r["rows"] if x["op"] == row["op"] and x["impl"] == row["fastest_torch"])
+                for row in ours]
+        y = range(len(ours))
+        for k, (rows, label, color) in enumerate([(ours, "horovod_ext", "#1f77b4"),
+                                                  (best, "fastest torch equivalent", "#999999")]):
+            err = [[row["of_copy"] - row["of_copy_ci95"][0] for row in rows],
+                   [row["of_copy_ci95"][1] - row["of_copy"] for row in rows]]
+            ax.barh([i + 0.4 * k for i in y], [row["of_copy"] for row in rows], height=0.4,
+                    xerr=err, color=color, label=label, capsize=2)
+        for i, row in zip(y, ours):
+            ax.annotate(f"{row['vs_torch']:.2f}x torch", (row["of_copy_ci95"][1], i), fontsize=7,
+                        xytext=(4, -2), textcoords="offset points")
+        ax.set_yticks([i + 0.2 for i in y], [row["op"] for row in ours], fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlabel("GB/s (bytes read + written)")
-        ax.set_title(f"{res['params']}: {res['tensors']} tensors, {res['numel'] / 1e6:.1f}M "
-                     f"fp32 ({out['config']['device']}, {out['config']['threads']} threads)",
-                     fontsize=9)
-        ax.tick_params(labelsize=8)
+        ax.axvline(1.0, color="k", lw=1, ls="--")
+        ax.set_xlabel("bandwidth / one large copy's (95% CI over repetitions)")
+        c = out["config"]
+        ax.set_title(f"{r['params']}: {r['tensors']} tensors, {r['numel'] / 1e6:.1f}M fp32; "
+                     f"{c['device']}, {c['threads']} threads, {c['cpu_isa']}; copy "
+                     f"{r['copy_gb_per_s']:.1f} GB/s", fontsize=8)
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -121,21 +188,26 @@ def plot(out, path):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--repeats", type=int, default=10, help="interleaved repetitions (>= 8)")
     p.add_argument("--json", default="results/kernels.json")
     args = p.parse_args()
+    if args.repeats < 2:
+        p.error("--repeats must be at least 2 (intervals need repetitions)")
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     lists = {"ResNet-50": resnet50_shapes(), "transformer LM": transformer_shapes()}
-    results = [bench(n, s, device, args.repeats, sync)
-               for n, s in progress(lists.items(), "lists")]
-    out = {"config": dict(vars(args), threads=torch.get_num_threads(), torch=torch.__version__),
+    results = [bench(n, s, device, args.repeats, sync) for n, s in lists.items()]
+    out = {"config": dict(vars(args), threads=torch.get_num_threads(), torch=torch.__version__,
+                          cpu_isa=ops.cpu_isa()),
            "results": results}
     for res in results:
-        print(f"\n{res['params']}: {res['tensors']} tensors, {res['numel'] / 1e6:.1f}M elements")
+        print(f"\n{res['params']}: {res['tensors']} tensors, {res['numel'] / 1e6:.1f}M elements, "
+              f"copy {res['copy_gb_per_s']:.1f} GB/s")
         for r in res["rows"]:
-            print(f"  {r['op']:32s} {r['ms']:8.2f} ms  {r['gb_per_s']:6.1f} GB/s  "
-                  f"{r['of_copy']:5.2f} of copy")
+            vs = (f"  {r['vs_torch']:.2f}x [{r['vs_torch_ci95'][0]:.2f}, {r['vs_torch_ci95'][1]:.2f}]"
+                  f" vs {r['fastest_torch']}" if r["impl"] == "ours" else "")
+            print(f"  {r['op']:24s} {r['impl']:38s} {r['ms']:8.2f} ms {r['gb_per_s']:6.1f} GB/s "
+                  f"{r['of_copy']:5.2f} of copy{vs}")
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(out, f, indent=1)

@@ -1,0 +1,67 @@
+"""Tables in the README generated from stored results (docs/results/*.json), so every number a
+reader sees comes from a stored run. Each table sits between ``<!-- table:NAME -->`` and
+``<!-- /table:NAME -->``; this script rewrites what is between them.
+
+    python benchmarks/docs_tables.py            rewrite README.md
+    python benchmarks/docs_tables.py --check    exit 1 when README.md differs from the results
+"""
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "docs" / "results"
+
+
+def interval(ratio, ci):
+    return f"{ratio:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def kernels_cpu():
+    """Per operator and parameter list: bandwidth, of one large copy's, and over the fastest torch
+    equivalent (named), with 95% intervals over interleaved repetitions."""
+    run = json.loads((RESULTS / "kernels_cpu.json").read_text())
+    c = run["config"]
+    lines = [f"{c['device']}, {c['threads']} threads, {c['cpu_isa']} kernels, torch {c['torch']}, "
+             f"{c['repeats']} interleaved repetitions; `docs/results/kernels_cpu.json`.", "",
+             "| op | parameters | GB/s | of one large copy | over the fastest torch equivalent |",
+             "|---|---|---|---|---|"]
+    for res in run["results"]:
+        for r in res["rows"]:
+            if r["impl"] == "ours":
+                lines.append(f"| {r['op']} | {res['params']} | {r['gb_per_s']:.1f} | "
+                             f"{interval(r['of_copy'], r['of_copy_ci95'])} | "
+                             f"{interval(r['vs_torch'], r['vs_torch_ci95'])} x "
+                             f"({r['fastest_torch']}) |")
+    return "\n".join(lines)
+
+
+TABLES = {"kernels_cpu": kernels_cpu}
+
+
+def render(text):
+    for name, make in TABLES.items():
+        pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(<!-- /table:{name} -->)", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"README.md has no <!-- table:{name} --> section")
+        text = pattern.sub(lambda m: m.group(1) + make() + "\n" + m.group(2), text)
+    return text
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="only compare; exit 1 on a difference")
+    args = p.parse_args()
+    readme = ROOT / "README.md"
+    old = readme.read_text()
+    new = render(old)
+    if args.check:
+        sys.exit(0 if new == old else "README.md's tables differ from docs/results: run "
+                 "python benchmarks/docs_tables.py")
+    readme.write_text(new)
+
+
+if __name__ == "__main__":
+    main()

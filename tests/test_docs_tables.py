@@ -1,0 +1,34 @@
+"""The README's result tables are what benchmarks/docs_tables.py makes from docs/results: a table
+edited by hand, or a result rerun without regenerating the table, fails here. And the kernel
+benchmark writes the rows the table reads (a short real run)."""
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import docs_tables  # noqa: E402
+
+
+def test_readme_tables_match_stored_results():
+    readme = (ROOT / "README.md").read_text()
+    assert docs_tables.render(readme) == readme, \
+        "README.md's tables differ from docs/results: run python benchmarks/docs_tables.py"
+
+
+def test_kernel_benchmark_writes_every_operator_against_torch(tmp_path):
+    out = tmp_path / "kernels.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kernels.py"), "--repeats", "2",
+                    "--json", str(out)], check=True, capture_output=True, timeout=300)
+    res = json.loads(out.read_text())["results"]
+    assert [r["params"] for r in res] == ["ResNet-50", "transformer LM"]
+    for r in res:
+        ours = [row for row in r["rows"] if row["impl"] == "ours"]
+        assert {row["op"] for row in ours} >= {"pack", "unpack", "pull", "squared norm",
+                                               "pack, cast to fp16"}
+        for row in ours:
+            assert row["vs_torch_ci95"][0] <= row["vs_torch"] <= row["vs_torch_ci95"][1]
+            assert row["fastest_torch"] in {x["impl"] for x in r["rows"] if x["op"] == row["op"]}
+            assert row["of_copy"] > 0
+    assert (tmp_path / "kernels.png").stat().st_size > 10_000
