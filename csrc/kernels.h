@@ -55,6 +55,21 @@ enum class Ternary : int {
 void ternary_cpu(Ternary op, const Item* items, const Chunk* chunks, int64_t first, int64_t last,
                  DType t, double a, double b);
 
+// Quantization of float32 to `bits` (8 or 4) per element, in chunks of `chunk` (even) elements
+// with one float32 scale each: v = src[j] + error[j] (src and error zero beyond n elements, up
+// to the padded length chunks * chunk); scale = absmax(v over the chunk) / L with
+// L = 2^(bits-1) - 1; q = clamp(round_half_even(v / scale), -L, L) (0 where scale is 0), stored
+// as q + L + 1 in a byte (8 bits) or a nibble (4 bits: element 2i low, 2i + 1 high);
+// error[j] = v - q * scale for j < n (error may be null: no error feedback).
+// CPU: chunks [first, last).
+void quantize_cpu(const float* src, float* error, int64_t n, int bits, int64_t chunk,
+                  uint8_t* payload, float* scales, int64_t first, int64_t last);
+// out[j] = scale * q[j] * scales[chunk of j] (+ out[j] with accumulate), j < n; chunks
+// [first, last).
+void dequantize_cpu(const uint8_t* payload, const float* scales, int bits, int64_t chunk,
+                    float* out, int64_t n, float scale, bool accumulate, int64_t first,
+                    int64_t last);
+
 // The CPU instruction set the kernels run with: the widest of "base" (any CPU), "avx2" (AVX2,
 // FMA, F16C) and "avx512" (AVX-512 F/BW/VL and the above) that this CPU has, or the one named by
 // HOROVOD_EXT_CPU_ISA. cpu_isas() lists this CPU's, comma-separated; set_cpu_isa() switches
@@ -84,6 +99,11 @@ int64_t sq_norm_cuda_workspace(const Item* items, int64_t n_items);
 // out[0] = sum over items of sum(src^2) as float; workspace holds sq_norm_cuda_workspace floats.
 int sq_norm_cuda(const Item* items, int64_t n_items, DType src_t, float* workspace, float* out,
                  void* stream);
+// quantize_cpu / dequantize_cpu over every chunk, one block per chunk.
+int quantize_cuda(const float* src, float* error, int64_t n, int bits, int64_t chunk,
+                  int64_t chunks, uint8_t* payload, float* scales, void* stream);
+int dequantize_cuda(const uint8_t* payload, const float* scales, int bits, int64_t chunk,
+                    float* out, int64_t n, float scale, bool accumulate, void* stream);
 #endif
 
 }  // namespace hvd_ext

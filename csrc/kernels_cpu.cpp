@@ -102,3 +102,22 @@ void sq_norm_partials_cpu(const Item* items, const Chunk* chunks, int64_t first,
 }
 
 }  // namespace hvd_ext
+
+namespace hvd_ext {
+
+void quantize_cpu(const float* src, float* error, int64_t n, int bits, int64_t chunk,
+                  uint8_t* payload, float* scales, int64_t first, int64_t last) {
+  if ((bits != 8 && bits != 4) || chunk <= 0 || chunk % 2 || chunk > 4096)
+    throw std::invalid_argument("quantize: bits must be 8 or 4 and chunk even, in [2, 4096]");
+  active()->quantize(src, error, n, bits, chunk, payload, scales, first, last);
+}
+
+void dequantize_cpu(const uint8_t* payload, const float* scales, int bits, int64_t chunk,
+                    float* out, int64_t n, float scale, bool accumulate, int64_t first,
+                    int64_t last) {
+  if ((bits != 8 && bits != 4) || chunk <= 0 || chunk % 2 || chunk > 4096)
+    throw std::invalid_argument("dequantize: bits must be 8 or 4 and chunk even, in [2, 4096]");
+  active()->dequantize(payload, scales, bits, chunk, out, n, scale, accumulate, first, last);
+}
+
+}  // namespace hvd_ext

@@ -3,13 +3,14 @@
 import importlib
 
 from horovod_ext import elastic
+from horovod_ext.codecs import PowerSGD, Quantize
 from horovod_ext.compression import Compression
 from horovod_ext.modes import EASGD, Delayed, DiLoCo, Leader, LocalSGD, Sync
 from horovod_ext.optimizer import DistributedOptimizer
 from horovod_ext.stats import GradientStats
 
 __all__ = ["advise", "Compression", "Delayed", "DiLoCo", "DistributedOptimizer", "EASGD", "elastic",
-           "GradientStats", "Leader", "LocalSGD", "Sync"]
+           "GradientStats", "Leader", "LocalSGD", "PowerSGD", "Quantize", "Sync"]
 __version__ = "0.1.0"
 
 

@@ -60,3 +60,17 @@ def easgd(params, center, total, offsets, alpha, n):
     ``params[i] -= alpha * (params[i] - c)`` and ``center = c + alpha * (total - n * c)``,
     ``total`` being the sum of all workers' parameters."""
     _ops.easgd(params, center, total, offsets, alpha, n)
+
+
+def quantize(src, error, payload, scales, bits, chunk):
+    """float32 ``src`` (+ ``error``) to ``bits`` (8 or 4) per element in chunks of ``chunk``,
+    ``scales.numel()`` of them: per chunk the scale absmax / (2^(bits-1) - 1) and codes
+    round(v / scale) + 2^(bits-1), two per byte at 4 bits; ``src`` is zero past its end. With
+    ``error`` (like ``src``, or None), error = v - the coded value (error feedback)."""
+    _ops.quantize(src, error, payload, scales, bits, chunk)
+
+
+def dequantize(payload, scales, out, bits, chunk, scale=1.0, accumulate=False):
+    """The reverse of quantize: ``out = scale * decoded`` (``+=`` with ``accumulate``) for
+    ``out.numel()`` elements."""
+    _ops.dequantize(payload, scales, out, bits, chunk, scale, accumulate)

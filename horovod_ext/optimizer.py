@@ -11,7 +11,8 @@ from horovod.torch.mpi_ops import Adasum, Average, global_process_set
 
 from horovod_ext import checks
 from horovod_ext.agreement import agree_at_construction, check_agreement
-from horovod_ext.compression import KERNEL_CASTS, Compression
+from horovod_ext.codecs import codec_for
+from horovod_ext.compression import Compression
 from horovod_ext.failure import check_nonfinite
 from horovod_ext.modes import resolve_mode
 from horovod_ext.modes.base import Settings
@@ -228,20 +229,20 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
                          "combines per tensor, not per bucket); use hvd.DistributedOptimizer")
     if gradient_predivide_factor != 1.0 and op != Average:
         raise ValueError("gradient_predivide_factor not supported with op != Average")
-    if not (compression in KERNEL_CASTS or hasattr(compression, "compress")):
-        raise ValueError("compression must be a Horovod Compressor such as "
-                         "horovod_ext.Compression.fp16")
+    codec = codec_for(compression)
     groups = _check_groups(num_groups, groups)
     if stats is not None and not isinstance(stats, GradientStats):
         raise ValueError(f"stats must be a horovod_ext.GradientStats; got {type(stats).__name__}")
     settings = Settings(
         name_of=parameter_names(optimizer.param_groups, named_parameters),
-        compression=compression, backward_passes_per_step=backward_passes_per_step, op=op,
+        compression=compression, codec=codec, backward_passes_per_step=backward_passes_per_step,
+        op=op,
         gradient_predivide_factor=gradient_predivide_factor, groups=groups,
         sparse_as_dense=sparse_as_dense,
         process_set=process_set, bucket_cap_mb=bucket_cap_mb, first_bucket_mb=first_bucket_mb,
         stats=stats, nonfinite=nonfinite)
     config.check(settings, optimizer)
+    codec.check(settings)
     # NOTE: [class] Horovod's trick: the optimizer returned is an instance of a new subclass of
     # the user's optimizer class holding our methods, so isinstance() checks, the inner step
     # (``super(self.__class__, self).step``) and the optimizer's state keep working.

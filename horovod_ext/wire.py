@@ -1,7 +1,7 @@
 """Bytes a rank sends for one collective, under the algorithms Gloo and MPI use for large
 buffers: ring allreduce (reduce-scatter + allgather: 2 (n - 1) / n of the buffer per rank),
 broadcast (n - 1 copies leave the root, spread over the ranks by a tree: (n - 1) / n of the
-buffer per rank on average), allgather (each rank's piece reaches n - 1 others). The optimizers
+buffer per rank on average), allgather (each rank's piece reaches n - 1 others), alltoall (all but its own 1/n of the buffer). The optimizers
 add these to ``optimizer.bytes_sent`` for every collective they launch."""
 
 
@@ -14,4 +14,6 @@ def wire_bytes(kind, nbytes, n):
         return (n - 1) / n * nbytes
     if kind == "allgather":
         return (n - 1) * nbytes
+    if kind == "alltoall":
+        return (n - 1) / n * nbytes
     raise ValueError(f"unknown collective {kind!r}")

@@ -4,6 +4,8 @@ import random
 import pytest
 import torch
 
+import horovod_ext as hvd_ext
+from horovod_ext.codecs import codec_for
 from horovod_ext.engine.bucket import Bucket
 from horovod_ext.engine.plan import MB, bucket_caps, plan_buckets, split_groups
 
@@ -83,7 +85,7 @@ def test_split_groups_like_horovod():
 def test_bucket_adopts_replaced_and_missing_grads():
     ps = [torch.nn.Parameter(torch.zeros(2, 3)), torch.nn.Parameter(torch.zeros(4))]
     ps[0].grad = torch.ones(2, 3)          # a gradient that existed before the bucket
-    b = Bucket(0, ps, None)
+    b = Bucket(0, ps, codec_for(hvd_ext.Compression.none))
     b.adopt_grads()
     assert ps[0].grad.data_ptr() == b.flat.data_ptr()
     assert b.flat.tolist() == [1.0] * 6 + [0.0] * 4
@@ -92,4 +94,5 @@ def test_bucket_adopts_replaced_and_missing_grads():
     b.adopt_grads()
     assert b.flat.tolist() == [0.0] * 6 + [2.0] * 4
     assert ps[1].grad.data_ptr() == b.flat.data_ptr() + 6 * 4
-    assert b.comm is None and Bucket(1, ps, torch.float16).comm.dtype == torch.float16
+    assert b.codec_state is None
+    assert Bucket(1, ps, codec_for(hvd_ext.Compression.fp16)).codec_state.dtype == torch.float16

@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from horovod_ext import ops
+from horovod_ext.codecs import codec_for
+from horovod_ext.compression import Compression
 from horovod_ext.engine.bucket import Bucket
 from horovod_ext.engine.plan import plan_buckets
 
@@ -149,7 +151,7 @@ def test_bucket_plan_invariants(plan):
        extra=st.integers(0, 2))
 def test_bucket_layout(sizes, dtype, extra):
     params = [torch.nn.Parameter(torch.zeros(n, dtype=dtype)) for n in sizes]
-    b = Bucket(0, params, None, snapshot=False, extra=extra)
+    b = Bucket(0, params, codec_for(Compression.none), snapshot=False, extra=extra)
     assert b.flat.numel() == sum(sizes) + extra and b.grads.numel() == sum(sizes)
     for k, (p, v) in enumerate(zip(params, b.views)):
         assert v.shape == p.shape

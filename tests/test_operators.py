@@ -27,6 +27,10 @@ def samples(device):
     yield "easgd", (ts, r(19), r(19), offs, 0.1, 2.0)
     yield "sq_norm", (ts, torch.zeros(1, device=device))
     yield "sq_norm", ([r(7, dtype=torch.float16)], torch.zeros(1, device=device))
+    u8 = lambda k: torch.zeros(k, dtype=torch.uint8, device=device)  # noqa: E731
+    yield "quantize", (r(50), r(50), u8(64), torch.zeros(4, device=device), 8, 16)
+    yield "quantize", (r(50), None, u8(32), torch.zeros(4, device=device), 4, 16)
+    yield "dequantize", (u8(64) + 130, r(4), r(50), 8, 16, 0.5, True)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -16,6 +16,11 @@ struct CpuKernels {
                   DType t, double a, double b);
   void (*sq_norm_partials)(const Item* items, const Chunk* chunks, int64_t first, int64_t last,
                            DType src_t, double* partial);
+  void (*quantize)(const float* src, float* error, int64_t n, int bits, int64_t chunk,
+                   uint8_t* payload, float* scales, int64_t first, int64_t last);
+  void (*dequantize)(const uint8_t* payload, const float* scales, int bits, int64_t chunk,
+                     float* out, int64_t n, float scale, bool accumulate, int64_t first,
+                     int64_t last);
 };
 
 namespace base { extern const CpuKernels kernels; }    // any CPU: the compiler's default target

@@ -1,4 +1,7 @@
 // The CPU kernels for any CPU (the compiler's default target): no explicit vectors.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <type_traits>
 

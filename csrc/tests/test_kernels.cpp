@@ -154,7 +154,24 @@ static void test_instruction_sets_agree() {
     for (double p : partial) total += p;
     return total;
   };
+  auto quantized = [&](int bits) {  // payload bytes, then scales, then error, then decoded
+    const int64_t chunk = 64, chunks = (n + chunk - 1) / chunk;
+    std::vector<float> err(f32_dst), scales(chunks), out(n);
+    std::vector<uint8_t> payload(chunks * chunk * bits / 8);
+    for (float& v : err) v *= 1e-3f;
+    std::vector<float> src(f32);
+    for (float& v : src) v = std::isfinite(v) ? v : 1.0f;
+    quantize_cpu(src.data(), err.data(), n, bits, chunk, payload.data(), scales.data(), 0, chunks);
+    dequantize_cpu(payload.data(), scales.data(), bits, chunk, out.data(), n, 0.5f, false, 0,
+                   chunks);
+    std::vector<char> all(payload.begin(), payload.end());
+    for (const auto* v : {&scales, &err, &out})
+      all.insert(all.end(), reinterpret_cast<const char*>(v->data()),
+                 reinterpret_cast<const char*>(v->data() + v->size()));
+    return all;
+  };
   set_cpu_isa("base");
+  const std::vector<char> want_q8 = quantized(8), want_q4 = quantized(4);
   std::vector<std::vector<char>> want;
   for (const Case& c : cases)
     for (bool acc : {false, true})
@@ -181,6 +198,8 @@ static void test_instruction_sets_agree() {
     for (Ternary op : {Ternary::DcCompensate, Ternary::Pull, Ternary::Easgd})
       CHECK(std::memcmp(run_ternary(op).data(), want_ternary[k++].data(), 8 * n) == 0,
             "%s: ternary %d differs from base", isa, int(op));
+    CHECK(quantized(8) == want_q8 && quantized(4) == want_q4, "%s: quantize differs from base",
+          isa);
     const double got_norm = norm();
     CHECK(std::fabs(got_norm - want_norm) <= 1e-6 * want_norm, "%s: sq_norm %.17g vs %.17g",
           isa, got_norm, want_norm);

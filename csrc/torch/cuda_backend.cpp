@@ -48,6 +48,23 @@ struct CudaBackend {
                               stream()),
                  "sq_norm");
   }
+  static void quantize(const at::Tensor& src, float* error, const at::Tensor& payload,
+                       const at::Tensor& scales, int64_t bits, int64_t chunk) {
+    const c10::cuda::CUDAGuard guard(src.device());
+    check_launch(quantize_cuda(src.data_ptr<float>(), error, src.numel(), static_cast<int>(bits),
+                               chunk, scales.numel(), payload.data_ptr<uint8_t>(),
+                               scales.data_ptr<float>(), stream()),
+                 "quantize");
+  }
+  static void dequantize(const at::Tensor& payload, const at::Tensor& scales,
+                         const at::Tensor& out, int64_t bits, int64_t chunk, double scale,
+                         bool accumulate) {
+    const c10::cuda::CUDAGuard guard(out.device());
+    check_launch(dequantize_cuda(payload.data_ptr<uint8_t>(), scales.data_ptr<float>(),
+                                 static_cast<int>(bits), chunk, out.data_ptr<float>(), out.numel(),
+                                 static_cast<float>(scale), accumulate, stream()),
+                 "dequantize");
+  }
 };
 
 }  // namespace

@@ -5,12 +5,15 @@
 //   scale_copy(flat, items, src_t, dst_t, scale, accumulate)
 //   ternary(op, flat, items, t, a, b)
 //   sq_norm(items, t, out)          out[0] = the sum of squares, float32
+//   quantize(src, error, payload, scales, bits, chunk), dequantize(payload, scales, out, bits,
+//                                    chunk, scale, accumulate)    kernels.h's, float32
 // register_ops<B>(m) registers every operator for one dispatch key; the dispatcher picks the key
 // from the tensors' devices (registration.cpp: CPU and Meta; cuda_backend.cpp: CUDA).
 #pragma once
 
 #include <torch/library.h>
 
+#include <optional>
 #include <vector>
 
 #include "../kernels.h"
@@ -33,6 +36,13 @@ void check_like(const at::Tensor& flat, const char* flat_arg, const at::Tensor& 
 // The sq_norm operands: out a contiguous float32 with an element; tensors contiguous, on out's
 // device, one dtype (returned).
 DType check_norm_operands(at::TensorList tensors, const at::Tensor& out);
+
+// The quantize/dequantize operands: float32 values, uint8 payload holding scales.numel() chunks
+// of `chunk` elements at `bits` each, float32 scales, all contiguous on one device; `values`
+// fits in the chunks. error (optional) is like values.
+void check_quantized(const at::Tensor& values, const char* values_arg, const at::Tensor* error,
+                     const at::Tensor& payload, const at::Tensor& scales, int64_t bits,
+                     int64_t chunk);
 
 // Item i moves tensors[i] to flat[offsets[i]:] (flat_is_dst) or back; aux (when given) is the
 // same offset of a second flat buffer.
@@ -97,6 +107,22 @@ void sq_norm(at::TensorList tensors, const at::Tensor& out) {
 }
 
 template <class B>
+void quantize(const at::Tensor& src, const std::optional<at::Tensor>& error,
+              const at::Tensor& payload, const at::Tensor& scales, int64_t bits, int64_t chunk) {
+  check_quantized(src, "src", error.has_value() ? &*error : nullptr, payload, scales, bits, chunk);
+  if constexpr (B::kComputes)
+    B::quantize(src, error.has_value() ? error->data_ptr<float>() : nullptr, payload, scales,
+                bits, chunk);
+}
+
+template <class B>
+void dequantize(const at::Tensor& payload, const at::Tensor& scales, const at::Tensor& out,
+                int64_t bits, int64_t chunk, double scale, bool accumulate) {
+  check_quantized(out, "out", nullptr, payload, scales, bits, chunk);
+  if constexpr (B::kComputes) B::dequantize(payload, scales, out, bits, chunk, scale, accumulate);
+}
+
+template <class B>
 void register_ops(torch::Library& m) {
   m.impl("pack", &pack<B>);
   m.impl("unpack", &unpack<B>);
@@ -104,6 +130,8 @@ void register_ops(torch::Library& m) {
   m.impl("pull", &pull<B>);
   m.impl("easgd", &easgd<B>);
   m.impl("sq_norm", &sq_norm<B>);
+  m.impl("quantize", &quantize<B>);
+  m.impl("dequantize", &dequantize<B>);
 }
 
 }  // namespace ops

@@ -91,6 +91,37 @@ DType check_norm_operands(at::TensorList tensors, const at::Tensor& out) {
   return t0;
 }
 
+void check_quantized(const at::Tensor& values, const char* values_arg, const at::Tensor* error,
+                     const at::Tensor& payload, const at::Tensor& scales, int64_t bits,
+                     int64_t chunk) {
+  TORCH_CHECK_VALUE(bits == 8 || bits == 4, "bits must be 8 or 4; got ", bits);
+  TORCH_CHECK_VALUE(chunk >= 2 && chunk <= 4096 && chunk % 2 == 0,
+                    "chunk must be even, in [2, 4096]; got ", chunk);
+  TORCH_CHECK_TYPE(values.scalar_type() == at::kFloat, values_arg, " must be float32; got ",
+                   values.scalar_type());
+  TORCH_CHECK_TYPE(payload.scalar_type() == at::kByte, "payload must be uint8; got ",
+                   payload.scalar_type());
+  TORCH_CHECK_TYPE(scales.scalar_type() == at::kFloat, "scales must be float32; got ",
+                   scales.scalar_type());
+  for (const at::Tensor* t : {&values, &payload, &scales, error}) {
+    if (t == nullptr) continue;
+    TORCH_CHECK_VALUE(t->is_contiguous() && t->device() == values.device(),
+                      "quantize/dequantize operands must be contiguous, on one device (",
+                      values_arg, " is on ", values.device(), ")");
+  }
+  const c10::SymInt padded = scales.sym_numel() * chunk;
+  TORCH_CHECK_VALUE(values.sym_numel().sym_le(padded).expect_true(__FILE__, __LINE__),
+                    values_arg, " has ", values.sym_numel(), " elements, more than the ",
+                    padded, " of ", scales.sym_numel(), " chunks");
+  TORCH_CHECK_VALUE(payload.sym_numel().sym_eq(padded * bits / 8).expect_true(__FILE__, __LINE__),
+                    "payload must hold ", padded * bits / 8, " bytes; got ", payload.sym_numel());
+  if (error != nullptr) {
+    TORCH_CHECK_TYPE(error->scalar_type() == at::kFloat, "error must be float32");
+    TORCH_CHECK_VALUE(error->sym_numel().sym_eq(values.sym_numel()).expect_true(__FILE__, __LINE__),
+                      "error must have ", values_arg, "'s ", values.sym_numel(), " elements");
+  }
+}
+
 std::vector<Item> make_items(const at::Tensor& flat, at::TensorList tensors,
                              at::IntArrayRef offsets, bool flat_is_dst, const at::Tensor* aux) {
   std::vector<Item> items(tensors.size());
@@ -154,6 +185,24 @@ struct CpuBackend {
     for (double p : partial) total += p;  // fixed order: same result for any thread count
     out.data_ptr<float>()[0] = static_cast<float>(total);
   }
+  static void quantize(const at::Tensor& src, float* error, const at::Tensor& payload,
+                       const at::Tensor& scales, int64_t bits, int64_t chunk) {
+    at::parallel_for(0, scales.numel(), std::max<int64_t>(1, kCpuChunkElems / chunk),
+                     [&](int64_t first, int64_t last) {
+      quantize_cpu(src.data_ptr<float>(), error, src.numel(), static_cast<int>(bits), chunk,
+                   payload.data_ptr<uint8_t>(), scales.data_ptr<float>(), first, last);
+    });
+  }
+  static void dequantize(const at::Tensor& payload, const at::Tensor& scales,
+                         const at::Tensor& out, int64_t bits, int64_t chunk, double scale,
+                         bool accumulate) {
+    at::parallel_for(0, scales.numel(), std::max<int64_t>(1, kCpuChunkElems / chunk),
+                     [&](int64_t first, int64_t last) {
+      dequantize_cpu(payload.data_ptr<uint8_t>(), scales.data_ptr<float>(), static_cast<int>(bits),
+                     chunk, out.data_ptr<float>(), out.numel(), static_cast<float>(scale),
+                     accumulate, first, last);
+    });
+  }
 };
 
 // The fake implementation: the same checks, no data touched (meta and fake tensors).
@@ -183,6 +232,12 @@ TORCH_LIBRARY(hvd_ext, m) {
         "float n) -> ()");
   // out[0] = sum over tensors of the sum of squares, float32 (float64 accumulation on the CPU)
   m.def("sq_norm(Tensor[] tensors, Tensor(a!) out) -> ()");
+  // chunks of src (+ error) to `bits` codes and a scale each; error = input - what was coded
+  m.def("quantize(Tensor src, Tensor(a!)? error, Tensor(b!) payload, Tensor(c!) scales, int bits, "
+        "int chunk) -> ()");
+  // out (+)= scale * the decoded values (out.numel() of them)
+  m.def("dequantize(Tensor payload, Tensor scales, Tensor(a!) out, int bits, int chunk, "
+        "float scale=1.0, bool accumulate=False) -> ()");
   // the CPU instruction set the kernels run with (kernels.h)
   m.def("cpu_isa() -> str", &hvd_ext::ops::cpu_isa);
 }

@@ -3,27 +3,25 @@
 Gradients live in the buffer: each parameter's ``p.grad`` is a view of its slice, so autograd
 accumulates straight into the bucket and nothing is copied in the common case.
 """
-import horovod.torch as hvd
 import torch
 from horovod.common.exceptions import HorovodInternalError
-from horovod.torch.mpi_ops import Average, Sum
 
 from horovod_ext import ops
-from horovod_ext.compression import KERNEL_CASTS
+from horovod_ext.codecs import Exchange
 from horovod_ext.engine.layout import flat_offsets
 from horovod_ext.failure import another_rank_failed
-from horovod_ext.wire import wire_bytes
 
 
 class Bucket:
     """Invariants: ``flat[offsets[k] : offsets[k] + params[k].numel()]`` is ``params[k]``'s
     gradient and ``views[k]`` is that slice shaped like the parameter; all params share dtype and
     device; ``launched`` is True from the launch of this bucket's allreduce until the set it
-    belongs to is applied; ``handle`` is the Horovod handle while that allreduce may still be
-    running; ``pending`` is the number of params whose gradient is not final for this step yet.
+    belongs to is applied; ``exchange`` is the codec's exchange (codecs/base.py) from its launch
+    until its result is taken; ``pending`` is the number of params whose gradient is not final
+    for this step yet; ``codec_state`` is what the codec keeps for this bucket.
     """
 
-    def __init__(self, index, params, comm_dtype, snapshot=False, extra=0):
+    def __init__(self, index, params, codec, snapshot=False, extra=0):
         self.index = index
         self.params = params
         self.offsets, total = flat_offsets(p.numel() for p in params)
@@ -34,15 +32,18 @@ class Bucket:
         self.flat = torch.zeros(total + extra, dtype=p0.dtype, device=p0.device)
         self.grads = self.flat[:total]
         self.views = [self.flat[o:o + p.numel()].view_as(p) for o, p in zip(self.offsets, params)]
-        # Communication buffer of the compressed dtype; None when the bucket is reduced in place.
-        cast = comm_dtype is not None and comm_dtype != p0.dtype
-        self.comm = torch.empty(total + extra, dtype=comm_dtype, device=p0.device) if cast else None
         # The parameters at which the gradient was computed (delay compensation only).
         self.snap = torch.empty_like(self.flat) if snapshot else None
         self.pending = len(params)
         self.launched = False
-        self.handle = None
-        self.ctx = None  # decompress context of a user-supplied Compressor
+        self.exchange = None
+        self.codec = codec
+        self.codec_state = codec.new_state(self)
+
+    @property
+    def handle(self):
+        """The Horovod handle the exchange waits on now; None when nothing is on the wire."""
+        return None if self.exchange is None else self.exchange.handle
 
     def snapshot_of(self, k):
         """The parameters at which params[k]'s gradient was computed (None without snapshots)."""
@@ -71,51 +72,36 @@ class Bucket:
                     ops.pack([g.detach().contiguous()], self.flat, [self.offsets[k]], 1.0)
             p.grad = view
 
-    def start_allreduce(self, name, st):
-        """Starts the bucket's allreduce under ``Settings`` st; returns the bytes this rank
-        sends. Its gradients are final for this step and every ``p.grad`` is its view."""
-        average = st.op == Average
-        prescale = 1.0 / st.gradient_predivide_factor if average else 1.0
-        postscale = st.gradient_predivide_factor if average else 1.0
-        if self.comm is not None:
-            # Cast + prescale in one pass; the average's 1/size is folded into the unpack.
-            ops.pack([self.flat], self.comm, [0], prescale)
-            self.handle = hvd.allreduce_async_(self.comm, name=name, op=Sum if average else st.op,
-                                               process_set=st.process_set)
-        else:
-            tensor = self.flat
-            if st.compression not in KERNEL_CASTS:  # a user-supplied Compressor
-                tensor, self.ctx = st.compression.compress(self.flat)
-            self.handle = hvd.allreduce_async_(tensor, name=name, op=st.op,
-                                               prescale_factor=prescale,
-                                               postscale_factor=postscale,
-                                               process_set=st.process_set)
+    def start_allreduce(self, name, st, step, count):
+        """Starts the bucket's exchange (its codec's first collective) under ``Settings`` st for
+        the gradient of ``step``; ``count(kind, tensor)`` adds the bytes sent. Its gradients are
+        final for this step and every ``p.grad`` is its view."""
+        self.exchange = Exchange(self.codec.exchange(self, name, st, step, count))
         self.launched = True
-        sent = self.comm if self.comm is not None else self.flat
-        return wire_bytes("allreduce", sent.numel() * sent.element_size(), st.process_set.size())
+
+    def advance(self):
+        """Runs the codec's next stages whose collective completed, never waiting."""
+        if self.exchange is not None:
+            self.exchange.advance(block=False)
 
     def wait_allreduce(self, st, name):
-        """Waits for the allreduce in flight, if any, and takes its result; ``name`` (of the
-        first parameter) is for the message when another rank failed."""
-        if self.handle is None:
+        """Waits for the exchange in flight, if any, which leaves the average in ``flat``;
+        ``name`` (of the first parameter) is for the message when another rank failed."""
+        if self.exchange is None:
             return
         try:
-            output = hvd.synchronize(self.handle)
+            self.exchange.advance(block=True)
         except HorovodInternalError as e:
-            self.handle = None
             raise another_rank_failed(f"the allreduce of gradient bucket {self.index} (first "
                                       f"parameter {name!r}) did not complete", e) from e
-        self.handle = None
-        self.take_result(output, st)
+        finally:
+            self.exchange = None
 
-    def take_result(self, output, st):
-        """The reduced ``output`` of the allreduce becomes the bucket's gradient."""
-        if self.comm is not None:
-            scale = st.gradient_predivide_factor / st.process_set.size() \
-                if st.op == Average else 1.0
-            ops.unpack(self.comm, [0], [self.flat], scale, False)
-        elif output is not self.flat:
-            self.flat.copy_(st.compression.decompress(output, self.ctx).view(-1))
+    def drop(self):
+        """Waits for what is on the wire and keeps nothing of it."""
+        if self.exchange is not None:
+            self.exchange.drop()
+            self.exchange = None
 
     def reset(self):
         """Ready for the next step's backward: nothing launched, every gradient pending."""

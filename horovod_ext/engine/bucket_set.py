@@ -26,19 +26,24 @@ class BucketSet:
         self.sparse = {}
         self.sq_norms = None
 
-    def install(self, plan, params, comm_dtype, snapshot, extra, adopt, keep):
+    def install(self, plan, params, codec, snapshot, extra, adopt, keep):
         """(Re)builds the buckets from ``plan`` (lists of indices into ``params``), keeping every
         gradient value the set holds. ``adopt``: take in the gradients ``p.grad`` held before
         (the first build of the set the next backward accumulates into). ``keep``: gathered
-        sparse parameters, whose slot (if the plan has one) stays zero."""
+        sparse parameters, whose slot (if the plan has one) stays zero. The codec's state is
+        carried over per parameter too."""
         old = self.locator
-        buckets = [Bucket(i, [params[j] for j in b], comm_dtype, snapshot, extra)
+        buckets = [Bucket(i, [params[j] for j in b], codec, snapshot, extra)
                    for i, b in enumerate(plan)]
         for b in buckets:
             if old:
                 with torch.no_grad():
                     ops.pack([old[p][0].views[old[p][1]] if p in old else torch.zeros_like(p)
                               for p in b.params], b.flat, b.offsets, 1.0)
+                for k, p in enumerate(b.params):
+                    if p in old:
+                        ob, ok = old[p]
+                        codec.load(b.codec_state, k, codec.save(ob.codec_state, ok))
             elif adopt:
                 b.adopt_grads(keep)
         if self.plan is not None:
@@ -75,6 +80,20 @@ class BucketSet:
         self.step = entry.get("step", 0)
         if measured and entry.get("norms") is not None:
             self.sq_norms = entry["norms"].clone()
+
+    def codec_saved(self, params):
+        """The codec's state of every parameter (None where it keeps none)."""
+        out = []
+        for p in params:
+            bucket, k = self.locator.get(p, (None, None))
+            out.append(None if bucket is None else bucket.codec.save(bucket.codec_state, k))
+        return out
+
+    def codec_restore(self, saved, params):
+        for p, entry in zip(params, saved):
+            bucket, k = self.locator.get(p, (None, None))
+            if bucket is not None and entry is not None:
+                bucket.codec.load(bucket.codec_state, k, entry)
 
     def point_grads(self, keep=()):
         """Makes every ``p.grad`` but those in ``keep`` a view of this set (values kept)."""

@@ -2,14 +2,15 @@
 autograd to the averaged value the inner step applies. See the package docstring for the map."""
 from collections import deque
 
+import horovod.torch as hvd
 import torch
 
-from horovod_ext.compression import KERNEL_CASTS
 from horovod_ext.engine.bucket_set import BucketSet
 from horovod_ext.engine.planner import Planner
 from horovod_ext.engine.priority import Fifo, Priority
 from horovod_ext.engine.sparse import SparseLane
-from horovod_ext.failure import drain, raise_hook_failure
+from horovod_ext.failure import raise_hook_failure
+from horovod_ext.wire import wire_bytes
 
 
 class GradientEngine:
@@ -29,7 +30,8 @@ class GradientEngine:
         self.taps = taps
         self.bytes_sent = 0.0           # by this rank, for every allreduce launched (wire.py)
         self.grad_steps = 0             # steps closed so far: the step of the current set's gradient
-        self._comm_dtype = KERNEL_CASTS.get(settings.compression)
+        self.codec = settings.codec
+        self._agree_codec = self.codec.shared  # see agree_codec_state()
         self._extra = sum(t.extra for t in taps)
         self._snapshot = any(t.snapshot for t in taps)
         self._passes = [0] * len(params)  # backward passes seen this step, per parameter
@@ -67,9 +69,9 @@ class GradientEngine:
         return len(self._pending) + sum(len(s.launched) for s in self._sets)
 
     def buffers(self):
-        """Every tensor the bucket sets hold: gradients, communication casts, snapshots."""
-        return [t for s in self._sets for b in s.buckets for t in (b.flat, b.comm, b.snap)
-                if t is not None]
+        """Every tensor the bucket sets hold: gradients, snapshots, the codec's buffers."""
+        return [t for s in self._sets for b in s.buckets
+                for t in [b.flat, b.snap] + self.codec.buffers(b.codec_state) if t is not None]
 
     # ---- plan -------------------------------------------------------------------------------
     def _start_plan(self):
@@ -80,7 +82,7 @@ class GradientEngine:
             self._install(s)
 
     def _install(self, s):
-        s.install(self.planner.plan, self.params, self._comm_dtype, self._snapshot, self._extra,
+        s.install(self.planner.plan, self.params, self.codec, self._snapshot, self._extra,
                   adopt=s is self.current, keep=self.sparse.keep)
 
     def _show(self, s):
@@ -135,17 +137,56 @@ class GradientEngine:
             if bucket.pending == 0:
                 self.launcher.ready(cur, bucket)
         self.launcher.pump(cur)
+        if self.codec.stages > 1:  # a codec's next collective starts once the previous is done
+            for s in self._sets:
+                for b in s.launched:
+                    b.advance()
 
     def _launch(self, s, bucket):
         """Starts the allreduce of one bucket of set s (its gradients are final for this step and
         every ``p.grad`` is its view: the hooks check their own parameter, close_step the rest)."""
+        if self._agree_codec:
+            self.agree_codec_state()
         for tap in self.taps:
             tap.on_launch(s, bucket, len(s.launched) == len(s.buckets) - 1)
         # Named after its first parameter too, so that two optimizers' buckets in flight at once
         # (delayed mode, a GAN's) differ, as Horovod's parameter-named collectives do.
         name = f"hvd_ext.grad.{s.generation}.{s.slot}.{bucket.index}.{self.name_of[bucket.params[0]]}"
-        self.bytes_sent += bucket.start_allreduce(name, self.settings)
+        bucket.start_allreduce(name, self.settings, s.step, self._count)
         s.launched.append(bucket)
+
+    def _count(self, kind, tensor):
+        """Adds what this rank sends for one collective on ``tensor`` (wire.py)."""
+        self.bytes_sent += wire_bytes(kind, tensor.numel() * tensor.element_size(),
+                                      self.settings.process_set.size())
+
+    def agree_codec_state(self):
+        """NOTE: [codec agreement] A codec whose ranks must share state (PowerSGD's Q, and the
+        step it starts compressing at) takes it from the first rank at the first launch after
+        construction, a load or a resize: under Horovod's resume recipe only rank 0 loaded a
+        checkpoint, and ranks that disagreed on the step would run different collectives. Every
+        rank reaches its first launch of a step with nothing else blocking, then broadcasts in
+        one fixed order, so this cannot deadlock. Error feedback is each rank's own: a rank
+        that loaded nothing starts it at zero."""
+        self._agree_codec = False
+        ps = self.settings.process_set
+        steps = torch.tensor([self.grad_steps], dtype=torch.int64)
+        hvd.broadcast_(steps, root_rank=ps.ranks[0], name="hvd_ext.codec.step", process_set=ps)
+        delta = int(steps.item()) - self.grad_steps
+        self.grad_steps += delta
+        for s in self._sets:
+            s.step += delta
+            for b in s.buckets:
+                for i, t in enumerate(self.codec.shared_tensors(b.codec_state)):
+                    hvd.broadcast_(t, root_rank=ps.ranks[0], process_set=ps,
+                                   name=f"hvd_ext.codec.{s.slot}.{b.index}.{i}")
+
+    def reset_codec(self):
+        """Elastic resize: every rank's codec state starts over, agreed again."""
+        for s in self._sets:
+            for b in s.buckets:
+                self.codec.reset(b.codec_state)
+        self._agree_codec = self.codec.shared
 
     def raise_hook_error(self):
         """Raises what a backward hook raised (see NOTE: [hook errors]), if anything."""
@@ -200,7 +241,7 @@ class GradientEngine:
 
     def wait(self, s):
         """Waits for closed set s's allreduces, launching any held back, and unpacks them."""
-        todo = [b for b in self.launcher.order(s) if not b.launched or b.handle is not None]
+        todo = [b for b in self.launcher.order(s) if not b.launched or b.exchange is not None]
         for b in todo:
             self.launcher.wait_for(s, b)
         self.sparse.wait(s)
@@ -233,9 +274,8 @@ class GradientEngine:
 
     def _drop(self, s):
         """Set s's launched allreduces waited for and their results dropped; nothing held back."""
-        drain(b.handle for b in s.launched if b.handle is not None)
         for b in s.launched:
-            b.handle = None
+            b.drop()
         self.launcher.forget(s)
         self.sparse.drop(s)
 
@@ -262,7 +302,15 @@ class GradientEngine:
         for s in self._pending:
             self.wait(s)
         pending = [s.saved(self.params) for s in self._pending]
-        return {"pending": pending, "grad_steps": self.grad_steps}
+        return {"pending": pending, "grad_steps": self.grad_steps,
+                "codec": [self._sets[slot].codec_saved(self.params) for slot in self._ring()]}
+
+    def _ring(self):
+        """Set slots in the order they take gradients: the pending ones (oldest first), then the
+        current one and the rest of the ring, as load_state_dict lays them out again."""
+        n = len(self._sets)
+        order = [s.slot for s in self._pending]
+        return order + [(self._cur + i) % n for i in range(n) if (self._cur + i) % n not in order]
 
     def clear(self):
         """Forgets everything in flight or pending (waited for first): a state is loaded next."""
@@ -287,5 +335,8 @@ class GradientEngine:
             self._pending.append(s)
         self._cur = len(saved["pending"]) % len(self._sets)
         self.current.step = self.grad_steps
+        for s, entry in zip(self._sets, saved.get("codec", [])):
+            s.codec_restore(entry, self.params)
+        self._agree_codec = self.codec.shared
         self._show(self.current)
 

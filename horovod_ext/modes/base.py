@@ -13,7 +13,8 @@ class Settings:
     """The ``DistributedOptimizer`` arguments, validated by the front, that modes work with."""
 
     name_of: dict                 # parameter -> name (Horovod's rules: unique, same on all ranks)
-    compression: Any
+    compression: Any              # what the user passed
+    codec: Any                    # the codec it names (codecs/__init__.py)
     backward_passes_per_step: int
     op: Any
     gradient_predivide_factor: float

@@ -48,6 +48,11 @@ class DiLoCo(AveragingConfig):
 
     def check(self, settings, optimizer):
         super().check(settings, optimizer)
+        if not hasattr(settings.compression, "compress"):
+            raise ValueError(f"DiLoCo compresses its pseudo-gradients with a Horovod Compressor "
+                             f"(horovod_ext.Compression.none or .fp16); compression="
+                             f"{settings.compression!r} applies to gradient buckets (Sync, "
+                             f"Delayed)")
         tensors = sum(len(g["params"]) for g in optimizer.param_groups)
         if self.fragments > tensors:
             raise ValueError(f"DiLoCo.fragments must be <= the number of parameter tensors "

@@ -252,5 +252,6 @@ class GradientMode(Mode):
 
     def on_reset(self):
         self._active = self.settings.process_set.included()
+        self.engine.reset_codec()
         if self.gradient_stats is not None:
             self.gradient_stats.ranks = self.settings.process_set.size()

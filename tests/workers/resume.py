@@ -26,6 +26,10 @@ MODES = {
     "leader_overlap": dict(mode=hvd_ext.Leader(period=3, pull=0.5, overlap=True)),
     "easgd": dict(mode=hvd_ext.EASGD(period=2)),
     "local_sgd": dict(mode=hvd_ext.LocalSGD(period=3), optim="adam"),
+    "sync_powersgd": dict(mode="sync", compression=hvd_ext.PowerSGD(rank=2, start_step=2)),
+    "sync_int8": dict(mode="sync", compression=hvd_ext.Quantize(bits=8)),
+    "delayed_powersgd": dict(mode=hvd_ext.Delayed(staleness=1),
+                             compression=hvd_ext.PowerSGD(rank=1, start_step=1)),
 }
 
 
@@ -35,7 +39,9 @@ def build(case):
         torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)
     stats = hvd_ext.GradientStats(batch_size=5) if case.get("stats") else None
     opt = hvd_ext.DistributedOptimizer(inner, named_parameters=model.named_parameters(),
-                                       mode=case["mode"], stats=stats)
+                                       mode=case["mode"], stats=stats,
+                                       compression=case.get("compression",
+                                                            hvd_ext.Compression.none))
     return model, opt
 
 

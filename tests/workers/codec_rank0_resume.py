@@ -1,0 +1,66 @@
+"""Runs on every rank: Horovod's resume recipe with PowerSGD. Rank 0 alone loads a checkpoint
+taken after 6 steps (past start_step 4: compressing, with warm-start Q and error feedback);
+the others start afresh (step 0, before start_step, initial Q). Then hvd.broadcast_parameters
+and hvd.broadcast_optimizer_state, and 4 more steps. Without agreement the ranks would run
+different collectives (rank 0 P and Q, the others a plain allreduce) and hang. Rank r writes
+OUT.<r>: its parameters after the run, rank 0's Q at the load, and each rank's Q after the first
+resumed launch's agreement."""
+import copy
+import json
+import sys
+
+import horovod.torch as hvd
+import torch
+import torch.nn.functional as F
+
+import horovod_ext as hvd_ext
+from delayed_reference import batch, make_model
+
+
+def build():
+    model = make_model()
+    opt = hvd_ext.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1),
+                                       named_parameters=model.named_parameters(),
+                                       compression=hvd_ext.PowerSGD(rank=1, start_step=4))
+    hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+    return model, opt
+
+
+def train(model, opt, start, stop):
+    for t in range(start, stop):
+        x, y = batch(hvd.rank(), t, 0)
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+
+def qs(opt):
+    engine = opt._mode_object.engine
+    return [q.flatten().tolist() for b in engine.current.buckets for q in b.codec_state.q.values()]
+
+
+def main():
+    hvd.init()
+    torch.set_num_threads(1)
+    model, opt = build()
+    train(model, opt, 0, 6)
+    ckpt = hvd.broadcast_object(copy.deepcopy({"model": model.state_dict(), "opt": opt.state_dict()})
+                                if hvd.rank() == 0 else None, root_rank=0, name="ckpt")
+    loaded_q = qs(opt)
+    model, opt = build()
+    if hvd.rank() == 0:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(copy.deepcopy(ckpt["opt"]))
+    hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+    hvd.broadcast_optimizer_state(opt, root_rank=0)
+    opt._mode_object.engine.agree_codec_state()  # what the first launch does; read Q right after
+    agreed_q, steps = qs(opt), opt._mode_object.engine.grad_steps
+    train(model, opt, 6, 10)
+    with open(f"{sys.argv[1]}.{hvd.rank()}", "w") as f:
+        json.dump({"params": torch.cat([p.detach().flatten() for p in model.parameters()]).tolist(),
+                   "loaded_q": loaded_q, "agreed_q": agreed_q, "steps": steps,
+                   "bytes": opt.bytes_sent}, f)
+
+
+if __name__ == "__main__":
+    main()
