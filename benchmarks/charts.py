@@ -31,7 +31,8 @@ def plot(out, path):
                label=f"best exact-sync schedule {out['sync_bound_ms']:.0f} ms")
     c = out["config"]
     ax.set_ylabel("median step time (ms); bars: rounds' range")
-    ax.set_title(f"{c['model']}, {c['np']} ranks, batch {c['batch_size']}/rank; speedup over "
+    ax.set_title(f"{c['model']}, {c['np']} ranks, {c.get('link', 'link not recorded')}, batch "
+                 f"{c['batch_size']}/rank; speedup over "
                  f"the fastest peer ({out['best_peer']}), 95% CI", fontsize=9)
     ax.set_ylim(0, max(max(r["round_ms"]) for r in res) * 1.35)
     ax.legend(fontsize=7, loc="lower right")

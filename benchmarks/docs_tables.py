@@ -11,6 +11,8 @@ import re
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
 
@@ -38,7 +40,35 @@ def kernels_cpu():
     return "\n".join(lines)
 
 
-TABLES = {"kernels_cpu": kernels_cpu}
+def compression(name):
+    """Per optimizer of one throughput run: step time, bytes per step, and the speedup over the
+    fastest peer, over DDP + PowerSGD and over DDP + fp16 (paired rounds, 95% intervals)."""
+    from ratios import speedup
+    path = RESULTS / "compression" / f"{name}.json"
+    run = json.loads(path.read_text())
+    c, by = run["config"], {r["mode"]: r for r in run["results"]}
+    lines = [f"{c['model']}, {c['np']} ranks, {c['link']} link, {c['rounds']} rounds of "
+             f"{c['steps']} steps; `{path.relative_to(ROOT)}`. Speedups are ratios of median step "
+             "times over paired rounds, 95% bootstrap interval.", "",
+             "| optimizer | step (ms) | MB sent per step | x fastest peer | x DDP + PowerSGD | "
+             "x DDP + fp16 |", "|---|---|---|---|---|---|"]
+    for r in run["results"]:
+        cells = []
+        for peer in ("ddp-powersgd", "ddp-fp16"):
+            if peer in by:
+                cells.append(interval(*speedup(by[peer]["round_ms"], r["round_ms"])))
+            else:
+                cells.append("")
+        sent = "?" if r["bytes_per_step"] is None else f"{r['bytes_per_step'] / 1e6:.1f}"
+        lines.append(f"| {r['mode']} | {r['step_ms']:.0f} | {sent} | "
+                     f"{interval(r['vs_best_peer'], r['vs_best_peer_ci95'])} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+TABLES = {"kernels_cpu": kernels_cpu,
+          "compression_lm_1gbit": lambda: compression("lm_1gbit"),
+          "compression_lm_300mbit": lambda: compression("lm_300mbit")}
 
 
 def render(text):

@@ -77,7 +77,28 @@ def cases(shapes, device):
         torch._foreach_add_(ts, dx, alpha=-0.1)
         torch._foreach_add_(cviews, dc, alpha=0.1)
 
+    chunk = 2048
+    padded = -(-n // chunk) * chunk
+    error, payload = rand(n) * 1e-3, torch.empty(padded, dtype=torch.uint8, device=device)
+    scales, decoded = torch.empty(padded // chunk, device=device), torch.empty(n, device=device)
+
+    def torch_quantize():  # the same math in torch ops: codes, scales and error
+        v = torch.nn.functional.pad(flat + error, (0, padded - n)).view(-1, chunk)
+        sc = v.abs().amax(dim=1) / 127
+        q = torch.round(v / torch.where(sc > 0, sc, 1.0)[:, None]).clamp_(-127, 127)
+        error.copy_((v - q * sc[:, None]).view(-1)[:n])
+        payload.copy_((q + 128).view(-1))
+        scales.copy_(sc)
+
+    def torch_dequantize():
+        decoded.copy_(((payload.float() - 128).view(-1, chunk) * scales[:, None]).view(-1)[:n])
+
     return {
+        "quantize to int8, error feedback": (
+            13 * n, lambda: ops.quantize(flat, error, payload, scales, 8, chunk),
+            {"torch ops": torch_quantize}),
+        "dequantize int8": (5 * n, lambda: ops.dequantize(payload, scales, decoded, 8, chunk),
+                            {"torch ops": torch_dequantize}),
         "pack": (2 * f, lambda: ops.pack(ts, flat, offsets, 0.5), {
             "torch.cat + mul": lambda: torch.cat([t.view(-1) for t in ts]).mul_(0.5),
             "per-tensor mul(out=view)": lambda: [torch.mul(t, 0.5, out=v) for t, v in zip(ts, views)],

@@ -1,5 +1,7 @@
-"""The optimizers users would pick instead of ours, built for throughput.py: Horovod as it comes,
-Horovod tuned for the cell (fusion threshold and cycle time), and PyTorch DDP on Gloo.
+"""The optimizers users would pick instead of ours, built for throughput.py: one registry entry
+per peer (REGISTRY): Horovod as it comes, Horovod tuned for the cell (fusion threshold and cycle
+time), Horovod with its fp16 compression, PyTorch DDP on Gloo, and DDP with its fp16 and PowerSGD
+communication hooks.
 
 Horovod reads its fusion threshold and cycle time once, at ``hvd.init()``; the Horovod that
 scripts/install_horovod.sh builds adds ``horovod_ext_set_fusion()`` (scripts/horovod_setter.py),
@@ -10,6 +12,8 @@ import contextlib
 import itertools
 import os
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 import horovod.torch as hvd
 import torch
@@ -102,3 +106,60 @@ def make_ddp(model):
     init_ddp()
     return torch.nn.parallel.DistributedDataParallel(model, bucket_cap_mb=25,
                                                      gradient_as_bucket_view=True)
+
+
+def make_ddp_fp16(model):
+    """DDP with ``fp16_compress_hook``: each bucket cast to fp16, averaged, cast back."""
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+    ddp = make_ddp(model)
+    ddp.register_comm_hook(None, default_hooks.fp16_compress_hook)
+    return ddp
+
+
+def make_ddp_powersgd(model):
+    """DDP with ``powerSGD_hook`` at rank 4, compressing from the third step, as its documentation
+    sets it up (error feedback and warm start on)."""
+    from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook
+    ddp = make_ddp(model)
+    state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=4,
+                                        start_powerSGD_iter=2, min_compression_rate=2)
+    ddp.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
+    return ddp
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A peer: ``wrap(model, optimizer)`` returns what the training loop uses: (model, optimizer);
+    ``label`` names the optimizer; ``tuned``: runs under TunedHorovod's setting; ``wire``: the
+    bytes it sends per step as a fraction of a float32 allreduce of every gradient (None: not
+    known without reading the hook's state)."""
+
+    label: str
+    wrap: Callable
+    tuned: bool = False
+    wire: float = 1.0
+
+
+def _horovod(compression=None):
+    def wrap(model, opt):
+        kwargs = {} if compression is None else {"compression": compression}
+        return model, hvd.DistributedOptimizer(opt, named_parameters=model.named_parameters(),
+                                               **kwargs)
+    return wrap
+
+
+def _ddp(make):
+    return lambda model, opt: (make(model), opt)
+
+
+REGISTRY = {
+    "horovod": Peer("hvd.DistributedOptimizer", _horovod()),
+    "horovod-tuned": Peer("hvd.DistributedOptimizer", _horovod(), tuned=True),
+    "horovod-fp16": Peer("hvd.DistributedOptimizer + Compression.fp16",
+                         _horovod(hvd.Compression.fp16), wire=0.5),
+    "ddp": Peer("DistributedDataParallel", _ddp(make_ddp)),
+    "ddp-fp16": Peer("DistributedDataParallel + fp16_compress_hook", _ddp(make_ddp_fp16),
+                     wire=0.5),
+    "ddp-powersgd": Peer("DistributedDataParallel + powerSGD_hook (rank 4)",
+                         _ddp(make_ddp_powersgd), wire=None),
+}

@@ -171,7 +171,9 @@ def launch_command(args, rest):
 
 def run_once(args, rest, rate, env, json_path):
     """One benchmark launch at `rate` (None: unshaped); returns its exit code."""
-    cmd = launch_command(argparse.Namespace(**{**vars(args), "json": json_path}), rest)
+    link = "unshaped" if rate is None else (f"{rate} switched" if args.switched else rate)
+    cmd = launch_command(argparse.Namespace(**{**vars(args), "json": json_path}),
+                         [*rest, "--link", link])
     if args.switched and rate is not None:
         hosts, extra = divmod(args.np, args.ranks_per_host)
         if extra:

@@ -53,18 +53,29 @@ def parse_args():
                    help=f"comma-separated, from: {', '.join(MODES)}; a mode of ours followed by "
                         "@tuned runs under horovod-tuned's fusion threshold and cycle time")
     p.add_argument("--json", default="results/throughput.json")
+    p.add_argument("--link", default="unshaped",
+                   help="the link's rate, for the record (run.py passes the rate it shapes)")
     p.add_argument("--trace", action="store_true",
                    help="after the timed rounds, trace a few steps of each optimizer with "
                         "Horovod's timeline (written beside --json) and report where the time went")
     return p.parse_args()
 
 
-# Benchmarked optimizers: name -> hvd_ext.DistributedOptimizer arguments, or a peer's name
-# (peers.py); stats=True measures the gradient noise scale on the way.
-PEERS = ("horovod", "horovod-tuned", "ddp")
+# Benchmarked optimizers: the peers (peers.REGISTRY) and ours, name -> hvd_ext.DistributedOptimizer
+# arguments; stats=True measures the gradient noise scale on the way.
+PEERS = tuple(peers.REGISTRY)
 TUNED = "@tuned"  # a mode of ours under horovod-tuned's settings (needs horovod-tuned in --modes)
-MODES = {"horovod": "horovod", "horovod-tuned": "horovod-tuned", "ddp": "ddp",
+MODES = {**{name: name for name in PEERS},
          "sync": dict(mode=hvd_ext.Sync()),
+         "sync-fp16": dict(mode=hvd_ext.Sync(), compression=hvd_ext.Compression.fp16),
+         "delayed-fp16": dict(mode=hvd_ext.Delayed(staleness=1),
+                              compression=hvd_ext.Compression.fp16),
+         "powersgd": dict(mode=hvd_ext.Sync(), compression=hvd_ext.PowerSGD(rank=4, start_step=2)),
+         "delayed-powersgd": dict(mode=hvd_ext.Delayed(staleness=1),
+                                  compression=hvd_ext.PowerSGD(rank=4, start_step=2)),
+         "int8": dict(mode=hvd_ext.Sync(), compression=hvd_ext.Quantize(bits=8)),
+         "delayed-int8": dict(mode=hvd_ext.Delayed(staleness=1),
+                              compression=hvd_ext.Quantize(bits=8)),
          "sync-overlap": dict(mode=hvd_ext.Sync(overlap_forward=True)),
          "delayed": dict(mode=hvd_ext.Delayed(staleness=1)),
          "delayed2": dict(mode=hvd_ext.Delayed(staleness=2)),
@@ -81,10 +92,8 @@ def make(name, base, args):
     name = name.removesuffix(TUNED)
     model = copy.deepcopy(base)
     opt = torch.optim.SGD(model.parameters(), lr=0.01 * hvd.size(), momentum=0.9)
-    if name == "ddp":
-        return peers.make_ddp(model), opt
     if name in PEERS:
-        opt = hvd.DistributedOptimizer(opt, named_parameters=model.named_parameters())
+        return peers.REGISTRY[name].wrap(model, opt)
     else:
         kwargs = dict(MODES[name])
         if kwargs.pop("stats", False):
@@ -142,7 +151,7 @@ def main():
     runs["compute"] = (local, torch.optim.SGD(local.parameters(), lr=0.01, momentum=0.9))
     flat = torch.zeros(sum(p.numel() for p in base.parameters()))
     rank0 = hvd.rank() == 0
-    tuned = peers.TunedHorovod() if "horovod-tuned" in names else None
+    tuned = peers.TunedHorovod() if "horovod-tuned" in names else None  # the only tuned peer
     setting = {n: contextlib.nullcontext for n in runs}
     for n in runs:
         run_round(*runs[n], data, target, args.warmup)
@@ -219,13 +228,14 @@ def summarize(args, names, runs, step_times, flat, traces, data, target):
     results = []
     for n in names:
         opt = runs[n][1]
+        full = wire_bytes("allreduce", flat.numel() * flat.element_size(), hvd.size())
+        wire = peers.REGISTRY[n.removesuffix(TUNED)].wire if n in PEERS else None
         sent = opt.bytes_sent / steps_run if hasattr(opt, "bytes_sent") else \
-            wire_bytes("allreduce", flat.numel() * flat.element_size(), hvd.size())
+            None if wire is None else full * wire
         step_ms = med[n] * 1e3
-        r = {"mode": n, "optimizer": ("hvd_ext.DistributedOptimizer" if n not in PEERS else
-                                      "DistributedDataParallel" if n == "ddp" else
-                                      "hvd.DistributedOptimizer"),
-             "bytes_per_step": int(sent), "step_ms": step_ms,
+        r = {"mode": n, "optimizer": (peers.REGISTRY[n].label if n in PEERS else
+                                      "hvd_ext.DistributedOptimizer"),
+             "bytes_per_step": None if sent is None else int(sent), "step_ms": step_ms,
              "round_ms": [v * 1e3 for v in per_round[n]],
              "samples_per_sec": args.batch_size / med[n],
              "samples_per_sec_total": args.batch_size * hvd.size() / med[n],
