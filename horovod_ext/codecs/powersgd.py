@@ -124,11 +124,10 @@ class PowerSGD(Codec):
             at += m * r
             torch.matmul(ms[k].t(), p_views[k], out=q_views[k])
         yield allreduce(s.qbuf, name + ".Q", st, count)
-        for k, n, m, r in s.mats:
-            update = p_views[k] @ q_views[k].t()
+        for k, n, m, r in s.mats:  # two passes over M: the error (fused GEMM), the update
             if s.error[k] is not None:
-                torch.sub(ms[k], update, out=s.error[k])
-            ms[k].copy_(update)
+                torch.addmm(ms[k], p_views[k], q_views[k].t(), alpha=-1, out=s.error[k])
+            torch.matmul(p_views[k], q_views[k].t(), out=ms[k])
             if self.warm_start:
                 s.q[k].copy_(q_views[k])
             else:

@@ -243,6 +243,9 @@ class GradientEngine:
         """Waits for closed set s's allreduces, launching any held back, and unpacks them."""
         todo = [b for b in self.launcher.order(s) if not b.launched or b.exchange is not None]
         for b in todo:
+            if self.codec.stages > 1:  # every bucket's next collective on the wire before waiting
+                for other in s.launched:
+                    other.advance()
             self.launcher.wait_for(s, b)
         self.sparse.wait(s)
         if todo:
