@@ -11,10 +11,10 @@ import sys
 
 import horovod.torch as hvd
 import torch
-import torch.nn.functional as F
 
 import horovod_ext as hvd_ext
-from delayed_reference import batch, make_model
+from delayed_reference import make_model
+from rank0_resume import train
 
 
 def build():
@@ -24,14 +24,6 @@ def build():
                                        compression=hvd_ext.PowerSGD(rank=1, start_step=4))
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     return model, opt
-
-
-def train(model, opt, start, stop):
-    for t in range(start, stop):
-        x, y = batch(hvd.rank(), t, 0)
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
 
 
 def qs(opt):
