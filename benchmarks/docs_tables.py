@@ -66,7 +66,30 @@ def compression(name):
     return "\n".join(lines)
 
 
+def compression_text():
+    """Per method of the text experiment: the learning rate chosen on validation, the validation
+    loss of each seed, its mean against sync's, and the bytes each rank sent."""
+    path = RESULTS / "compression_text.json"
+    run = json.loads(path.read_text())
+    sync = run["methods"]["sync"]["runs"]
+    base = sum(r["val"] for r in sync) / len(sync)
+    lines = [f"{run['ranks']} ranks, {run['steps']} steps, batch {run['batch']} per rank, AdamW, "
+             f"learning rate chosen from {run['lrs']} on validation (seed 0); "
+             f"`{path.relative_to(ROOT)}`.", "",
+             "| method | lr | validation loss (seeds) | mean vs sync | MB sent per rank |",
+             "|---|---|---|---|---|"]
+    for name, m in run["methods"].items():
+        vals = [r["val"] for r in m["runs"]]
+        mean = sum(vals) / len(vals)
+        lines.append(f"| {name} | {m['lr']} | {', '.join(f'{v:.3f}' for v in vals)} | "
+                     f"{100 * (mean / base - 1):+.1f}% | "
+                     + ("not counted" if m["runs"][0]["bytes"] is None else
+                        f"{m['runs'][0]['bytes'] / 1e6:.1f}") + " |")
+    return "\n".join(lines)
+
+
 TABLES = {"kernels_cpu": kernels_cpu,
+          "compression_text": compression_text,
           "compression_lm_1gbit": lambda: compression("lm_1gbit"),
           "compression_lm_300mbit": lambda: compression("lm_300mbit")}
 

@@ -34,7 +34,8 @@ def curves(out, png):
     for name, r in out["methods"].items():
         steps, val, sent = zip(*r["runs"][0]["curve"])
         a.plot(steps, val, label=name)
-        b.plot([s / 1e6 for s in sent], val, label=name)
+        if r["runs"][0]["bytes"] is not None:  # a peer whose bytes are not counted: steps only
+            b.plot([s / 1e6 for s in sent], val, label=name)
     a.set(xlabel="step", ylabel="validation loss (nats/char)", title="loss against steps")
     b.set(xlabel="MB sent per rank", ylabel="validation loss", xscale="symlog",
           title="loss against bytes")

@@ -1,4 +1,5 @@
-"""DiLoCo against sync, local SGD, EASGD and Leader SGD on real text: a character-level language
+"""DiLoCo against sync, local SGD, EASGD and Leader SGD (and the gradient codecs: PowerSGD rank 1
+and 4, 8- and 4-bit quantization, all in Sync) on real text: a character-level language
 model (16 characters of context -> the next one, --hidden-layers tanh layers of 256) on the
 first 300k characters of Python's standard-library sources, 4 ranks, AdamW inside every method,
 the same steps and batch for all.
@@ -15,6 +16,7 @@ the JSON (a heatmap when every method is a DiLoCo outer setting; diloco_plots.py
 share cores: wall-clock is not compared here.
 """
 import argparse
+import contextlib
 import math
 import os
 import re
@@ -38,8 +40,12 @@ METHODS = {
     "localsgd_H32": dict(mode=hvd_ext.LocalSGD(period=H)),
     "easgd_H32": dict(mode=hvd_ext.EASGD(period=H)),
     "leader_H32": dict(mode=hvd_ext.Leader(period=H, pull=0.5)),
+    "powersgd_r1": dict(mode=hvd_ext.Sync(), compression=hvd_ext.PowerSGD(rank=1)),
+    "powersgd_r4": dict(mode=hvd_ext.Sync(), compression=hvd_ext.PowerSGD(rank=4)),
+    "int8": dict(mode=hvd_ext.Sync(), compression=hvd_ext.Quantize(bits=8)),
+    "int4": dict(mode=hvd_ext.Sync(), compression=hvd_ext.Quantize(bits=4)),
 }
-DEFAULT_METHODS = list(METHODS) + [
+DEFAULT_METHODS = ["sync", "localsgd_H32", "easgd_H32", "leader_H32"] + [
     "diloco_H8", "diloco_H8_o1.0_m0.5", "diloco_H32", "diloco_H32_o1.0_m0.5",
     "diloco_H32_o1.0_m0.5_frag4", "diloco_H32_o1.0_m0.5_fp16"]
 DILOCO = re.compile(r"diloco_H(?P<period>\d+)(_o(?P<outer_lr>[\d.]+))?(_m(?P<outer_momentum>[\d.]+))?"
@@ -52,6 +58,8 @@ def method(name):
     mode's defaults for what is left out; _fp16 sends the pseudo-gradient in fp16)."""
     if name in METHODS:
         return METHODS[name]
+    if name == "ddp_powersgd_r4":  # not ours: run() builds DDPPowerSGD
+        return dict(mode=None)
     m = DILOCO.fullmatch(name)
     if m is None:
         raise ValueError(f"--methods: unknown method {name!r}; known: {', '.join(METHODS)} "
@@ -64,14 +72,47 @@ def method(name):
     return spec
 
 
+class DDPPowerSGD:
+    """PyTorch DDP with its ``powerSGD_hook`` (rank 4, compressing from step 10 as our PowerSGD's
+    default, error feedback and warm start) in this loop's optimizer interface; its bytes are not
+    counted (None)."""
+
+    def __init__(self, model, opt):
+        from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from peers import make_ddp
+        self.ddp, self.opt, self.bytes_sent = make_ddp(model), opt, 0.0
+        self.param_groups = opt.param_groups
+        state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=4,
+                                            start_powerSGD_iter=10, min_compression_rate=2)
+        self.ddp.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
+
+    def zero_grad(self):
+        self.opt.zero_grad()
+
+    def step(self, loss=None):
+        self.opt.step()
+
+    def flush(self):
+        pass
+
+    def consensus_params(self):
+        return contextlib.nullcontext()
+
+
 def run(data, name, lr, seed, args):
     make, x, y, x_va, y_va, x_te, y_te = data
     torch.manual_seed(seed)
     model = make()
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
-    opt = hvd_ext.DistributedOptimizer(torch.optim.AdamW(model.parameters(), lr=lr),
-                                       named_parameters=model.named_parameters(),
-                                       **method(name))
+    inner = torch.optim.AdamW(model.parameters(), lr=lr)
+    if name == "ddp_powersgd_r4":
+        opt = DDPPowerSGD(model, inner)
+        forward = opt.ddp
+    else:
+        opt = hvd_ext.DistributedOptimizer(inner, named_parameters=model.named_parameters(),
+                                           **method(name))
+        forward = model
     curve, peak, evaluating = [], 0.0, 0.0
     for step in range(args.steps):
         g = torch.Generator().manual_seed(seed * 1_000_003 + step * hvd.size() + hvd.rank())
@@ -80,7 +121,7 @@ def run(data, name, lr, seed, args):
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         before = opt.bytes_sent
         opt.zero_grad()
-        loss = F.cross_entropy(model(x[idx]), y[idx])
+        loss = F.cross_entropy(forward(x[idx]), y[idx])
         loss.backward()
         opt.step(loss=loss)
         peak = max(peak, opt.bytes_sent - before)
@@ -93,8 +134,10 @@ def run(data, name, lr, seed, args):
     opt.flush()
     with opt.consensus_params():
         test = loss_of(model, x_te, y_te)
-    return dict(lr=lr, seed=seed, val=curve[-1][1], test=test, bytes=curve[-1][2],
-                peak_step_bytes=peak, curve=curve)
+    counted = not isinstance(opt, DDPPowerSGD)
+    return dict(lr=lr, seed=seed, val=curve[-1][1], test=test,
+                bytes=curve[-1][2] if counted else None, peak_step_bytes=peak if counted else None,
+                curve=curve)
 
 
 def loss_of(model, x, y):
@@ -135,9 +178,10 @@ def main():
                                  runs=runs)
         if hvd.rank() == 0:
             vals = ", ".join(f"{r['val']:.4f}" for r in runs)
+            sent = "not counted" if runs[0]["bytes"] is None else \
+                f"{runs[0]['bytes'] / 1e6:.2f}, peak step {runs[0]['peak_step_bytes'] / 1e3:.1f} kB"
             print(f"{m:18s} lr {best['lr']:g}  val {vals}  test {runs[0]['test']:.4f}  "
-                  f"MB/rank {runs[0]['bytes'] / 1e6:.2f}  peak step "
-                  f"{runs[0]['peak_step_bytes'] / 1e3:.1f} kB", flush=True)
+                  f"MB/rank {sent}", flush=True)
     write_results(out, args.json, plot)
 
 

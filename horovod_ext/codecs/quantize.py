@@ -54,6 +54,7 @@ class _BucketState:
         self.owner = torch.zeros_like(bucket.flat) if on else None
         self.offsets = bucket.offsets
         self.sizes = [p.numel() for p in bucket.params]
+        self.loaded = False  # owner error loaded from another layout: fold what is outside
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ class Quantize(Codec):
         s, c, payload, scale_bytes = piece_layout(numel, n, bits, self.chunk)
         bounds = [(min(j * s, numel), min((j + 1) * s, numel)) for j in range(n + 1)]
         lo, hi = bounds[st.process_set.rank()]
-        if state.error is not None:  # owner error outside this rank's shard: see _BucketState
+        if state.loaded:  # owner error outside this rank's shard: see _BucketState
+            state.loaded = False
             state.error[:lo] += n * state.owner[:lo]
             state.error[hi:] += n * state.owner[hi:]
             state.owner[:lo] = 0
@@ -125,6 +127,7 @@ class Quantize(Codec):
             sl = slice(state.offsets[k], state.offsets[k] + state.sizes[k])
             state.error[sl] = saved["error"]
             state.owner[sl] = saved["owner"]
+            state.loaded = True
 
     def reset(self, state):
         for t in self.buffers(state):
