@@ -73,9 +73,11 @@ def compression_text():
     run = json.loads(path.read_text())
     sync = run["methods"]["sync"]["runs"]
     base = sum(r["val"] for r in sync) / len(sync)
+    lrs = run["lrs"]
+    chosen = (f"learning rate chosen from {lrs} on validation (seed 0)" if len(lrs) > 1
+              else f"learning rate {lrs[0]} for every method")
     lines = [f"{run['ranks']} ranks, {run['steps']} steps, batch {run['batch']} per rank, AdamW, "
-             f"learning rate chosen from {run['lrs']} on validation (seed 0); "
-             f"`{path.relative_to(ROOT)}`.", "",
+             f"{chosen}; `{path.relative_to(ROOT)}`.", "",
              "| method | lr | validation loss (seeds) | mean vs sync | MB sent per rank |",
              "|---|---|---|---|---|"]
     for name, m in run["methods"].items():
