@@ -2,10 +2,11 @@
 autograd to the averaged value the inner step applies. See the package docstring for the map."""
 from collections import deque
 
-import horovod.torch as hvd
 import torch
 
 from horovod_ext.engine.bucket_set import BucketSet
+from horovod_ext.engine.checkpoint import EngineCheckpoint
+from horovod_ext.engine.codec_agreement import agree_codec_state
 from horovod_ext.engine.planner import Planner
 from horovod_ext.engine.priority import Fifo, Priority
 from horovod_ext.engine.sparse import SparseLane
@@ -13,7 +14,7 @@ from horovod_ext.failure import raise_hook_failure
 from horovod_ext.wire import wire_bytes
 
 
-class GradientEngine:
+class GradientEngine(EngineCheckpoint):
     # NOTE: [ring of bucket sets] Gradients live in ``n_sets`` BucketSets (staleness + 1; one in
     # sync mode), all built from one plan. The backward of a step accumulates into ``current``;
     # ``close_step()`` launches what is left of it, queues it in ``_pending`` and, once more than
@@ -161,25 +162,9 @@ class GradientEngine:
                                       self.settings.process_set.size())
 
     def agree_codec_state(self):
-        """NOTE: [codec agreement] A codec whose ranks must share state (PowerSGD's Q, and the
-        step it starts compressing at) takes it from the first rank at the first launch after
-        construction, a load or a resize: under Horovod's resume recipe only rank 0 loaded a
-        checkpoint, and ranks that disagreed on the step would run different collectives. Every
-        rank reaches its first launch of a step with nothing else blocking, then broadcasts in
-        one fixed order, so this cannot deadlock. Error feedback is each rank's own: a rank
-        that loaded nothing starts it at zero."""
+        """See NOTE: [codec agreement] in codec_agreement.py."""
         self._agree_codec = False
-        ps = self.settings.process_set
-        steps = torch.tensor([self.grad_steps], dtype=torch.int64)
-        hvd.broadcast_(steps, root_rank=ps.ranks[0], name="hvd_ext.codec.step", process_set=ps)
-        delta = int(steps.item()) - self.grad_steps
-        self.grad_steps += delta
-        for s in self._sets:
-            s.step += delta
-            for b in s.buckets:
-                for i, t in enumerate(self.codec.shared_tensors(b.codec_state)):
-                    hvd.broadcast_(t, root_rank=ps.ranks[0], process_set=ps,
-                                   name=f"hvd_ext.codec.{s.slot}.{b.index}.{i}")
+        agree_codec_state(self)
 
     def reset_codec(self):
         """Elastic resize: every rank's codec state starts over, agreed again."""
@@ -298,48 +283,4 @@ class GradientEngine:
     def set_backward_passes_per_step(self, passes):
         self.backward_passes_per_step = passes
         self._passes = [0] * len(self.params)
-
-    def state_dict(self):
-        """The sets still pending (reduced, not applied yet), saved per parameter."""
-        self.check_idle("state_dict")
-        for s in self._pending:
-            self.wait(s)
-        pending = [s.saved(self.params) for s in self._pending]
-        return {"pending": pending, "grad_steps": self.grad_steps,
-                "codec": [self._sets[slot].codec_saved(self.params) for slot in self._ring()]}
-
-    def _ring(self):
-        """Set slots in the order they take gradients: the pending ones (oldest first), then the
-        current one and the rest of the ring, as load_state_dict lays them out again."""
-        n = len(self._sets)
-        order = [s.slot for s in self._pending]
-        return order + [(self._cur + i) % n for i in range(n) if (self._cur + i) % n not in order]
-
-    def clear(self):
-        """Forgets everything in flight or pending (waited for first): a state is loaded next."""
-        self.drop_in_flight()
-        self._hook_error = None
-        for s in self._sets:
-            s.reset()
-        self._pending.clear()
-        self._passes = [0] * len(self.params)
-
-    def load_state_dict(self, saved):
-        # NOTE: [plan after a load] The plan is not restored: every rank that loads goes back to
-        # the construction-time plan and names, and rebuilds from the next step's gradient order
-        # agreed from rank 0, as a rank that loaded nothing does. So Horovod's resume recipe
-        # (rank 0 alone loads, then hvd.broadcast_optimizer_state) and an elastic sync with a
-        # new worker launch the same buckets under the same names on every rank. Pending
-        # gradients are saved per parameter: any plan holds them.
-        self.grad_steps = saved.get("grad_steps", 0)
-        self._start_plan()
-        for s, entry in zip(self._sets, saved["pending"]):
-            s.restore(entry, self.params, measured=self._extra > 0)
-            self._pending.append(s)
-        self._cur = len(saved["pending"]) % len(self._sets)
-        self.current.step = self.grad_steps
-        for s, entry in zip(self._sets, saved.get("codec", [])):
-            s.codec_restore(entry, self.params)
-        self._agree_codec = self.codec.shared
-        self._show(self.current)
 

@@ -1,0 +1,26 @@
+"""The codec state every rank must hold alike, taken from the first rank.
+
+NOTE: [codec agreement] A codec whose ranks must share state (PowerSGD's Q, and the step it
+starts compressing at) takes it from the first rank at the first launch after construction, a
+load or a resize: under Horovod's resume recipe only rank 0 loaded a checkpoint, and ranks that
+disagreed on the step would run different collectives. Every rank reaches its first launch of a
+step with nothing else blocking, then broadcasts in one fixed order, so this cannot deadlock.
+Error feedback is each rank's own: a rank that loaded nothing starts it at zero.
+"""
+import horovod.torch as hvd
+import torch
+
+
+def agree_codec_state(engine):
+    """Engine's step counter and every bucket's shared codec tensors from the first rank."""
+    ps = engine.settings.process_set
+    steps = torch.tensor([engine.grad_steps], dtype=torch.int64)
+    hvd.broadcast_(steps, root_rank=ps.ranks[0], name="hvd_ext.codec.step", process_set=ps)
+    delta = int(steps.item()) - engine.grad_steps
+    engine.grad_steps += delta
+    for s in engine._sets:
+        s.step += delta
+        for b in s.buckets:
+            for i, t in enumerate(engine.codec.shared_tensors(b.codec_state)):
+                hvd.broadcast_(t, root_rank=ps.ranks[0], process_set=ps,
+                               name=f"hvd_ext.codec.{s.slot}.{b.index}.{i}")
