@@ -77,15 +77,16 @@ def test_quantize_arguments_are_checked():
 def test_what_cannot_work_is_refused_on_every_rank(tmp_path_factory):
     m = launch_json("codec_refusals.py", 2, "gloo", tmp_path_factory)
     assert "compression applies to the gradient allreduce" in m["averaging_mode"]
-    assert "DiLoCo compresses its pseudo-gradients with a Horovod Compressor" in m["diloco"]
+    assert "quantizes float32 gradients" in m["diloco_float64"]
     assert "stats needs compression=Compression.none" in m["stats"]
     assert "op must be hvd.Average or hvd.Sum" in m["op_min"]
     assert "compression must be a Horovod Compressor" in m["not_a_codec"]
 
 
-@pytest.mark.parametrize("backend", ["gloo", pytest.param("mpi", marks=MPI)])
-def test_rank0_resume_recipe_agrees_step_and_warm_start(tmp_path, backend):
-    launch("codec_rank0_resume.py", 2, backend, [str(tmp_path / "out")], timeout=300)
+@pytest.mark.parametrize("backend, mode", [("gloo", "sync"), pytest.param("mpi", "sync", marks=MPI),
+                                           ("gloo", "diloco")])
+def test_rank0_resume_recipe_agrees_step_and_warm_start(tmp_path, backend, mode):
+    launch("codec_rank0_resume.py", 2, backend, [str(tmp_path / "out"), mode], timeout=300)
     r0, r1 = (json.loads((tmp_path / f"out.{r}").read_text()) for r in range(2))
     assert r0["steps"] == r1["steps"] == 6, "the step counter comes from rank 0"
     assert r1["agreed_q"] == r0["agreed_q"] == r0["loaded_q"], "Q comes from rank 0's checkpoint"

@@ -1,6 +1,7 @@
 """DiLoCo against an in-process simulation of all workers (2 and 3 ranks, Gloo and MPI): Nesterov
-and plain outer momentum, fragments, fp16 pseudo-gradients; equal to LocalSGD with outer_lr=1,
-outer_momentum=0; bit-identical resume; its argument checks."""
+and plain outer momentum, fragments, pseudo-gradients in fp16, by PowerSGD and in 8 bits; equal
+to LocalSGD with outer_lr=1, outer_momentum=0; bit-identical resume, with PowerSGD's state too;
+its argument checks."""
 import pytest
 import torch
 
@@ -16,10 +17,14 @@ def results(request, tmp_path_factory):
     return launch_json("diloco_reference.py", np, backend, tmp_path_factory, timeout=300)
 
 
-@pytest.mark.parametrize("case", ["nesterov", "momentum", "fragments", "fp16"])
+TOLERANCE = {"fp16": 2e-3, "int8": 2e-2, "powersgd_full_rank": 1e-4}
+
+
+@pytest.mark.parametrize("case", ["nesterov", "momentum", "fragments", "fp16",
+                                  "powersgd_before_start", "powersgd_full_rank", "int8"])
 def test_matches_simulation(results, case):
     r = results[case]
-    tol = 2e-3 if case == "fp16" else 2e-5
+    tol = TOLERANCE.get(case, 2e-5)
     assert r["moved"] > 1e-2, "training did not change the parameters"
     assert r["worst"] <= tol, f"{case}: step-wise relative difference {r['worst']:.3g}"
     assert r["consensus"] <= tol, "consensus_params must load theta"
@@ -33,8 +38,15 @@ def test_outer_lr_1_momentum_0_is_local_sgd(results):
     assert results["equals_localsgd"]["worst"] <= 1e-6
 
 
-def test_resume_is_bit_identical(results):
-    assert results["resume"]["max_diff"] == 0.0
+@pytest.mark.parametrize("case", ["resume", "resume_powersgd"])
+def test_resume_is_bit_identical(results, case):
+    assert results[case]["max_diff"] == 0.0
+
+
+def test_codecs_send_fewer_bytes(results):
+    whole = results["nesterov"]["bytes_sent"]
+    assert results["powersgd_before_start"]["bytes_sent"] == whole
+    assert results["int8"]["bytes_sent"] < 0.3 * whole
 
 
 @pytest.mark.parametrize("kwargs, needle", [

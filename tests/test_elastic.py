@@ -1,6 +1,6 @@
-"""Elastic training (horovodrun --host-discovery-script, Gloo) with every kind of mode state:
-one worker is killed mid-training; the others restore the last commit, re-form the job and
-finish with identical consensus parameters, and no committed step is lost."""
+"""Elastic training (horovodrun --host-discovery-script, Gloo) with every kind of mode and codec
+state: one worker is killed mid-training; the others restore the last commit, re-form the job
+and finish with identical consensus parameters, and no committed step is lost."""
 import json
 import os
 import signal
@@ -22,7 +22,7 @@ def _events(log):
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-@pytest.mark.parametrize("mode", ["delayed", "leader", "easgd", "diloco"])
+@pytest.mark.parametrize("mode", ["delayed", "leader", "easgd", "diloco", "powersgd"])
 def test_killed_worker_job_continues_from_last_commit(mode, tmp_path):
     discover, log, out = tmp_path / "discover.sh", tmp_path / "log", tmp_path / "out"
     discover.write_text(DISCOVERY)

@@ -69,16 +69,20 @@ class AveragingMode(Mode):
         the first step after construction or a load, every rank takes the first rank's step
         counter and the mode's shared state (outer parameters and momentum, center, leaders):
         one broadcast, not counted in ``bytes_sent`` (like ``broadcast_parameters``). Each
-        rank keeps its own recent losses."""
+        rank keeps its ``own_state()`` (recent losses, a codec's error feedback)."""
         if self._agreed:
             return
         root = ranks_of(self.process_set)[0]
         shared = broadcast_object(self.state() if hvd.rank() == root else None, root_rank=root,
                                   name=f"hvd_ext.{self.config.name}.agree",
                                   process_set=self.process_set)
-        shared["losses"] = list(self._losses)
+        shared.update(self.own_state())
         self.load_state(shared)
         self._agreed = True
+
+    def own_state(self):
+        """The part of ``state()`` each rank keeps for itself through the agreement."""
+        return {"losses": list(self._losses)}
 
     def prepare(self):
         """Before each step, after the agreement: state a mode starts lazily (theta, center)."""

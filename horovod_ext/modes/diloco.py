@@ -4,11 +4,11 @@ from dataclasses import dataclass
 
 import horovod.torch as hvd
 import torch
-from horovod.torch.mpi_ops import Average
 
 from horovod_ext import checks
+from horovod_ext.engine.bucket import Bucket
 from horovod_ext.engine.flats import ParamFlats
-from horovod_ext.modes.averaging import AveragingConfig, AveragingMode
+from horovod_ext.modes.averaging import AveragingConfig, AveragingMode, ranks_of
 
 
 @dataclass(frozen=True)
@@ -17,8 +17,9 @@ class DiLoCo(AveragingConfig):
     The outer parameters theta start as the parameters at the first ``step()``. Parameter tensor
     j (optimizer order) belongs to fragment j * F // T; after step t, fragment f has a round when
     (t + 1) % period == (f * period // F) % period: with x the rank's parameters,
-    delta = mean over ranks of (theta - x) (one allreduce per dtype; ``compression`` applies
-    to it), buf = outer_momentum * buf + delta, d = delta + outer_momentum * buf (Nesterov) or
+    delta = mean over ranks of (theta - x) (one exchange per dtype through the ``compression``
+    codec, as a gradient bucket's; a codec's step is the fragment's round number, counted from
+    0, so ``PowerSGD(start_step=s)`` sends the first s rounds whole), buf = outer_momentum * buf + delta, d = delta + outer_momentum * buf (Nesterov) or
     buf, theta -= outer_lr * d, and every rank's x becomes theta. With outer_lr=1 and
     outer_momentum=0 it is LocalSGD(period)."""
 
@@ -48,11 +49,6 @@ class DiLoCo(AveragingConfig):
 
     def check(self, settings, optimizer):
         super().check(settings, optimizer)
-        if not hasattr(settings.compression, "compress"):
-            raise ValueError(f"DiLoCo compresses its pseudo-gradients with a Horovod Compressor "
-                             f"(horovod_ext.Compression.none or .fp16); compression="
-                             f"{settings.compression!r} applies to gradient buckets (Sync, "
-                             f"Delayed)")
         tensors = sum(len(g["params"]) for g in optimizer.param_groups)
         if self.fragments > tensors:
             raise ValueError(f"DiLoCo.fragments must be <= the number of parameter tensors "
@@ -71,10 +67,20 @@ class DiLoCoMode(AveragingMode):
         self._phase = [(f * H // F) % H for f in range(F)]  # a round when t % H == phase
         self._theta = None   # per fragment, flat buffers per dtype (equal on every rank)
         self._buf = None     # outer momentum, same layout
-        self._delta = [fr.empty() for fr in self._fragments]
+        # The pseudo-gradient of each fragment and dtype lives in a bucket of the fragment's
+        # parameters (the layout of ParamFlats), so it crosses the wire through the codec.
+        self._codec = settings.codec
+        self._buckets, index = [], 0
+        for fr in self._fragments:
+            self._buckets.append([Bucket(index + i, ps, self._codec)
+                                  for i, (ps, _, _) in enumerate(fr.groups)])
+            index += len(fr.groups)
+        self._delta = [[b.flat for b in bs] for bs in self._buckets]
 
     def buffers(self):
-        return [t for part in (self._theta or []) + (self._buf or []) + self._delta for t in part]
+        codec = [t for bs in self._buckets for b in bs for t in self._codec.buffers(b.codec_state)]
+        return [t for part in (self._theta or []) + (self._buf or []) + self._delta
+                for t in part] + codec
 
     def prepare(self):
         if self._theta is None:  # not loaded here nor agreed from the first rank
@@ -93,16 +99,17 @@ class DiLoCoMode(AveragingMode):
 
     def _round(self, f):
         cfg, fr = self.config, self._fragments[f]
-        comp = self.settings.compression
         fr.copy_params_to(self._delta[f])
+        rounds = (self._t - 1) // cfg.period  # this fragment's earlier rounds
+
+        def count(kind, tensor):
+            self.count(kind, tensor, self.process_set)
+
         for i, (theta, delta, buf) in enumerate(zip(self._theta[f], self._delta[f], self._buf[f])):
             torch.sub(theta, delta, out=delta)                  # theta - x
-            sent, ctx = comp.compress(delta)
-            hvd.allreduce_(sent, name=f"hvd_ext.diloco.{f}.{i}", op=Average,
-                           process_set=self.process_set)
-            self.count("allreduce", sent, self.process_set)
-            if sent is not delta:
-                delta.copy_(comp.decompress(sent, ctx))
+            bucket, name = self._buckets[f][i], f"hvd_ext.diloco.{f}.{i}"
+            bucket.start_allreduce(name, self.settings, rounds, count)
+            bucket.wait_allreduce(self.settings, name)          # delta <- decoded mean
             buf.mul_(cfg.outer_momentum).add_(delta)
             step = delta.add_(buf, alpha=cfg.outer_momentum) if cfg.nesterov else buf
             theta.sub_(step, alpha=cfg.outer_lr)
@@ -119,10 +126,40 @@ class DiLoCoMode(AveragingMode):
 
     def state(self):
         clone = (lambda parts: None if parts is None else [[t.clone() for t in p] for p in parts])
-        return dict(super().state(), theta=clone(self._theta), buf=clone(self._buf))
+        return dict(super().state(), theta=clone(self._theta), buf=clone(self._buf),
+                    **self.own_state())
+
+    def own_state(self):
+        """Codec state per bucket and parameter: error feedback is each rank's own."""
+        return dict(super().own_state(), codec=[
+            [[self._codec.save(b.codec_state, k) for k in range(len(b.params))] for b in bs]
+            for bs in self._buckets])
 
     def load_state(self, saved):
         super().load_state(saved)
         if saved.get("theta") is not None:
             self._theta = [[t.clone() for t in p] for p in saved["theta"]]
             self._buf = [[t.clone() for t in p] for p in saved["buf"]]
+        for bs, entry in zip(self._buckets, saved.get("codec", [])):
+            for b, per_param in zip(bs, entry):
+                for k, kept in enumerate(per_param):
+                    self._codec.load(b.codec_state, k, kept)
+
+    def agree_once(self):
+        """The mode's agreement (NOTE: [rank-0 resume]), then the codec state every rank must
+        hold alike (PowerSGD's Q) from the first rank."""
+        if self._agreed:
+            return
+        super().agree_once()
+        root = ranks_of(self.process_set)[0]
+        for bs in self._buckets:
+            for b in bs:
+                for j, t in enumerate(self._codec.shared_tensors(b.codec_state)):
+                    hvd.broadcast_(t, root_rank=root, process_set=self.process_set,
+                                   name=f"hvd_ext.diloco.codec.{b.index}.{j}")
+
+    def on_reset(self):
+        """Elastic resize: other ranks, other averages; the codec forgets what it learned."""
+        for bs in self._buckets:
+            for b in bs:
+                self._codec.reset(b.codec_state)

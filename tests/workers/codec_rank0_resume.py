@@ -4,7 +4,8 @@ the others start afresh (step 0, before start_step, initial Q). Then hvd.broadca
 and hvd.broadcast_optimizer_state, and 4 more steps. Without agreement the ranks would run
 different collectives (rank 0 P and Q, the others a plain allreduce) and hang. Rank r writes
 OUT.<r>: its parameters after the run, rank 0's Q at the load, and each rank's Q after the first
-resumed launch's agreement."""
+resumed launch's agreement. argv[2] "sync" (the default) or "diloco": DiLoCo(period=2) with
+PowerSGD on its pseudo-gradients (rank 0 loads after 3 rounds)."""
 import copy
 import json
 import sys
@@ -17,18 +18,41 @@ from delayed_reference import make_model
 from rank0_resume import train
 
 
+MODE = sys.argv[2] if len(sys.argv) > 2 else "sync"
+
+
 def build():
     model = make_model()
+    if MODE == "diloco":
+        kwargs = dict(mode=hvd_ext.DiLoCo(period=2), compression=hvd_ext.PowerSGD(rank=1,
+                                                                                   start_step=1))
+    else:
+        kwargs = dict(compression=hvd_ext.PowerSGD(rank=1, start_step=4))
     opt = hvd_ext.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1),
-                                       named_parameters=model.named_parameters(),
-                                       compression=hvd_ext.PowerSGD(rank=1, start_step=4))
+                                       named_parameters=model.named_parameters(), **kwargs)
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     return model, opt
 
 
+def buckets(opt):
+    mode = opt._mode_object
+    if MODE == "diloco":
+        return [b for bs in mode._buckets for b in bs]
+    return mode.engine.current.buckets
+
+
 def qs(opt):
-    engine = opt._mode_object.engine
-    return [q.flatten().tolist() for b in engine.current.buckets for q in b.codec_state.q.values()]
+    return [q.flatten().tolist() for b in buckets(opt) for q in b.codec_state.q.values()]
+
+
+def agree(opt):
+    """What the first launch (sync) or the first step (DiLoCo) does; Q is read right after."""
+    mode = opt._mode_object
+    if MODE == "diloco":
+        mode.agree_once()
+        return mode._t
+    mode.engine.agree_codec_state()
+    return mode.engine.grad_steps
 
 
 def main():
@@ -45,8 +69,8 @@ def main():
         opt.load_state_dict(copy.deepcopy(ckpt["opt"]))
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     hvd.broadcast_optimizer_state(opt, root_rank=0)
-    opt._mode_object.engine.agree_codec_state()  # what the first launch does; read Q right after
-    agreed_q, steps = qs(opt), opt._mode_object.engine.grad_steps
+    steps = agree(opt)
+    agreed_q = qs(opt)
     train(model, opt, 6, 10)
     with open(f"{sys.argv[1]}.{hvd.rank()}", "w") as f:
         json.dump({"params": torch.cat([p.detach().flatten() for p in model.parameters()]).tolist(),

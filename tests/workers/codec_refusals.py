@@ -10,7 +10,7 @@ import horovod_ext as hvd_ext
 
 CASES = {
     "averaging_mode": dict(mode=hvd_ext.LocalSGD(period=2), compression=hvd_ext.PowerSGD()),
-    "diloco": dict(mode=hvd_ext.DiLoCo(period=2), compression=hvd_ext.Quantize()),
+    "diloco_float64": dict(mode=hvd_ext.DiLoCo(period=2), compression=hvd_ext.Quantize()),
     "stats": dict(compression=hvd_ext.PowerSGD(), stats=hvd_ext.GradientStats(batch_size=4)),
     "op_min": dict(compression=hvd_ext.Quantize(), op=hvd.Min),
     "not_a_codec": dict(compression="fp16"),
@@ -21,7 +21,8 @@ def main():
     hvd.init()
     out = {}
     for name, kwargs in CASES.items():
-        model = torch.nn.Linear(4, 4)
+        model = torch.nn.Linear(4, 4).double() if name.endswith("float64") else \
+            torch.nn.Linear(4, 4)
         try:
             hvd_ext.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1),
                                          named_parameters=model.named_parameters(), **kwargs)

@@ -1,7 +1,9 @@
 """Runs on every rank: DiLoCo against an in-process simulation of all N workers that follows the
-documented rules (rank r's data at step t is a fixed function of (r, t)), DiLoCo with
-outer_lr=1, outer_momentum=0 against LocalSGD step for step, and a run resumed from a
-state_dict saved mid-way against the run that went on. Rank 0 writes JSON to argv[1]."""
+documented rules (rank r's data at step t is a fixed function of (r, t)), with its pseudo-
+gradients sent whole, in fp16, by PowerSGD before its start_step and at full rank (both equal
+to whole), and in 8 bits; DiLoCo with outer_lr=1, outer_momentum=0 against LocalSGD step for
+step; runs resumed from a state_dict saved mid-way (with and without PowerSGD's state) against
+the run that went on. Rank 0 writes JSON to argv[1]."""
 import io
 import json
 import sys
@@ -18,7 +20,12 @@ STEPS = 9
 CASES = {"nesterov": (hvd_ext.DiLoCo(period=3), "adam", None),
          "momentum": (hvd_ext.DiLoCo(period=2, outer_lr=0.5, nesterov=False), "sgd", None),
          "fragments": (hvd_ext.DiLoCo(period=4, fragments=3), "adam", None),
-         "fp16": (hvd_ext.DiLoCo(period=3), "adam", hvd_ext.Compression.fp16)}
+         "fp16": (hvd_ext.DiLoCo(period=3), "adam", hvd_ext.Compression.fp16),
+         "powersgd_before_start": (hvd_ext.DiLoCo(period=3), "adam", hvd_ext.PowerSGD()),
+         # rank >= every matrix's smaller side, every matrix compressed: the mean is exact
+         "powersgd_full_rank": (hvd_ext.DiLoCo(period=2), "adam", hvd_ext.PowerSGD(
+             rank=16, start_step=0, min_compression_rate=1e-3)),
+         "int8": (hvd_ext.DiLoCo(period=3), "adam", hvd_ext.Quantize(bits=8))}
 
 
 class Sim:
@@ -80,7 +87,7 @@ def against_simulation(mode, kind, compression):
     worst = 0.0
     for t in range(STEPS):
         train_step(model, opt, t)
-        sim.step(compression is not None)
+        sim.step(compression is hvd_ext.Compression.fp16)
         worst = max(worst, rel_diff(model.parameters(), sim.models[hvd.rank()].parameters()))
     with opt.consensus_params():
         consensus = rel_diff(model.parameters(), sim.theta)
@@ -99,10 +106,10 @@ def against_localsgd():
     return dict(worst=worst)
 
 
-def resumed():
+def resumed(compression=None):
     """Saved after 4 steps (between rounds), resumed in a new optimizer: bit-identical."""
     mode = hvd_ext.DiLoCo(period=3, fragments=2)
-    model, opt = build(mode, "adam")
+    model, opt = build(mode, "adam", compression)
     for t in range(STEPS):
         if t == 4:
             buf = io.BytesIO()
@@ -110,7 +117,7 @@ def resumed():
         train_step(model, opt, t)
     buf.seek(0)
     saved = torch.load(buf, weights_only=False)
-    again, opt2 = build(mode, "adam")
+    again, opt2 = build(mode, "adam", compression)
     again.load_state_dict(saved["model"])
     opt2.load_state_dict(saved["opt"])
     for t in range(4, STEPS):
@@ -125,6 +132,8 @@ def main():
     results = {name: against_simulation(*case) for name, case in CASES.items()}
     results["equals_localsgd"] = against_localsgd()
     results["resume"] = resumed()
+    # Q warm-started and error feedback from round 0 on: both must come back
+    results["resume_powersgd"] = resumed(hvd_ext.PowerSGD(rank=1, start_step=0))
     if hvd.rank() == 0:
         with open(sys.argv[1], "w") as f:
             json.dump(results, f, indent=1)

@@ -19,8 +19,12 @@ import horovod_ext as hvd_ext
 from delayed_reference import batch, make_model
 
 STEPS, COMMIT_EVERY = 60, 5
-MODES = {"delayed": hvd_ext.Delayed(staleness=2), "leader": hvd_ext.Leader(period=3, pull=0.5),
-         "easgd": hvd_ext.EASGD(period=2), "diloco": hvd_ext.DiLoCo(period=3, fragments=2)}
+MODES = {"delayed": dict(mode=hvd_ext.Delayed(staleness=2)),
+         "leader": dict(mode=hvd_ext.Leader(period=3, pull=0.5)),
+         "easgd": dict(mode=hvd_ext.EASGD(period=2)),
+         "diloco": dict(mode=hvd_ext.DiLoCo(period=3, fragments=2)),
+         # codec state (error feedback, warm-start Q) through a commit, a restore and a resize
+         "powersgd": dict(compression=hvd_ext.PowerSGD(rank=1, start_step=2))}
 
 
 def main():
@@ -36,7 +40,7 @@ def main():
 
     model = make_model()
     opt = hvd_ext.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
-                                       named_parameters=model.named_parameters(), mode=MODES[mode])
+                                       named_parameters=model.named_parameters(), **MODES[mode])
     state = hvd_ext.elastic.TorchState(model, opt, step=0)
     state.register_reset_callbacks([lambda: log("reset", step=state.step)])
     log("start")
