@@ -1,10 +1,10 @@
-"""Builds horovod_ext and its extension horovod_ext._C (CUDA kernels when torch has CUDA and nvcc
-exists)."""
+"""Builds the extension horovod_ext._C (CUDA kernels when torch has CUDA and nvcc exists); the
+package's metadata is in pyproject.toml."""
 import glob
 import os
 import sys
 
-from setuptools import find_packages, setup
+from setuptools import setup
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts"))
 from build_env import cuda_home, cxx_standard, wheel_cuda_includes  # noqa: E402
@@ -55,13 +55,7 @@ print(f"horovod_ext: torch {torch.__version__}, -std={std}, "
          else "CPU kernels only"), file=sys.stderr)
 
 setup(
-    name="horovod_ext",
-    version="0.1.0",
-    description="Horovod plug-in for PyTorch: overlapped, bucketed gradient synchronisation",
-    packages=find_packages(include=["horovod_ext", "horovod_ext.*"]),
     ext_modules=[ext_cls("horovod_ext._C", sources, extra_compile_args=extra,
                          extra_link_args=["-fopenmp"])],
     cmdclass={"build_ext": cpp_extension.BuildExtension},
-    python_requires=">=3.9",
-    install_requires=["numpy"],  # torch and the patched Horovod: see the README's install section
 )

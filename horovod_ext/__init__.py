@@ -2,6 +2,15 @@
 ``hvd.DistributedOptimizer`` for ``hvd_ext.DistributedOptimizer``."""
 import importlib
 
+try:
+    import horovod.torch  # noqa: F401
+except ImportError as e:  # pragma: no cover - the message is the point
+    raise ImportError(
+        "horovod_ext needs Horovod with PyTorch support, built against the torch installed here "
+        f"({e}): run scripts/install_horovod.sh from the horovod_ext sources, or "
+        "HOROVOD_WITH_PYTORCH=1 pip install --no-build-isolation horovod") from e
+
+from horovod_ext._version import __version__  # noqa: E402
 from horovod_ext import elastic
 from horovod_ext.codecs import PowerSGD, Quantize
 from horovod_ext.compression import Compression
@@ -10,8 +19,7 @@ from horovod_ext.optimizer import DistributedOptimizer
 from horovod_ext.stats import GradientStats
 
 __all__ = ["advise", "Compression", "Delayed", "DiLoCo", "DistributedOptimizer", "EASGD", "elastic",
-           "GradientStats", "Leader", "LocalSGD", "PowerSGD", "Quantize", "Sync"]
-__version__ = "0.1.0"
+           "GradientStats", "Leader", "LocalSGD", "PowerSGD", "Quantize", "Sync", "__version__"]
 
 
 def __getattr__(name):

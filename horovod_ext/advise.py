@@ -11,6 +11,7 @@ staleness k (M = B_noise / B, the noise scale in steps of the current global bat
 """
 import argparse
 import json
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -27,13 +28,13 @@ def _as_dict(stats):
     return stats.to_json()  # a GradientStats
 
 
-def speedup(noise, b, n):
+def speedup(noise: float, b: int, n: int) -> float:
     """Predicted step speed-up of n ranks over one at per-rank batch b: steps to a target scale
     like S_min (1 + B_noise/B), so the ratio is (1 + B_noise/b) / (1 + B_noise/(n b))."""
     return (1 + noise / b) / (1 + noise / (n * b))
 
 
-def summary(stats, window=100):
+def summary(stats: Any, window: int = 100) -> Dict[str, Any]:
     """The numbers behind the report, as a dict."""
     d = _as_dict(stats)
     noise = d["noise_scale"]
@@ -52,7 +53,7 @@ def summary(stats, window=100):
             "lr_staleness": {k: (noise / (n * b)) / (noise / (n * b) + k) for k in STALENESS}}
 
 
-def report(stats, window=100):
+def report(stats: Any, window: int = 100) -> str:
     """The advice as text (see the module docstring)."""
     s = summary(stats, window)
     noise, b, n = s["noise_scale"], s["batch_size"], s["ranks"]
@@ -82,9 +83,14 @@ def report(stats, window=100):
     return "\n".join(lines)
 
 
-def plot(stats, path, window=100):
-    """B_noise over the run and the predicted speed-up curve, as a PNG."""
-    import matplotlib
+def plot(stats: Any, path: str, window: int = 100) -> None:
+    """B_noise over the run and the predicted speed-up curve, as a PNG (needs matplotlib:
+    ``pip install 'horovod_ext[plot]'``)."""
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ImportError("the advisor's plot needs matplotlib: pip install matplotlib (or "
+                          "'horovod_ext[plot]'), or pass --no-plot") from e
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     d, s = _as_dict(stats), summary(stats, window)
@@ -95,7 +101,7 @@ def plot(stats, path, window=100):
     a.axhline(s["noise_scale"], ls="--", color="gray")
     a.set(xlabel="step", ylabel="B_noise (samples)", yscale="log",
           title="noise scale: EMA(tr S) / EMA(|G|^2)")
-    ranks = np.arange(1, 65)
+    ranks = list(range(1, 65))
     c.plot(ranks, [speedup(s["noise_scale"], s["batch_size"], m) for m in ranks],
            label="predicted (1 + B/b) / (1 + B/(N b))")
     c.plot(ranks, ranks, ls=":", color="gray", label="linear")
@@ -110,12 +116,12 @@ def plot(stats, path, window=100):
     plt.close(fig)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m horovod_ext.advise", description=__doc__.split(
-        "\n")[0])
+def main(argv: Optional[List[str]] = None) -> None:
+    ap = argparse.ArgumentParser(prog="horovod-ext-advise", description=__doc__.split("\n")[0])
     ap.add_argument("stats", help="JSON written by optimizer.gradient_stats.save(path)")
     ap.add_argument("--window", type=int, default=100, help="steps for the spread of B_noise")
     ap.add_argument("--png", default=None, help="plot path (default: <stats>.png)")
+    ap.add_argument("--no-plot", action="store_true", help="print the report only")
     args = ap.parse_args(argv)
     if args.window < 1:
         ap.error(f"--window must be >= 1; got {args.window}")
@@ -124,6 +130,8 @@ def main(argv=None):
     except (OSError, ValueError) as e:
         ap.error(f"stats: cannot read {args.stats!r}: {e}")
     print(report(args.stats, args.window))
+    if args.no_plot:
+        return
     png = args.png or (args.stats[:-5] if args.stats.endswith(".json") else args.stats) + ".png"
     plot(args.stats, png, args.window)
     print(f"plot: {png}")

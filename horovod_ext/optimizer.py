@@ -4,18 +4,19 @@ user-facing subclass and delegates every call to the mode object its ``mode=`` b
 (``horovod_ext.modes``); how gradients travel is the engine's business (``horovod_ext.engine``).
 """
 from contextlib import contextmanager
+from typing import Any, Iterable, Optional, Sequence, Tuple, Union
 
 import horovod.torch.optimizer as horovod_optimizer
 import torch
 from horovod.torch.mpi_ops import Adasum, Average, global_process_set
 
-from horovod_ext import checks
+from horovod_ext import checks, log
 from horovod_ext.agreement import agree_at_construction, check_agreement
 from horovod_ext.codecs import codec_for
 from horovod_ext.compression import Compression
 from horovod_ext.failure import check_nonfinite
 from horovod_ext.modes import resolve_mode
-from horovod_ext.modes.base import Settings
+from horovod_ext.modes.base import ModeConfig, Settings
 from horovod_ext.names import parameter_names
 from horovod_ext.stats import GradientStats
 
@@ -40,6 +41,12 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self._should_synchronize = True    # False inside skip_synchronize()
         # The wrapped optimizer's own methods, bound to this object, for the mode to call.
         inner = super(self.__class__, self)
+        log.debug("DistributedOptimizer(%s): mode %r, compression %r, op %s, "
+                  "backward_passes_per_step %d, bucket_cap_mb %s, first_bucket_mb %s, %d ranks, "
+                  "%d parameters", type(self).__name__, config, settings.codec,
+                  log.op_name(settings.op),
+                  settings.backward_passes_per_step, settings.bucket_cap_mb,
+                  settings.first_bucket_mb, settings.process_set.size(), len(settings.name_of))
         self._mode_object = config.build(self, inner, settings)
 
     def step(self, closure=None, loss=None):
@@ -178,11 +185,16 @@ def _check_groups(num_groups, groups):
     return groups
 
 
-def DistributedOptimizer(optimizer, named_parameters=None, compression=Compression.none,
-                         backward_passes_per_step=1, op=Average, gradient_predivide_factor=1.0,
-                         num_groups=0, groups=None, sparse_as_dense=False,
-                         process_set=global_process_set, *, mode="sync", bucket_cap_mb=None,
-                         first_bucket_mb=1, stats=None, nonfinite="ignore"):
+def DistributedOptimizer(
+        optimizer: torch.optim.Optimizer,
+        named_parameters: Optional[Iterable[Tuple[str, torch.Tensor]]] = None,
+        compression: Any = Compression.none, backward_passes_per_step: int = 1, op: int = Average,
+        gradient_predivide_factor: float = 1.0, num_groups: int = 0,
+        groups: Optional[Union[int, Sequence[Sequence[torch.Tensor]]]] = None,
+        sparse_as_dense: bool = False, process_set: Any = global_process_set, *,
+        mode: Union[str, ModeConfig] = "sync", bucket_cap_mb: Optional[float] = None,
+        first_bucket_mb: float = 1, stats: Optional[GradientStats] = None,
+        nonfinite: str = "ignore") -> torch.optim.Optimizer:
     """Wraps ``optimizer`` like ``hvd.DistributedOptimizer`` (same arguments, same meaning) and
     returns an instance of a subclass of its class.
 

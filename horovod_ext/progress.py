@@ -1,4 +1,4 @@
-"""Progress of long runs that stays readable under ``horovodrun``: a bar only on a terminal;
+"""Progress of long runs that stays readable under ``horovodrun``: a bar (tqdm) only on a terminal;
 otherwise (horovodrun, mpirun, a log file) one plain line per finished item, which horovodrun
 prefixes with the rank like any other line."""
 import sys
@@ -16,7 +16,10 @@ class Progress:
         self._start = time.perf_counter()
         self._bar = None
         if enabled and self.stream.isatty():
-            from tqdm import tqdm
+            try:
+                from tqdm import tqdm
+            except ImportError:  # optional: plain lines without it
+                return
             self._bar = tqdm(total=total, desc=desc, leave=False, file=self.stream)
 
     def update(self, n=1):

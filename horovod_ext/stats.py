@@ -13,6 +13,7 @@ communicates.
 import json
 import math
 from collections import deque
+from typing import Deque, List
 
 
 DRAIN_EVERY = 64
@@ -31,7 +32,8 @@ class GradientStats:
     long runs). The moving averages cover every step.
     """
 
-    def __init__(self, batch_size, ema=0.99, every=1, history=10_000):
+    def __init__(self, batch_size: int, ema: float = 0.99, every: int = 1,
+                 history: int = 10_000) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"GradientStats.batch_size must be an int >= 1; got {batch_size!r}")
         if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1:
@@ -45,9 +47,9 @@ class GradientStats:
         self.ema = float(ema)
         self.ranks = None     # set by the optimizer it is given to
         self.staleness = 0    # idem: the delay of the gradients it sees
-        self._history = deque(maxlen=history)  # one dict per observed step, oldest first
+        self._history: Deque[dict] = deque(maxlen=history)  # one dict per observed step
         self._observed = 0    # steps observed, including those dropped from the history
-        self._pending = []    # (step, tensor [local, global]) not converted to floats yet
+        self._pending: List[tuple] = []  # (step, tensor [local, global]) not converted yet
         self._g2 = self._tr = 0.0  # uncorrected moving averages
         self._weight = 0.0         # 1 - ema**steps, their bias correction
 

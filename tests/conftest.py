@@ -23,9 +23,10 @@ MPI = pytest.mark.skipif(not _mpi_available(), reason="needs mpirun and Horovod 
 
 
 def launch(script, np, backend, args=(), timeout=600, env=None):
-    """Runs tests/workers/<script> on `np` ranks with Horovod's Gloo (horovodrun --gloo) or
-    MPI (mpirun) and returns the completed process; raises with the output on failure."""
-    worker = str(ROOT / "tests" / "workers" / script)
+    """Runs tests/workers/<script> (or <script> from the repository root when it names a
+    folder, such as examples/x.py) on `np` ranks with Horovod's Gloo (horovodrun --gloo) or MPI
+    (mpirun) and returns the completed process; raises with the output on failure."""
+    worker = str(ROOT / script if "/" in script else ROOT / "tests" / "workers" / script)
     full_env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), **(env or {}))
     if backend == "gloo":
         cmd = [str(BIN / "horovodrun"), "--gloo", "-np", str(np), sys.executable, worker, *args]

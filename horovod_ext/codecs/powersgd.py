@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from horovod_ext import checks, ops
+from horovod_ext import checks, log, ops
 from horovod_ext.codecs.base import Codec, check_linear_op, allreduce
 
 EPS = 1e-12  # Gram-Schmidt: a column below this fraction of the largest is numerical zero
@@ -94,7 +94,12 @@ class PowerSGD(Codec):
         check_linear_op(self, settings)
 
     def new_state(self, bucket):
-        return _BucketState(self, bucket)
+        state = _BucketState(self, bucket)
+        log.debug("PowerSGD bucket %d: %s; whole (1-D, or shrinking by less than %g): %s",
+                  bucket.index, ", ".join(f"{n}x{m} at rank {r}" for _, n, m, r in state.mats)
+                  or "nothing compressed", self.min_compression_rate,
+                  ", ".join(str(tuple(bucket.params[k].shape)) for k in state.whole) or "none")
+        return state
 
     def buffers(self, state):
         return [state.pbuf, state.qbuf] + list(state.q.values()) + \

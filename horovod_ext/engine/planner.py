@@ -1,6 +1,7 @@
 """Which bucket plan the engine's sets are built from, and when it changes."""
 from horovod.torch.functions import broadcast_object
 
+from horovod_ext import log
 from horovod_ext.engine.plan import bucket_caps, plan_buckets, split_groups
 
 
@@ -26,8 +27,13 @@ class Planner:
         self.ready_order = []  # parameter indices in the order they became ready (first step)
         if self.settings.groups is not None:
             self.plan = split_groups(self.settings.groups, self.params)
+            why = "the groups given"
         else:
             self.plan = self._make(list(reversed(range(len(self.params)))))
+            why = "reverse registration order, until the first step shows the real one"
+        if self.plan != getattr(self, "_shown", None):  # the engine starts over at construction
+            self._shown = self.plan
+            log.debug_plan(self.plan, self.params, self.settings.name_of, why)
 
     def note_ready(self, i):
         """Parameter i's gradient became ready for the first time this step."""
@@ -47,6 +53,8 @@ class Planner:
         seen = set(order)
         order = list(order) + [i for i in reversed(range(len(self.params))) if i not in seen]
         self.plan = self._make([i for i in order if i not in gathered])
+        log.debug_plan(self.plan, self.params, self.settings.name_of,
+                       "the order gradients became ready on the first rank")
         return gathered
 
     def _make(self, order):

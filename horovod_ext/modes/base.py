@@ -3,7 +3,7 @@ that checks the optimizer's arguments it depends on and builds a mode object; th
 implements ``Mode``, the interface the optimizer front delegates every call to."""
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 STATE_KEY = "hvd_ext"  # where a mode's state lives in the optimizer's state_dict()
 
@@ -30,7 +30,7 @@ class Settings:
 class ModeConfig:
     """Base of the mode configurations. ``name`` is the mode's name for ``mode="..."``."""
 
-    name = None
+    name: Optional[str] = None
 
     def check(self, settings, optimizer):
         """Raises ValueError when an argument of the optimizer does not fit this mode."""

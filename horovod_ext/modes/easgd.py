@@ -1,5 +1,6 @@
 """Elastic averaging SGD: every rank is pulled toward a center, and the center toward the ranks."""
 from dataclasses import dataclass
+from typing import Optional
 
 import horovod.torch as hvd
 
@@ -15,7 +16,7 @@ class EASGD(AveragingConfig):
     moving_rate a defaults to 0.9 / N."""
 
     period: int
-    moving_rate: float = None
+    moving_rate: Optional[float] = None
     name = "easgd"
 
     def __post_init__(self):

@@ -2,6 +2,7 @@
 loss broadcasts its parameters and every rank is pulled toward them."""
 import math
 from dataclasses import dataclass
+from typing import Any, Dict, Optional
 
 import horovod.torch as hvd
 import torch
@@ -11,7 +12,7 @@ from horovod_ext.failure import drain
 from horovod_ext.modes.averaging import AveragingConfig, AveragingMode, ranks_of
 from horovod_ext.wire import wire_bytes
 
-_GROUP_SETS = {}  # ranks -> Horovod process set, shared by every optimizer of the process
+_GROUP_SETS: Dict[tuple, Any] = {}  # ranks -> Horovod process set, shared by every optimizer of the process
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,10 @@ class Leader(AveragingConfig):
 
     period: int
     pull: float
-    window: int = None
-    global_period: int = None
-    global_pull: float = None
-    group_size: int = None
+    window: Optional[int] = None
+    global_period: Optional[int] = None
+    global_pull: Optional[float] = None
+    group_size: Optional[int] = None
     overlap: bool = False
     name = "leader"
 
