@@ -1,5 +1,6 @@
 # make bench: install if needed, then the throughput benchmark (2 ranks: Horovod, tuned Horovod, DDP vs hvd_ext).
-# make test:  install if needed, then the whole test suite (C++ tests, nvcc check, pytest).
+# make test:  install if needed, then the whole test suite (C++ tests, nvcc check, mypy, the docs
+#             site's strict build, pytest).
 # make cuda-check: the CUDA build in .venv-cuda/ and the test suite against it (no GPU needed).
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,10 +12,11 @@ STAMP := $(VENV)/.horovod_ext-installed
 
 install: $(STAMP)
 
-$(STAMP): setup.py scripts/install_horovod.sh $(wildcard csrc/*.h csrc/*.cpp csrc/cpu/* csrc/torch/* csrc/cuda/*)
+$(STAMP): setup.py pyproject.toml scripts/install_horovod.sh $(wildcard csrc/*.h csrc/*.cpp csrc/cpu/* csrc/torch/* csrc/cuda/*)
 	test -x $(PY) || python3 -m venv --system-site-packages $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install numpy pybind11 ninja pytest hypothesis tqdm matplotlib mlxtend
+	$(PY) -m pip install numpy pybind11 ninja pytest hypothesis tqdm matplotlib mlxtend \
+		mypy mkdocs mkdocs-material "mkdocstrings[python]"
 	PYTHON=$(PY) bash scripts/install_horovod.sh
 	$(PY) -m pip install --no-build-isolation --no-deps -e .
 	touch $(STAMP)
@@ -23,6 +25,8 @@ test: install
 	cmake -S . -B build/csrc
 	cmake --build build/csrc -j2
 	cd build/csrc && ctest --output-on-failure
+	$(VENV)/bin/mypy
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 	cd tests && ../$(PY) -m pytest -v -rs .
 
 bench: install

@@ -1,9 +1,11 @@
-"""Tables in the README generated from stored results (docs/results/*.json), so every number a
-reader sees comes from a stored run. Each table sits between ``<!-- table:NAME -->`` and
-``<!-- /table:NAME -->``; this script rewrites what is between them.
+"""Tables in the README and the docs pages generated from stored results (docs/results/*.json),
+so every number a reader sees comes from a stored run. Each table sits between
+``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in any page (one table may appear in
+several); this script rewrites what is between them, and fails on a marker it does not know or a
+table that appears nowhere.
 
-    python benchmarks/docs_tables.py            rewrite README.md
-    python benchmarks/docs_tables.py --check    exit 1 when README.md differs from the results
+    python benchmarks/docs_tables.py            rewrite README.md and docs/*.md
+    python benchmarks/docs_tables.py --check    exit 1 when a page differs from the results
 """
 import argparse
 import json
@@ -96,12 +98,18 @@ TABLES = {"kernels_cpu": kernels_cpu,
           "compression_lm_300mbit": lambda: compression("lm_300mbit")}
 
 
+def pages():
+    """Every page that may hold a table."""
+    return [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
+
+
 def render(text):
-    for name, make in TABLES.items():
+    """``text`` with each of its tables regenerated."""
+    for name in re.findall(r"<!-- table:([\w-]+) -->", text):
+        if name not in TABLES:
+            raise SystemExit(f"unknown table {name!r}; known: {', '.join(TABLES)}")
         pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(<!-- /table:{name} -->)", re.S)
-        if not pattern.search(text):
-            raise SystemExit(f"README.md has no <!-- table:{name} --> section")
-        text = pattern.sub(lambda m: m.group(1) + make() + "\n" + m.group(2), text)
+        text = pattern.sub(lambda m: m.group(1) + TABLES[name]() + "\n" + m.group(2), text)
     return text
 
 
@@ -109,13 +117,19 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true", help="only compare; exit 1 on a difference")
     args = p.parse_args()
-    readme = ROOT / "README.md"
-    old = readme.read_text()
-    new = render(old)
-    if args.check:
-        sys.exit(0 if new == old else "README.md's tables differ from docs/results: run "
-                 "python benchmarks/docs_tables.py")
-    readme.write_text(new)
+    shown = set()
+    for page in pages():
+        old = page.read_text()
+        shown.update(re.findall(r"<!-- table:([\w-]+) -->", old))
+        new = render(old)
+        if args.check and new != old:
+            sys.exit(f"{page.relative_to(ROOT)}: tables differ from docs/results: run python "
+                     f"benchmarks/docs_tables.py")
+        if not args.check:
+            page.write_text(new)
+    missing = set(TABLES) - shown
+    if missing:
+        sys.exit(f"tables in no page: {', '.join(sorted(missing))}")
 
 
 if __name__ == "__main__":

@@ -29,13 +29,22 @@ def pin_defaults_before_init():
     os.environ.setdefault("HOROVOD_CYCLE_TIME", str(DEFAULT_CYCLE_MS))
 
 
+SETTER_NEEDED = ("horovod-tuned skipped: it needs the Horovod build of scripts/install_horovod.sh "
+                 "(HOROVOD_EXT_BUILD_HOROVOD=1 bash scripts/install_horovod.sh adds the fusion "
+                 "setter)")
+
+
+def has_setter():
+    """Whether the Horovod in use has horovod_ext_set_fusion (only horovod-tuned needs it)."""
+    from horovod.torch.mpi_ops import _basics
+    return hasattr(_basics.MPI_LIB_CTYPES, "horovod_ext_set_fusion")
+
+
 def _setter():
     from horovod.torch.mpi_ops import _basics
-    try:
-        return _basics.MPI_LIB_CTYPES.horovod_ext_set_fusion
-    except AttributeError:
-        raise SystemExit("horovod-tuned needs the Horovod that scripts/install_horovod.sh builds "
-                         "(it adds horovod_ext_set_fusion); reinstall Horovod with it") from None
+    if not has_setter():
+        raise SystemExit(SETTER_NEEDED)
+    return _basics.MPI_LIB_CTYPES.horovod_ext_set_fusion
 
 
 def set_fusion(fusion_mb, cycle_ms):

@@ -146,6 +146,10 @@ def main():
         raise SystemExit(f"--modes must start with horovod and name only {', '.join(MODES)} (a "
                          f"mode of ours may end in {TUNED} when horovod-tuned is listed); got "
                          f"{args.modes}")
+    if "horovod-tuned" in names and not peers.has_setter():
+        names = [n for n in names if n != "horovod-tuned" and not n.endswith(TUNED)]
+        if hvd.rank() == 0:
+            print(peers.SETTER_NEEDED, flush=True)
     runs = {n: make(n, base, args) for n in names}
     local = copy.deepcopy(base)
     runs["compute"] = (local, torch.optim.SGD(local.parameters(), lr=0.01, momentum=0.9))

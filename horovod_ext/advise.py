@@ -4,7 +4,7 @@
 
 ``stats.json`` is what ``optimizer.gradient_stats.save(path)`` writes; in a running job,
 ``print(horovod_ext.advise.report(optimizer.gradient_stats))`` gives the same text. Every line
-names the formula it uses (the README's "Gradient statistics and the advisor" gives them):
+names the formula it uses (the documentation's Advisor page derives them):
 B_noise (McCandlish et al. 2018), the step speed-up (1 + B_noise/b) / (1 + B_noise/(N b)),
 learning rates proportional to 1/(1 + M/B) for batch B (M = B_noise) and to 1/(M + k) for
 staleness k (M = B_noise / B, the noise scale in steps of the current global batch B).

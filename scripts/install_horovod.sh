@@ -7,7 +7,7 @@
 #   * its bundled gloo's cmake_minimum_required is rejected by CMake >= 4.
 # One function is added (scripts/horovod_setter.py): horovod_ext_set_fusion(), which sets the
 # tensor fusion threshold and cycle time of a running job, so the throughput benchmark can run a
-# tuned Horovod in the same job as the others.
+# tuned Horovod in the same job as the others. A working Horovod already installed is kept.
 # With a CUDA torch and a CUDA toolkit it is built with HOROVOD_GPU_OPERATIONS=NCCL against the
 # NCCL that torch's CUDA wheels bring (nvidia-nccl-cu*), its CUDA kernels for the arch list
 # (TORCH_CUDA_ARCH_LIST, else 8.0;9.0) as C++17, the toolkit found as setup.py finds it, and the
@@ -21,9 +21,15 @@ PYTHON=${PYTHON:-python}
 HOROVOD_VERSION=${HOROVOD_VERSION:-0.28.1}
 CACHE=${HOROVOD_EXT_CACHE:-$HOME/.cache/horovod_ext}
 
-if "$PYTHON" -c "from horovod.torch.mpi_ops import _basics
-_basics.MPI_LIB_CTYPES.horovod_ext_set_fusion" 2>/dev/null; then
-    echo "horovod.torch (with horovod_ext_set_fusion) already importable; skipping the build"
+# A Horovod that already works with the installed torch is used as it is, never replaced,
+# unless HOROVOD_EXT_BUILD_HOROVOD=1 asks for this build (the benchmark's horovod-tuned peer
+# needs its fusion setter; every other use works with any Horovod 0.28.x).
+if [ "${HOROVOD_EXT_BUILD_HOROVOD:-0}" != 1 ] && "$PYTHON" -c "
+import torch, horovod.torch as hvd
+hvd.init()
+assert hvd.allreduce(torch.ones(2), name='install.check').tolist() == [1.0, 1.0]
+hvd.shutdown()" >/dev/null 2>&1; then
+    echo "horovod.torch already imports and works with this torch; using it (HOROVOD_EXT_BUILD_HOROVOD=1 rebuilds)"
     exit 0
 fi
 

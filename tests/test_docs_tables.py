@@ -1,5 +1,6 @@
-"""The README's result tables are what benchmarks/docs_tables.py makes from docs/results: a table
-edited by hand, or a result rerun without regenerating the table, fails here. And the kernel
+"""The result tables of the README and the docs pages are what benchmarks/docs_tables.py makes
+from docs/results: a table edited by hand, or a result rerun without regenerating the table,
+fails here. And the kernel
 benchmark writes the rows the table reads (a short real run)."""
 import json
 import subprocess
@@ -11,10 +12,14 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import docs_tables  # noqa: E402
 
 
-def test_readme_tables_match_stored_results():
-    readme = (ROOT / "README.md").read_text()
-    assert docs_tables.render(readme) == readme, \
-        "README.md's tables differ from docs/results: run python benchmarks/docs_tables.py"
+def test_page_tables_match_stored_results():
+    shown = set()
+    for page in docs_tables.pages():
+        text = page.read_text()
+        shown.update(t for t in docs_tables.TABLES if f"<!-- table:{t} -->" in text)
+        assert docs_tables.render(text) == text, \
+            f"{page.name}'s tables differ from docs/results: run python benchmarks/docs_tables.py"
+    assert shown == set(docs_tables.TABLES), "a generated table appears in no page"
 
 
 def test_kernel_benchmark_writes_every_operator_against_torch(tmp_path):
