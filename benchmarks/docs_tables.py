@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "science"))
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
@@ -68,32 +69,156 @@ def compression(name):
     return "\n".join(lines)
 
 
-def compression_text():
-    """Per method of the text experiment: the learning rate chosen on validation, the validation
-    loss of each seed, its mean against sync's, and the bytes each rank sent."""
-    path = RESULTS / "compression_text.json"
+def text_methods(filename):
+    """Per method of a text experiment (benchmarks/science/diloco_text.py): the learning rate
+    chosen on validation, the validation loss of each seed and its mean against sync's, the test
+    loss, the bytes each rank sent and the largest step's."""
+    from labels import label
+    path = RESULTS / filename
     run = json.loads(path.read_text())
     sync = run["methods"]["sync"]["runs"]
     base = sum(r["val"] for r in sync) / len(sync)
     lrs = run["lrs"]
     chosen = (f"learning rate chosen from {lrs} on validation (seed 0)" if len(lrs) > 1
               else f"learning rate {lrs[0]} for every method")
-    lines = [f"{run['ranks']} ranks, {run['steps']} steps, batch {run['batch']} per rank, AdamW, "
-             f"{chosen}; `{path.relative_to(ROOT)}`.", "",
-             "| method | lr | validation loss (seeds) | mean vs sync | MB sent per rank |",
-             "|---|---|---|---|---|"]
+    lines = [f"{run['ranks']} ranks, {run['steps']} steps, batch {run['batch']} per rank, "
+             f"{run.get('hidden_layers', 1)} hidden layer(s), AdamW inside every method, {chosen}; "
+             f"`{path.relative_to(ROOT)}`.", "",
+             "| method | lr | validation loss (seeds) | mean vs sync | test (seed 0) | "
+             "MB sent per rank | largest step |", "|---|---|---|---|---|---|---|"]
     for name, m in run["methods"].items():
         vals = [r["val"] for r in m["runs"]]
-        mean = sum(vals) / len(vals)
-        lines.append(f"| {name} | {m['lr']} | {', '.join(f'{v:.3f}' for v in vals)} | "
-                     f"{100 * (mean / base - 1):+.1f}% | "
-                     + ("not counted" if m["runs"][0]["bytes"] is None else
-                        f"{m['runs'][0]['bytes'] / 1e6:.1f}") + " |")
+        mean, first = sum(vals) / len(vals), m["runs"][0]
+        counted = first["bytes"] is not None
+        lines.append(f"| {label(name)} | {m['lr']} | {', '.join(f'{v:.3f}' for v in vals)} | "
+                     f"{100 * (mean / base - 1):+.1f}% | {first['test']:.3f} | "
+                     + (f"{first['bytes'] / 1e6:.1f} | {first['peak_step_bytes'] / 1e3:.0f} kB |"
+                        if counted else "not counted | |"))
+    return "\n".join(lines)
+
+
+def throughput_cells(pattern, rate=True, sweep_cols=False):
+    """One row per stored throughput run (files matching ``pattern`` under docs/results, or a
+    sweep.json list): its cell, the exact-sync bound, tuned Horovod's setting and, per optimizer,
+    its median step with the speedup over the fastest peer (95% interval over rounds)."""
+    from ratios import cell
+    runs = []
+    for path in sorted(RESULTS.glob(pattern)):
+        data = json.loads(path.read_text())
+        runs += data if isinstance(data, list) else [dict(data, path=path)]
+    modes = list(dict.fromkeys(x["mode"] for r in runs for x in r["results"]))
+    head = (["rate"] if rate else []) + ["model", "ranks", "T_compute", "T_allreduce",
+                                         "exact-sync bound",
+                                         "headroom" if sweep_cols else "tuned (fusion, cycle)"]
+    lines = [f"`docs/results/{pattern}`; each cell: median step, speedup over the fastest peer "
+             "[95% bootstrap interval over rounds]" + (", efficiency against the exact-sync "
+                                                       "bound" if sweep_cols else "") + ".", "",
+             "| " + " | ".join(head + modes) + " |", "|---" * (len(head) + len(modes)) + "|"]
+    for r in runs:
+        c = r.get("config", {})
+        rate_of = r.get("rate") or c.get("link") or \
+            re.search(r"\d+[mg]bit", r["path"].stem).group(0)
+        t = r.get("horovod_tuned") or {}
+        by = {x["mode"]: x for x in r["results"]}
+        tuned = (f"{by[r['best_peer']]['step_ms'] / r['sync_bound_ms']:.2f}x" if sweep_cols else
+                 f"{t['fusion_mb']} MB, {t['cycle_ms']:g} ms" if t else "")
+        cells = [(f"{by[m]['step_ms']:.0f} ms, {cell(by[m]['vs_best_peer'], by[m]['vs_best_peer_ci95'])}"
+                  + (f", eff {by[m]['sync_efficiency']:.2f}" if sweep_cols else ""))
+                 if m in by else "" for m in modes]
+        row = ([rate_of] if rate else []) + [r.get("model") or c["model"],
+                                             str(r.get("np") or c["np"]),
+                                             f"{r['compute_ms']:.0f} ms", f"{r['allreduce_ms']:.0f} ms",
+                                             f"{r['sync_bound_ms']:.0f} ms", tuned]
+        lines.append("| " + " | ".join(row + cells) + " |")
+    return "\n".join(lines)
+
+
+def delayed_throughput():
+    """The delayed-mode runs at 1 Gbit/s: per ranks x batch, compute and allreduce times and
+    each optimizer's median step, its ratio to Horovod's and its efficiency."""
+    names = {"horovod": "Horovod", "sync": "sync", "delayed": "delayed k=1",
+             "delayed2": "delayed k=2"}
+    lines = ["`docs/results/delayed_1gbit_np*_bs*.json`; step (x Horovod, efficiency "
+             "max(T_compute, T_allreduce) / step).", "",
+             "| ranks x batch | T_compute | T_allreduce | " + " | ".join(names.values()) + " |",
+             "|---" * (3 + len(names)) + "|"]
+    runs = [json.loads(p.read_text()) for p in RESULTS.glob("delayed_1gbit_np*_bs*.json")]
+    for r in sorted(runs, key=lambda r: (r["config"]["np"], r["config"]["batch_size"])):
+        by = {x["mode"]: x for x in r["results"]}
+        cells = [f"{by[m]['step_ms']:.0f} ms" + ("" if m == "horovod" else
+                 f" ({by[m]['vs_horovod']:.2f}x, eff {by[m]['efficiency']:.2f})") for m in names]
+        lines.append(f"| {r['config']['np']} x {r['config']['batch_size']} | "
+                     f"{r['compute_ms']:.0f} ms | {r['allreduce_ms']:.0f} ms | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def delayed_convergence():
+    """Final test accuracy per configuration, both optimizers, mean over initialisations; a run
+    that diverged (final accuracy below 20%) is marked, not averaged in silently."""
+    runs = {m: json.loads((RESULTS / f"delayed_convergence_{m}.json").read_text())
+            for m in ("m0", "m09")}
+    head = [f"SGD{' momentum ' + str(r['config']['momentum']) if r['config']['momentum'] else ''}, "
+            f"lr {r['config']['lr']}" for r in runs.values()]
+    lines = ["`docs/results/delayed_convergence_m0.json`, `delayed_convergence_m09.json`; final "
+             "test accuracy, mean over the initialisations.", "",
+             "| config | " + " | ".join(head) + " |", "|---" * (1 + len(head)) + "|"]
+
+    def shown(entry):
+        accs = [run["final_test_acc"] for run in entry["runs"]]
+        bad = sum(a < 0.2 for a in accs)
+        mean = f"{100 * sum(accs) / len(accs):.1f}%"
+        return mean if not bad else f"{mean} ({bad} of {len(accs)} diverged)"
+
+    for config in runs["m0"]["results"]:
+        lines.append(f"| {config} | " + " | ".join(shown(r["results"][config])
+                                                  for r in runs.values()) + " |")
+    return "\n".join(lines)
+
+
+def averaging_mnist():
+    """Final test accuracy, bytes per step (and as a fraction of sync's) and wall-clock."""
+    run = json.loads((RESULTS / "averaging_mnist.json").read_text())
+    sync = run["results"]["sync"]["bytes_per_step"]
+    lines = ["`docs/results/averaging_mnist.json`.", "",
+             "| mode | final test accuracy | bytes sent per rank per step | training wall-clock |",
+             "|---|---|---|---|"]
+    for mode, r in run["results"].items():
+        lines.append(f"| {mode} | {100 * r['acc'][-1]:.1f}% | {r['bytes_per_step'] / 1e3:.1f} kB "
+                     f"({r['bytes_per_step'] / sync:.3g}) | {r['seconds'][-1]:.1f} s |")
+    return "\n".join(lines)
+
+
+def soak():
+    """Per mode, from the end of the warm-up to the last step: RSS and the growth of what could
+    leak."""
+    run = json.loads((RESULTS / "soak.json").read_text())
+    c = run["config"]
+    lines = [f"`docs/results/soak.json`: growth over {c['steps']} steps after a {c['warmup']}-step "
+             "warm-up, rank 0.", "",
+             "| mode | RSS (MiB) | growth | fds | handles | buffers | objects |",
+             "|---|---|---|---|---|---|---|"]
+    for mode, r in run["results"].items():
+        a, b = r["samples"][0], r["samples"][-1]  # the first sample ends the warm-up
+        lines.append(f"| {mode} | {a['rss_mb']:.1f} -> {b['rss_mb']:.1f} | "
+                     f"{100 * (b['rss_mb'] / a['rss_mb'] - 1):+.2f}% | "
+                     + " | ".join(f"{b[k] - a[k]:+d}" if b[k] != a[k] else "0"
+                                  for k in ("fds", "handles", "buffer_bytes", "objects")) + " |")
     return "\n".join(lines)
 
 
 TABLES = {"kernels_cpu": kernels_cpu,
-          "compression_text": compression_text,
+          "delayed_throughput": delayed_throughput,
+          "delayed_convergence": delayed_convergence,
+          "averaging_mnist": averaging_mnist,
+          "soak": soak,
+          "peers_sweep": lambda: throughput_cells("peers/sweep.json", sweep_cols=True),
+          "peers_overlap": lambda: throughput_cells("peers/overlap_1gbit_*.json"),
+          "peers_tuned": lambda: throughput_cells("peers/tuned/*_np2.json"),
+          "compression_text": lambda: text_methods("compression_text.json"),
+          "diloco_text": lambda: text_methods("diloco_text.json"),
+          "diloco_text_4096": lambda: text_methods("diloco_text_4096.json"),
+          "diloco_fragments": lambda: text_methods("diloco_fragments.json"),
           "compression_lm_1gbit": lambda: compression("lm_1gbit"),
           "compression_lm_300mbit": lambda: compression("lm_300mbit")}
 

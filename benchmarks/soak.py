@@ -63,7 +63,7 @@ def soak(name, args):
                    for k in ("fds", "handles", "buffer_bytes", "objects")})
 
 
-def plot(results, path):
+def plot(results, path, size, config):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -72,7 +72,8 @@ def plot(results, path):
         ax.plot([s["step"] for s in r["samples"]], [s["rss_mb"] for s in r["samples"]], label=name)
     ax.set_xlabel("steps after warm-up")
     ax.set_ylabel("RSS of rank 0 (MiB)")
-    ax.set_title("Soak: resident memory per mode")
+    ax.set_title(f"Soak: MLP (width {config['width']}), {size} ranks, Gloo, batch "
+                 f"{config['batch_size']}/rank: RSS of rank 0 per mode", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -113,7 +114,7 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(dict(config=vars(args), size=hvd.size(), results=results), f, indent=1)
-    plot(results, os.path.splitext(args.json)[0] + ".png")
+    plot(results, os.path.splitext(args.json)[0] + ".png", hvd.size(), vars(args))
     print(f"wrote {args.json}")
 
 

@@ -46,7 +46,14 @@ def plot_sweep(runs, path):
                        [x["vs_best_peer_ci95"][1] - y for y, x in zip(ys, got)]]
                 ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, label=f"{mode}, {n} ranks")
         ax.axhline(1.0, color="k", lw=0.8)
-        ax.set(title=model, xlabel="link rate", ylabel="speedup over the fastest peer (95% CI)")
+        ax.set(title=f"{model}, {'/'.join(str(n) for n in sorted({r['np'] for r in runs}))} ranks",
+               xlabel="link rate (emulated)", ylabel="speedup over the fastest peer (95% CI)")
         ax.legend(fontsize=7)
+    ymin = min(a.get_ylim()[0] for a in axes[0])  # one scale for every panel
+    ymax = max(a.get_ylim()[1] for a in axes[0])
+    for ax in axes[0]:
+        ax.set_ylim(ymin, ymax)
+    fig.suptitle("Our modes against the fastest peer (Horovod, tuned Horovod, DDP) per model and "
+                 "link rate; 95% bootstrap intervals over rounds", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

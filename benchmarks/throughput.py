@@ -31,7 +31,7 @@ from horovod_ext.progress import Progress
 from horovod_ext.wire import wire_bytes
 import peers
 from bound import measured_bound
-from charts import plot
+from charts import plot, title as chart_title
 from models import BATCH, MODELS, loss_fn, make_batch
 from ratios import cell, speedup, verdict
 from timeline import plot_timeline, read_timeline, summarize_trace
@@ -286,7 +286,7 @@ def report(args, out, traces):
     print(f"wrote {args.json} and {png}")
     if traces:
         stem = os.path.splitext(os.path.abspath(args.json))[0]
-        plot_timeline(traces, f"{stem}.timeline.png")
+        plot_timeline(traces, f"{stem}.timeline.png", chart_title(out))
         print(f"wrote {stem}.timeline.png and the timelines beside it")
 
 

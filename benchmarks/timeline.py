@@ -52,7 +52,7 @@ def summarize_trace(marks, t0, ops):
     return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
 
 
-def plot_timeline(traces, path):
+def plot_timeline(traces, path, title):
     """One row per optimizer: its traced steps (forward + backward light, waiting for the step
     dark) and, below, the allreduces on the wire; time since the first traced step started."""
     import matplotlib
@@ -69,5 +69,6 @@ def plot_timeline(traces, path):
         ax.broken_barh(spans, (y - 0.35, 0.3), color="#fd8d3c")
     ax.set_yticks([-r + 0.0 for r in range(len(traces))], list(traces))
     ax.set_xlabel("ms (light: forward + backward, dark: step waits; orange: allreduce on the wire)")
+    ax.set_title(f"Horovod timeline of traced steps: {title}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -37,3 +37,21 @@ def test_kernel_benchmark_writes_every_operator_against_torch(tmp_path):
             assert row["fastest_torch"] in {x["impl"] for x in r["rows"] if x["op"] == row["op"]}
             assert row["of_copy"] > 0
     assert (tmp_path / "kernels.png").stat().st_size > 10_000
+
+
+def test_figures_are_redrawn_from_their_json_with_model_ranks_and_link(tmp_path):
+    import replot
+    drawn = 0
+    for path in sorted(replot.RESULTS.rglob("*.json")):
+        draw = replot.drawer(path, json.loads(path.read_text()))
+        if draw is None or not path.with_suffix(".png").exists():
+            continue
+        if path.parent.name == "compression":  # one of each kind is enough for a test
+            png = tmp_path / f"{path.stem}.png"
+            draw(str(png))
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            drawn += 1
+    assert drawn == 2
+    from charts import title
+    run = json.loads((replot.RESULTS / "compression" / "lm_300mbit.json").read_text())
+    assert title(run).startswith("lm, 2 ranks, 300mbit")

@@ -8,6 +8,9 @@ import os
 import re
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from labels import label  # noqa: E402
+
 OUTER = re.compile(r"diloco_H\d+_o(?P<lr>[\d.]+)_m(?P<mu>[\d.]+)")
 
 
@@ -25,7 +28,8 @@ def plot(out, png):
 def title(out):
     layers = out.get("hidden_layers", 1)
     return (f"{out['ranks']} ranks, AdamW, {out['steps']} steps x batch {out['batch']} per rank, "
-            f"char-level LM ({layers} hidden layer{'s' if layers > 1 else ''})")
+            f"char-level LM ({layers} hidden layer{'s' if layers > 1 else ''}); any link (loss per "
+            f"step and per byte do not depend on it)")
 
 
 def curves(out, png):
@@ -33,9 +37,9 @@ def curves(out, png):
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, r in out["methods"].items():
         steps, val, sent = zip(*r["runs"][0]["curve"])
-        a.plot(steps, val, label=name)
+        line, = a.plot(steps, val, label=label(name))
         if r["runs"][0]["bytes"] is not None:  # a peer whose bytes are not counted: steps only
-            b.plot([s / 1e6 for s in sent], val, label=name)
+            b.plot([s / 1e6 for s in sent], val, color=line.get_color())
     a.set(xlabel="step", ylabel="validation loss (nats/char)", title="loss against steps")
     b.set(xlabel="MB sent per rank", ylabel="validation loss", xscale="symlog",
           title="loss against bytes")

@@ -1,5 +1,6 @@
-"""Seed experiments on real data: the inefficiency of larger batches and more learners at a fixed
-sample budget, and the saturation of steps-to-target beyond the critical batch and delay.
+"""Batch size, learners and delay on real data: the inefficiency of larger batches and more
+learners at a fixed sample budget, and the saturation of steps-to-target beyond the critical
+batch and delay.
 
     python benchmarks/science/noise_scale.py budget --json results/fixed_budget.json
     python benchmarks/science/noise_scale.py saturation --data mnist --json results/saturation_mnist.json

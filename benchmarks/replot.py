@@ -1,0 +1,60 @@
+"""Redraws the figures of docs/results from their stored JSON (no rerun): each throughput run
+(charts.py), the peer sweeps (sweep_report.py), the soak, the text experiments (science/
+diloco_plots.py) and the kernel benchmark: each PNG that lies beside its JSON.
+
+    python benchmarks/replot.py            # every figure it knows
+    python benchmarks/replot.py --list     # only say which
+"""
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE / "science")]
+RESULTS = HERE.parent / "docs" / "results"
+
+
+def drawer(path, data):
+    """The function that draws ``data`` (the JSON at ``path``), or None."""
+    if isinstance(data, list) and data and "best_peer" in data[0]:
+        from sweep_report import plot_sweep
+        return lambda png: plot_sweep(data, png)
+    if not isinstance(data, dict):
+        return None
+    if "methods" in data and "lrs" in data:
+        from diloco_plots import plot
+        return lambda png: plot(data, png)
+    if path.name == "soak.json":
+        from soak import plot
+        return lambda png: plot(data["results"], png, data["size"], data["config"])
+    if path.name == "kernels_cpu.json":
+        from kernels import plot
+        return lambda png: plot(data, png)
+    results = data.get("results")
+    if isinstance(results, list) and results and "vs_best_peer_ci95" in results[0]:
+        from charts import plot
+        rate = re.search(r"\d+[mg]bit", path.stem)  # runs stored before the link was recorded
+        if not data["config"].get("link") and rate:
+            data["config"]["link"] = rate.group(0)
+        return lambda png: plot(data, png)
+    return None
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--list", action="store_true", help="say which figures, draw none")
+    args = p.parse_args()
+    for path in sorted(RESULTS.rglob("*.json")):
+        png = path.with_suffix(".png")
+        draw = drawer(path, json.loads(path.read_text()))
+        if draw is None or not png.exists():  # only the figures the results already have
+            continue
+        print(png.relative_to(RESULTS.parent.parent))
+        if not args.list:
+            draw(str(png))
+
+
+if __name__ == "__main__":
+    main()
