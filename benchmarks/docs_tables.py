@@ -207,7 +207,26 @@ def soak():
     return "\n".join(lines)
 
 
+def traced(name):
+    """Per optimizer of a traced throughput run: median step, and per traced step (medians) the
+    forward + backward, the wait in step(), and the time collectives were on the wire."""
+    path = RESULTS / "compression" / f"{name}.json"
+    run = json.loads(path.read_text())
+    lines = [f"`{path.relative_to(ROOT)}` ({run['config']['model']}, {run['config']['np']} ranks, "
+             f"{run['config']['link']}): medians over the traced steps.", "",
+             "| optimizer | median step | forward + backward | waiting in step() | "
+             "collectives on the wire | of it after backward |", "|---|---|---|---|---|---|"]
+    for r in run["results"]:
+        t = r["trace"]
+        wire = (f"{t['wire_ms']:.0f} ms | {t['wire_after_backward_ms']:.0f} ms"
+                if t["wire_ms"] else "not in Horovod's timeline | ")
+        lines.append(f"| {r['mode']} | {r['step_ms']:.0f} ms | {t['compute_ms']:.0f} ms | "
+                     f"{t['wait_ms']:.0f} ms | {wire} |")
+    return "\n".join(lines)
+
+
 TABLES = {"kernels_cpu": kernels_cpu,
+          "compression_trace": lambda: traced("lm_1gbit_trace"),
           "delayed_throughput": delayed_throughput,
           "delayed_convergence": delayed_convergence,
           "averaging_mnist": averaging_mnist,
