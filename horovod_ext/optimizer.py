@@ -4,7 +4,7 @@ user-facing subclass and delegates every call to the mode object its ``mode=`` b
 (``horovod_ext.modes``); how gradients travel is the engine's business (``horovod_ext.engine``).
 """
 from contextlib import contextmanager
-from typing import Any, Iterable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Tuple, Union
 
 import horovod.torch.optimizer as horovod_optimizer
 import torch
@@ -49,7 +49,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
                   settings.first_bucket_mb, settings.process_set.size(), len(settings.name_of))
         self._mode_object = config.build(self, inner, settings)
 
-    def step(self, closure=None, loss=None):
+    def step(self, closure: Optional[Callable[[], Any]] = None, loss: Any = None) -> Any:
         """Waits for what this step applies (a no-op in the averaging modes), then runs the
         wrapped optimizer's step, then the mode's round when one is due. In delayed mode the
         first ``staleness`` steps have no gradient to apply yet and return None. ``loss`` is
@@ -76,7 +76,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         finally:
             self._should_synchronize = True
 
-    def flush(self, apply=None):
+    def flush(self, apply: Optional[Callable[[torch.optim.Optimizer], Any]] = None) -> None:
         """Applies whatever is still in flight (delayed gradients, one inner step each, oldest
         first; an overlapped leader pull) and leaves nothing in flight. ``apply(optimizer)``,
         if given, runs instead of the inner step for each delayed gradient, with ``p.grad``
@@ -132,7 +132,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         return self._mode_object.synchronized
 
     @property
-    def bytes_sent(self):
+    def bytes_sent(self) -> float:
         """Bytes this rank sent for every collective it launched (see ``horovod_ext.wire``)."""
         return self._mode_object.bytes_sent
 
@@ -202,12 +202,14 @@ def DistributedOptimizer(
     moment its last gradient is accumulated, so communication overlaps the rest of backprop.
     ``bucket_cap_mb`` caps a bucket's size (default None: about 32 buckets for the model, each
     0.25 to 25 MB) and the first bucket holds at most ``first_bucket_mb``. ``mode`` picks the
-    synchronisation algorithm: ``"sync"`` (exact, the default), ``Delayed(staleness, compensation)``,
-    or a model-averaging mode without gradient allreduce: ``Leader(period, pull, ...)``,
-    ``EASGD(period, moving_rate)``, ``LocalSGD(period)``. ``groups``/``num_groups`` replace
-    the automatic plan with Horovod's explicit grouping (one bucket per group).
-    ``stats=GradientStats(batch_size)`` measures the gradient noise scale for free (see
-    ``horovod_ext.stats``); it is then ``optimizer.gradient_stats``.
+    synchronisation algorithm: ``"sync"`` (exact, the default),
+    ``Delayed(staleness, compensation)``, or a model-averaging mode without gradient allreduce:
+    ``Leader(period, pull, ...)``, ``EASGD(period, moving_rate)``, ``LocalSGD(period)``,
+    ``DiLoCo(period, ...)``. ``compression``: a Horovod ``Compressor`` or a codec
+    (``PowerSGD``, ``Quantize``). ``groups``/``num_groups`` replace the automatic plan with
+    Horovod's explicit grouping (one bucket per group). ``stats=GradientStats(batch_size)``
+    measures the gradient noise scale with no extra collective (see ``horovod_ext.stats``); it
+    is then ``optimizer.gradient_stats``.
     ``nonfinite``: what a NaN or inf in the gradient to apply does: ``"ignore"`` (apply it, as
     Horovod does), ``"skip"`` (skip that inner step on every rank, counted in
     ``optimizer.skipped_steps``) or ``"raise"`` (FloatingPointError naming the parameter). In
