@@ -14,6 +14,33 @@ def title(out):
             f"{c['batch_size']}/rank, {c['rounds']} rounds of {c['steps']} steps")
 
 
+
+def plot_medians(out, path):
+    """Runs stored with medians only (no rounds, so no intervals): each optimizer's median step
+    and its ratio to Horovod's, on an axis that starts near the fastest step, and the bound."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    res = out["results"]
+    fig, ax = plt.subplots(figsize=(7, 0.9 + 0.4 * len(res)))
+    y = list(range(len(res)))[::-1]
+    for yi, r in zip(y, res):
+        ax.plot(r["step_ms"], yi, "o", color=OURS_COLOR if r["mode"] != "horovod" else PEER_COLOR)
+        ax.annotate(f"{r['step_ms']:.0f} ms, {r['vs_horovod']:.2f}x Horovod", (r["step_ms"], yi),
+                    xytext=(6, -3), textcoords="offset points", fontsize=7)
+    ax.axvline(out["bound_ms"], color="k", ls="--", lw=1,
+               label=f"max(T_compute {out['compute_ms']:.0f}, T_allreduce "
+                     f"{out['allreduce_ms']:.0f} ms)")
+    ax.set(yticks=y, xlabel="median step time (ms); no intervals: one median per optimizer stored")
+    ax.set_yticklabels([r["mode"] for r in res], fontsize=8)
+    ax.set_xlim(right=max(r["step_ms"] for r in res) * 1.25)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title(out), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot(out, path):
     import matplotlib
     matplotlib.use("Agg")

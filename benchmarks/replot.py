@@ -33,12 +33,13 @@ def drawer(path, data):
         from kernels import plot
         return lambda png: plot(data, png)
     results = data.get("results")
-    if isinstance(results, list) and results and "vs_best_peer_ci95" in results[0]:
-        from charts import plot
+    if isinstance(results, list) and results and "step_ms" in results[0] and "bound_ms" in data:
+        from charts import plot, plot_medians
         rate = re.search(r"\d+[mg]bit", path.stem)  # runs stored before the link was recorded
         if not data["config"].get("link") and rate:
             data["config"]["link"] = rate.group(0)
-        return lambda png: plot(data, png)
+        draw = plot if "vs_best_peer_ci95" in results[0] else plot_medians
+        return lambda png: draw(data, png)
     return None
 
 
