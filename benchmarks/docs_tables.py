@@ -212,8 +212,11 @@ def traced(name):
     forward + backward, the wait in step(), and the time collectives were on the wire."""
     path = RESULTS / "compression" / f"{name}.json"
     run = json.loads(path.read_text())
+    cap = run["config"].get("bucket_cap_mb")
     lines = [f"`{path.relative_to(ROOT)}` ({run['config']['model']}, {run['config']['np']} ranks, "
-             f"{run['config']['link']}): medians over the traced steps.", "",
+             f"{run['config']['link']}, " + (f"buckets of up to {cap:g} MB" if cap else
+                                             "the default bucket plan")
+             + "): medians over the traced steps.", "",
              "| optimizer | median step | forward + backward | waiting in step() | "
              "collectives on the wire | of it after backward |", "|---|---|---|---|---|---|"]
     for r in run["results"]:
@@ -227,6 +230,7 @@ def traced(name):
 
 TABLES = {"kernels_cpu": kernels_cpu,
           "compression_trace": lambda: traced("lm_1gbit_trace"),
+          "compression_trace_cap100": lambda: traced("lm_1gbit_trace_cap100"),
           "delayed_throughput": delayed_throughput,
           "delayed_convergence": delayed_convergence,
           "averaging_mnist": averaging_mnist,
