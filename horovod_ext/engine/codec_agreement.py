@@ -11,6 +11,16 @@ import horovod.torch as hvd
 import torch
 
 
+def broadcast_shared(codec, buckets, process_set, prefix):
+    """Every bucket's shared codec tensors (PowerSGD's Q) from the first rank of
+    ``process_set``, in the buckets' order; ``prefix`` names the collectives."""
+    root = process_set.ranks[0] if process_set.ranks is not None else 0
+    for b in buckets:
+        for i, t in enumerate(codec.shared_tensors(b.codec_state)):
+            hvd.broadcast_(t, root_rank=root, process_set=process_set,
+                           name=f"{prefix}.{b.index}.{i}")
+
+
 def agree_codec_state(engine):
     """Engine's step counter and every bucket's shared codec tensors from the first rank."""
     ps = engine.settings.process_set
@@ -20,7 +30,4 @@ def agree_codec_state(engine):
     engine.grad_steps += delta
     for s in engine._sets:
         s.step += delta
-        for b in s.buckets:
-            for i, t in enumerate(engine.codec.shared_tensors(b.codec_state)):
-                hvd.broadcast_(t, root_rank=ps.ranks[0], process_set=ps,
-                               name=f"hvd_ext.codec.{s.slot}.{b.index}.{i}")
+        broadcast_shared(engine.codec, s.buckets, ps, f"hvd_ext.codec.{s.slot}")

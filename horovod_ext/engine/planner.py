@@ -19,6 +19,7 @@ class Planner:
         self.cap, self.first_cap = bucket_caps(
             settings.bucket_cap_mb, settings.first_bucket_mb,
             sum(p.numel() * p.element_size() for p in params))
+        self._shown = None  # the plan last logged
         self.start()
 
     def start(self):
@@ -31,7 +32,7 @@ class Planner:
         else:
             self.plan = self._make(list(reversed(range(len(self.params)))))
             why = "reverse registration order, until the first step shows the real one"
-        if self.plan != getattr(self, "_shown", None):  # the engine starts over at construction
+        if self.plan != self._shown:  # the engine starts over at construction
             self._shown = self.plan
             log.debug_plan(self.plan, self.params, self.settings.name_of, why)
 

@@ -2,13 +2,13 @@
 step on the ranks' averaged parameter change; streamed in fragments (Streaming DiLoCo, 2025)."""
 from dataclasses import dataclass
 
-import horovod.torch as hvd
 import torch
 
 from horovod_ext import checks
 from horovod_ext.engine.bucket import Bucket
+from horovod_ext.engine.codec_agreement import broadcast_shared
 from horovod_ext.engine.flats import ParamFlats
-from horovod_ext.modes.averaging import AveragingConfig, AveragingMode, ranks_of
+from horovod_ext.modes.averaging import AveragingConfig, AveragingMode
 
 
 @dataclass(frozen=True)
@@ -19,8 +19,9 @@ class DiLoCo(AveragingConfig):
     (t + 1) % period == (f * period // F) % period: with x the rank's parameters,
     delta = mean over ranks of (theta - x) (one exchange per dtype through the ``compression``
     codec, as a gradient bucket's; a codec's step is the fragment's round number, counted from
-    0, so ``PowerSGD(start_step=s)`` sends the first s rounds whole), buf = outer_momentum * buf + delta, d = delta + outer_momentum * buf (Nesterov) or
-    buf, theta -= outer_lr * d, and every rank's x becomes theta. With outer_lr=1 and
+    0, so ``PowerSGD(start_step=s)`` sends the first s rounds whole),
+    buf = outer_momentum * buf + delta, d = delta + outer_momentum * buf (Nesterov) or buf,
+    theta -= outer_lr * d, and every rank's x becomes theta. With outer_lr=1 and
     outer_momentum=0 it is LocalSGD(period)."""
 
     period: int
@@ -127,13 +128,17 @@ class DiLoCoMode(AveragingMode):
     def state(self):
         clone = (lambda parts: None if parts is None else [[t.clone() for t in p] for p in parts])
         return dict(super().state(), theta=clone(self._theta), buf=clone(self._buf),
-                    **self.own_state())
+                    codec=self._codec_saved())
 
     def own_state(self):
-        """Codec state per bucket and parameter: error feedback is each rank's own."""
-        return dict(super().own_state(), codec=[
-            [[self._codec.save(b.codec_state, k) for k in range(len(b.params))] for b in bs]
-            for bs in self._buckets])
+        """Each rank keeps its codec state through the agreement: error feedback is its own
+        (the shared part, PowerSGD's Q, is then broadcast by ``agree_once``)."""
+        return dict(super().own_state(), codec=self._codec_saved())
+
+    def _codec_saved(self):
+        """The codec's state per fragment, dtype bucket and parameter."""
+        return [[[self._codec.save(b.codec_state, k) for k in range(len(b.params))] for b in bs]
+                for bs in self._buckets]
 
     def load_state(self, saved):
         super().load_state(saved)
@@ -151,15 +156,13 @@ class DiLoCoMode(AveragingMode):
         if self._agreed:
             return
         super().agree_once()
-        root = ranks_of(self.process_set)[0]
-        for bs in self._buckets:
-            for b in bs:
-                for j, t in enumerate(self._codec.shared_tensors(b.codec_state)):
-                    hvd.broadcast_(t, root_rank=root, process_set=self.process_set,
-                                   name=f"hvd_ext.diloco.codec.{b.index}.{j}")
+        broadcast_shared(self._codec, [b for bs in self._buckets for b in bs], self.process_set,
+                         "hvd_ext.diloco.codec")
 
     def on_reset(self):
-        """Elastic resize: other ranks, other averages; the codec forgets what it learned."""
+        """Elastic resize: other ranks, other averages; the codec forgets what it learned and
+        the next step agrees again."""
         for bs in self._buckets:
             for b in bs:
                 self._codec.reset(b.codec_state)
+        self._agreed = False
