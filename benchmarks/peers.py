@@ -3,9 +3,9 @@ per peer (REGISTRY): Horovod as it comes, Horovod tuned for the cell (fusion thr
 time), Horovod with its fp16 compression, PyTorch DDP on Gloo, and DDP with its fp16 and PowerSGD
 communication hooks.
 
-Horovod reads its fusion threshold and cycle time once, at ``hvd.init()``; the Horovod that
-scripts/install_horovod.sh builds adds ``horovod_ext_set_fusion()`` (scripts/horovod_setter.py),
-so one job can time Horovod with its defaults and tuned in alternating rounds. The tuned values
+Horovod's fusion threshold and cycle time are changed at run time through
+``horovod_ext.horovod_knobs`` (the Horovod build of scripts/install_horovod.sh), so one job can
+time Horovod with its defaults and tuned in alternating rounds. The tuned values
 are the best of GRID, measured on this cell in the same job before the timed rounds.
 """
 import contextlib
@@ -18,41 +18,17 @@ from typing import Callable
 import horovod.torch as hvd
 import torch
 
-DEFAULT_FUSION_MB, DEFAULT_CYCLE_MS = 128, 1.0  # Horovod 0.28.1's defaults
+from horovod_ext.horovod_knobs import DEFAULT_CYCLE_MS, DEFAULT_FUSION_MB, has_setter, set_fusion
+
 GRID = list(itertools.product((1, 8, 128), (1.0, 5.0, 20.0)))  # (fusion MB, cycle ms)
-
-
-def pin_defaults_before_init():
-    """Horovod's defaults, given as its environment variables, so that both values are fixed
-    ones from the start (the setter then only changes them, never Horovod's tuner's state)."""
-    os.environ.setdefault("HOROVOD_FUSION_THRESHOLD", str(DEFAULT_FUSION_MB * 1024 * 1024))
-    os.environ.setdefault("HOROVOD_CYCLE_TIME", str(DEFAULT_CYCLE_MS))
-
-
 SETTER_NEEDED = ("horovod-tuned skipped: it needs the Horovod build of scripts/install_horovod.sh "
                  "(HOROVOD_EXT_BUILD_HOROVOD=1 bash scripts/install_horovod.sh adds the fusion "
                  "setter)")
 
 
-def has_setter():
-    """Whether the Horovod in use has horovod_ext_set_fusion (only horovod-tuned needs it)."""
-    from horovod.torch.mpi_ops import _basics
-    return hasattr(_basics.MPI_LIB_CTYPES, "horovod_ext_set_fusion")
-
-
 def _setter():
-    from horovod.torch.mpi_ops import _basics
     if not has_setter():
         raise SystemExit(SETTER_NEEDED)
-    return _basics.MPI_LIB_CTYPES.horovod_ext_set_fusion
-
-
-def set_fusion(fusion_mb, cycle_ms):
-    """Sets Horovod's fusion threshold and cycle time on this rank. Call it on every rank at the
-    same point between collectives (after a collective every rank has finished)."""
-    import ctypes
-    hvd.allreduce(torch.zeros(1), name="peers.fence")  # no collective of ours in flight
-    _setter()(ctypes.c_longlong(int(fusion_mb * 1024 * 1024)), ctypes.c_double(cycle_ms))
 
 
 class TunedHorovod:

@@ -41,6 +41,12 @@ def debug(message, *args):
         logger.debug(message, *args)
 
 
+def info(message, *args):
+    """An INFO record on the first rank."""
+    if logger.isEnabledFor(logging.INFO) and hvd.is_initialized() and hvd.rank() == 0:
+        logger.info(message, *args)
+
+
 def op_name(op):
     """Horovod's reduction op by name (they are integers)."""
     names = {getattr(mpi_ops, n): n for n in ("Average", "Sum", "Adasum", "Min", "Max", "Product")

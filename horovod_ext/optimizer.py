@@ -152,6 +152,14 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         return self._mode_object.gradient_stats
 
     @property
+    def tuned(self) -> Optional[dict]:
+        """The online tuner's record (sync and delayed modes with ``tune=True``, else None):
+        ``done``, ``steps`` and ``seconds`` it took, the ``chosen`` settings once done, and
+        every setting ``tried`` with its step time in ms, averaged over ranks."""
+        tuner = getattr(self._mode_object, "tuner", None)
+        return None if tuner is None else tuner.report()
+
+    @property
     def leader_history(self):
         """Leader mode: the leaders elected so far, per level (local first)."""
         return self._mode_object.leader_history
@@ -193,15 +201,22 @@ def DistributedOptimizer(
         groups: Optional[Union[int, Sequence[Sequence[torch.Tensor]]]] = None,
         sparse_as_dense: bool = False, process_set: Any = global_process_set, *,
         mode: Union[str, ModeConfig] = "sync", bucket_cap_mb: Optional[float] = None,
-        first_bucket_mb: float = 1, stats: Optional[GradientStats] = None,
-        nonfinite: str = "ignore") -> torch.optim.Optimizer:
+        first_bucket_mb: Optional[float] = None, stats: Optional[GradientStats] = None,
+        nonfinite: str = "ignore", tune: bool = True) -> torch.optim.Optimizer:
     """Wraps ``optimizer`` like ``hvd.DistributedOptimizer`` (same arguments, same meaning) and
     returns an instance of a subclass of its class.
 
     Gradients are gathered in flat buckets in backward order; each bucket's allreduce starts the
     moment its last gradient is accumulated, so communication overlaps the rest of backprop.
     ``bucket_cap_mb`` caps a bucket's size (default None: about 32 buckets for the model, each
-    0.25 to 25 MB) and the first bucket holds at most ``first_bucket_mb``. ``mode`` picks the
+    0.25 to 25 MB) and the first bucket holds at most ``first_bucket_mb`` (default None: 1 MB).
+    ``tune=True`` (sync and delayed modes): the first steps of training (at most 30, see
+    ``horovod_ext.tuning``) try other bucket caps, first bucket sizes and, where the Horovod in
+    use can change them at run time, its fusion threshold and cycle time, timed on every rank,
+    and keep the fastest (``optimizer.tuned`` says what and how); only the schedule changes,
+    never the result. Settings given explicitly (``bucket_cap_mb``, ``first_bucket_mb``,
+    ``groups``, ``HOROVOD_FUSION_THRESHOLD``, ``HOROVOD_CYCLE_TIME``, ``HOROVOD_AUTOTUNE``) are
+    not tuned; ``tune=False`` tunes nothing. ``mode`` picks the
     synchronisation algorithm: ``"sync"`` (exact, the default),
     ``Delayed(staleness, compensation)``, or a model-averaging mode without gradient allreduce:
     ``Leader(period, pull, ...)``, ``EASGD(period, moving_rate)``, ``LocalSGD(period)``,
@@ -226,7 +241,7 @@ def DistributedOptimizer(
         gradient_predivide_factor=repr(gradient_predivide_factor), num_groups=repr(num_groups),
         groups=repr(groups if not isinstance(groups, list) else [len(g) for g in groups]),
         sparse_as_dense=repr(sparse_as_dense), bucket_cap_mb=repr(bucket_cap_mb),
-        first_bucket_mb=repr(first_bucket_mb), nonfinite=repr(nonfinite),
+        first_bucket_mb=repr(first_bucket_mb), nonfinite=repr(nonfinite), tune=repr(tune),
         stats=repr(stats if not isinstance(stats, GradientStats)
                    else (stats.batch_size, stats.ema, stats.every))))
     config = resolve_mode(mode)
@@ -236,7 +251,10 @@ def DistributedOptimizer(
     checks.positive_number("gradient_predivide_factor", gradient_predivide_factor)
     if bucket_cap_mb is not None:
         checks.positive_number("bucket_cap_mb", bucket_cap_mb)
-    checks.positive_number("first_bucket_mb", first_bucket_mb)
+    if first_bucket_mb is not None:
+        checks.positive_number("first_bucket_mb", first_bucket_mb)
+    if not isinstance(tune, bool):
+        raise ValueError(f"tune must be True or False; got {tune!r}")
     check_nonfinite(nonfinite)
     if op == Adasum:
         raise ValueError("op=Adasum is not supported by horovod_ext.DistributedOptimizer (Adasum "
@@ -254,7 +272,7 @@ def DistributedOptimizer(
         gradient_predivide_factor=gradient_predivide_factor, groups=groups,
         sparse_as_dense=sparse_as_dense,
         process_set=process_set, bucket_cap_mb=bucket_cap_mb, first_bucket_mb=first_bucket_mb,
-        stats=stats, nonfinite=nonfinite)
+        stats=stats, nonfinite=nonfinite, tune=tune)
     config.check(settings, optimizer)
     codec.check(settings)
     # NOTE: [class] Horovod's trick: the optimizer returned is an instance of a new subclass of

@@ -280,6 +280,14 @@ class GradientEngine(EngineCheckpoint):
         self.current.zero(keep=self.sparse.keep)
         self.sparse.zero()
 
+    def replan(self, cap, first_cap):
+        """Buckets of at most ``cap`` bytes (the first ``first_cap``) from the next backward on:
+        the set it accumulates into is rebuilt now (values kept), the others when they are
+        next accumulated into (close_step). Call it on every rank between steps."""
+        if self.planner.set_caps(cap, first_cap):
+            self._install(self.current)
+            self._show(self.current)
+
     def set_backward_passes_per_step(self, passes):
         self.backward_passes_per_step = passes
         self._passes = [0] * len(self.params)

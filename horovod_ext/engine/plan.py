@@ -11,7 +11,8 @@ def bucket_caps(cap_mb, first_mb, total_bytes):
     bytes over AUTO_BUCKETS, within [AUTO_MIN_CAP, AUTO_MAX_CAP]. A fixed 25 MB cap puts all of
     a small model's gradient in one or two buckets, which start only as backward ends; about 32
     buckets let most of it cross the wire during backward, for few launches. The first bucket
-    is never larger than the others."""
+    is never larger than the others (``first_mb=None``: 1 MB)."""
+    first_mb = 1 if first_mb is None else first_mb
     if cap_mb is None:
         cap = min(AUTO_MAX_CAP, max(AUTO_MIN_CAP, total_bytes // AUTO_BUCKETS))
     else:

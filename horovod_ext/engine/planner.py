@@ -25,6 +25,7 @@ class Planner:
     def start(self):
         """Back to the construction-time plan."""
         self.rebuilt = self.settings.groups is not None
+        self._order = None     # the ready order the plan was rebuilt from (first rank's)
         self.ready_order = []  # parameter indices in the order they became ready (first step)
         if self.settings.groups is not None:
             self.plan = split_groups(self.settings.groups, self.params)
@@ -53,10 +54,27 @@ class Planner:
                                            process_set=self.settings.process_set)
         seen = set(order)
         order = list(order) + [i for i in reversed(range(len(self.params))) if i not in seen]
-        self.plan = self._make([i for i in order if i not in gathered])
+        self._order = [i for i in order if i not in gathered]
+        self.plan = self._make(self._order)
         log.debug_plan(self.plan, self.params, self.settings.name_of,
                        "the order gradients became ready on the first rank")
         return gathered
+
+    def set_caps(self, cap, first_cap):
+        """New caps (bytes) for the plan rebuilt after the first step (the same order on every
+        rank, so every rank gets the same plan). Returns whether the plan changed."""
+        if self.settings.groups is not None:
+            return False
+        self.cap, self.first_cap = cap, min(cap, first_cap)
+        if self._order is None:  # the rebuild after the next step uses them
+            return False
+        plan = self._make(self._order)
+        if plan == self.plan:
+            return False
+        self.plan = plan
+        log.debug_plan(plan, self.params, self.settings.name_of,
+                       f"caps {cap / 2**20:.3g} MB, first {self.first_cap / 2**20:.3g} MB")
+        return True
 
     def _make(self, order):
         ps = [self.params[i] for i in order]

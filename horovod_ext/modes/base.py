@@ -22,9 +22,10 @@ class Settings:
     sparse_as_dense: bool
     process_set: Any
     bucket_cap_mb: Any
-    first_bucket_mb: float
+    first_bucket_mb: Any          # None: 1 MB, tuned
     stats: Any                    # a GradientStats or None
     nonfinite: str
+    tune: bool = True             # the gradient modes' online tuner (engine/tuner.py)
 
 
 class ModeConfig:

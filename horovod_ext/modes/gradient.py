@@ -12,6 +12,7 @@ from horovod_ext.compression import Compression
 from horovod_ext.engine.gradient_engine import GradientEngine
 from horovod_ext.engine.overlap import ForwardOverlap, steps_per_parameter
 from horovod_ext.engine.taps import DelayCompensation, NonfiniteCheck, StatisticsTap
+from horovod_ext.engine.tuner import OnlineTuner
 from horovod_ext.failure import nonfinite_error
 from horovod_ext.modes.base import Mode, ModeConfig
 
@@ -129,6 +130,8 @@ class GradientMode(Mode):
         self.synchronized = False
         self._flushing = False     # inside flush(apply): step() takes the gradient shown
         self._active = settings.process_set.included()
+        self.tuner = OnlineTuner(self.engine, settings, self._finish_overlap) \
+            if settings.tune and self._active else None
 
     @property
     def overlap(self):
@@ -185,6 +188,10 @@ class GradientMode(Mode):
         if self._staleness and apply is None:
             return False, closure, None   # warm-up: no gradient to apply yet
         return not self._skip_bad(), closure, None
+
+    def after_step(self, loss):
+        if self.tuner is not None and not self.tuner.done:
+            self.tuner.after_step()
 
     def _skip_bad(self):
         """Acts on ``nonfinite`` for the set about to be applied: True to skip its inner step."""
@@ -253,5 +260,7 @@ class GradientMode(Mode):
     def on_reset(self):
         self._active = self.settings.process_set.included()
         self.engine.reset_codec()
+        if self.tuner is not None:
+            self.tuner.restart()
         if self.gradient_stats is not None:
             self.gradient_stats.ranks = self.settings.process_set.size()

@@ -1,0 +1,109 @@
+"""The online tuner of the gradient modes: times the first steps of training under the settings
+``horovod_ext.tuning`` proposes, averaged over ranks, and keeps the fastest. Only scheduling
+changes (bucket plan, Horovod's fusion threshold and cycle time), never what is summed, so every
+step's result is the same as untuned.
+
+Every rank calls ``after_step()`` once per ``step()``, so every rank switches at the same step;
+the per-candidate time is averaged over ranks by a blocking allreduce, which is also the fence
+Horovod's setter needs (horovod_knobs.py): every collective launched before it has completed.
+"""
+import time
+import weakref
+
+import horovod.torch as hvd
+import torch
+
+from horovod_ext import horovod_knobs, log
+from horovod_ext.tuning import MB, SETTLE, TIMED, WARMUP, Search, SearchSpace
+
+_knob_owner = None  # weakref to the tuner that may change Horovod's knobs (one per process)
+
+
+def _claim_knobs(tuner):
+    """Horovod's knobs are global to the process: the first tuner to start owns them."""
+    global _knob_owner
+    if _knob_owner is None or _knob_owner() is None or _knob_owner() is tuner:
+        _knob_owner = weakref.ref(tuner)
+        return True
+    return False
+
+
+class OnlineTuner:
+    """``engine``: the GradientEngine whose plan it sets; ``settings``: the optimizer's;
+    ``before_switch``: called before any setting changes (applies what overlap holds back)."""
+
+    def __init__(self, engine, settings, before_switch=lambda: None):
+        self.engine = engine
+        self.settings = settings
+        self._before_switch = before_switch
+        self._start_caps = (engine.planner.cap, engine.planner.first_cap)
+        self.restart()
+
+    def restart(self):
+        """From the first step again (construction, elastic resize)."""
+        planner, ps = self.engine.planner, self.settings.process_set
+        cap, first = self._start_caps
+        self.engine.replan(cap, first)  # back to the start after an elastic resize
+        start = dict(bucket_cap_mb=cap / MB, first_bucket_mb=first / MB)
+        tunable = set()
+        if self.settings.groups is None:
+            tunable |= {"first_bucket_mb"} if self.settings.first_bucket_mb is None else set()
+            tunable |= {"bucket_cap_mb"} if self.settings.bucket_cap_mb is None else set()
+        self._knobs = (ps.size() == hvd.size() and horovod_knobs.has_setter()
+                       and _claim_knobs(self))
+        start["fusion_mb"], start["cycle_ms"] = horovod_knobs.started_with()
+        if self._knobs:
+            tunable |= {"fusion_mb", "cycle_ms"} - horovod_knobs.fixed_by_user()
+        self.search = Search(SearchSpace(start, tunable, sum(
+            p.numel() * p.element_size() for p in planner.params) / MB))
+        self.applied = dict(start)
+        self.done = not self.search.space.knobs
+        self.steps = 0        # steps tuning took
+        self.seconds = 0.0    # their wall time, from the end of the first
+        self._last, self._timed, self._phase_end = None, [], WARMUP
+        self._candidate = None
+
+    def after_step(self):
+        """Once per ``step()`` on every rank of the process set, while tuning."""
+        now = time.perf_counter()
+        dt = None if self._last is None else now - self._last  # this step's wall time
+        self.steps += 1
+        self._last = now
+        if dt is not None:
+            self.seconds += dt
+            if self._candidate is not None and self.steps > self._phase_end - TIMED:
+                self._timed.append(dt)
+        if self.steps < self._phase_end:
+            return
+        self._before_switch()
+        if self._candidate is not None:
+            ms = hvd.allreduce(torch.tensor([sum(self._timed) / len(self._timed) * 1e3]),
+                               name=f"hvd_ext.tune.{self.steps}",
+                               process_set=self.settings.process_set).item()
+            self.search.record(ms)
+        self._candidate, self._timed = self.search.next(), []
+        if self._candidate is None:
+            self._apply(self.search.best)
+            self.done = True
+            log.info("tuned in %d steps (%.1f s): %s; tried %s", self.steps, self.seconds,
+                     self.search.best, [(s, round(ms, 1)) for s, ms in self.search.tried])
+            return
+        self._apply(self._candidate)
+        self._phase_end = self.steps + SETTLE + TIMED
+
+    def _apply(self, s):
+        if (s["bucket_cap_mb"], s["first_bucket_mb"]) != (self.applied["bucket_cap_mb"],
+                                                          self.applied["first_bucket_mb"]):
+            self.engine.replan(int(s["bucket_cap_mb"] * MB), int(s["first_bucket_mb"] * MB))
+        if self._knobs and (s["fusion_mb"], s["cycle_ms"]) != (self.applied["fusion_mb"],
+                                                               self.applied["cycle_ms"]):
+            # The allreduce of the times just completed on every rank: the fence.
+            horovod_knobs.set_fusion(s["fusion_mb"], s["cycle_ms"], fence=False)
+        self.applied = dict(s)
+
+    def report(self):
+        """What ``optimizer.tuned`` shows."""
+        return dict(done=self.done, steps=self.steps, seconds=self.seconds,
+                    chosen=dict(self.search.best) if self.done else None,
+                    tried=[dict(s, ms=ms) for s, ms in self.search.tried],
+                    horovod_knobs_tuned=self._knobs)

@@ -1,0 +1,49 @@
+"""Horovod's two scheduling knobs of a running job: the tensor fusion threshold and the cycle
+time. Horovod reads them once, at ``hvd.init()`` (``HOROVOD_FUSION_THRESHOLD``,
+``HOROVOD_CYCLE_TIME``); the Horovod that scripts/install_horovod.sh builds adds
+``horovod_ext_set_fusion()`` (scripts/horovod_setter.py), which changes them later. Without it
+they stay what the job started with."""
+import ctypes
+import os
+
+import horovod.torch as hvd
+import torch
+
+DEFAULT_FUSION_MB, DEFAULT_CYCLE_MS = 128, 1.0  # Horovod 0.28.1's defaults
+_FUSION_ENV, _CYCLE_ENV = "HOROVOD_FUSION_THRESHOLD", "HOROVOD_CYCLE_TIME"
+
+
+def has_setter():
+    """Whether the Horovod in use can change its fusion threshold and cycle time at run time."""
+    from horovod.torch.mpi_ops import _basics
+    return hasattr(_basics.MPI_LIB_CTYPES, "horovod_ext_set_fusion")
+
+
+def started_with():
+    """(fusion MB, cycle ms) this job started with: the environment's, else Horovod's defaults."""
+    fusion = os.environ.get(_FUSION_ENV)
+    cycle = os.environ.get(_CYCLE_ENV)
+    return (DEFAULT_FUSION_MB if not fusion else int(fusion) / 2**20,
+            DEFAULT_CYCLE_MS if not cycle else float(cycle))
+
+
+def fixed_by_user():
+    """The knobs the job fixed itself (an environment variable, or Horovod's own autotuner),
+    which a tuner of ours leaves alone: a subset of {"fusion_mb", "cycle_ms"}."""
+    if os.environ.get("HOROVOD_AUTOTUNE", "") not in ("", "0"):
+        return {"fusion_mb", "cycle_ms"}
+    return {k for k, env in (("fusion_mb", _FUSION_ENV), ("cycle_ms", _CYCLE_ENV))
+            if os.environ.get(env)}
+
+
+def set_fusion(fusion_mb, cycle_ms, fence=True, process_set=None):
+    """Sets Horovod's fusion threshold and cycle time on this rank. Every rank must call it at
+    the same point, with nothing launched on one rank that another has not launched: ``fence``
+    first runs a small allreduce that every collective launched before it completes with (pass
+    False when such a collective has just completed on every rank)."""
+    from horovod.torch.mpi_ops import _basics
+    if fence:
+        kw = {} if process_set is None else {"process_set": process_set}
+        hvd.allreduce(torch.zeros(1), name="hvd_ext.knobs.fence", **kw)
+    _basics.MPI_LIB_CTYPES.horovod_ext_set_fusion(
+        ctypes.c_longlong(int(fusion_mb * 2**20)), ctypes.c_double(cycle_ms))
