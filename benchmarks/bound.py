@@ -9,6 +9,13 @@ piece arrives; step t + 1's forward stalls only where it reaches a parameter who
 arrived. Simulated over several steps, the steady-state step time is the bound. It is never
 below max(T_compute, T_allreduce), and reaches it only when the wire can carry every gradient
 during the compute that does not depend on it.
+
+What it leaves out makes it lower, never higher, so no exact optimizer can beat it but by noise:
+per-collective latency (the wire speed comes from one allreduce of every gradient at once), the
+CPU that communication takes from compute (T_compute is measured without communication), the
+optimizer's own work on the wire's critical path. throughput.py feeds it the fastest round of
+T_compute and of T_allreduce, not their medians: on a shared machine a median compute round
+can be slower than the compute inside another method's fastest steps.
 """
 import heapq
 import time

@@ -18,7 +18,7 @@ from typing import Callable
 import horovod.torch as hvd
 import torch
 
-from horovod_ext.horovod_knobs import DEFAULT_CYCLE_MS, DEFAULT_FUSION_MB, has_setter, set_fusion
+from horovod_ext.horovod_knobs import has_setter, set_knobs, started_with
 
 GRID = list(itertools.product((1, 8, 128), (1.0, 5.0, 20.0)))  # (fusion MB, cycle ms)
 SETTER_NEEDED = ("horovod-tuned skipped: it needs the Horovod build of scripts/install_horovod.sh "
@@ -36,7 +36,7 @@ class TunedHorovod:
 
     def __init__(self):
         _setter()
-        self.best = (DEFAULT_FUSION_MB, DEFAULT_CYCLE_MS)
+        self.best = started_with()
         self.tried = {}
 
     def tune(self, run_steps, steps=2):
@@ -44,22 +44,22 @@ class TunedHorovod:
         rank picks the same) and keeps the fastest."""
         times = []
         for fusion, cycle in GRID:
-            set_fusion(fusion, cycle)
+            set_knobs(fusion, cycle)
             t0 = time.perf_counter()
             run_steps(steps)
             times.append((time.perf_counter() - t0) / steps)
-        set_fusion(DEFAULT_FUSION_MB, DEFAULT_CYCLE_MS)
+        set_knobs(*started_with())
         mean = hvd.allreduce(torch.tensor(times), name="peers.tune").tolist()
         self.tried = {f"{f}MB/{c}ms": t * 1e3 for (f, c), t in zip(GRID, mean)}
         self.best = GRID[min(range(len(GRID)), key=mean.__getitem__)]
 
     @contextlib.contextmanager
     def applied(self):
-        set_fusion(*self.best)
+        set_knobs(*self.best)
         try:
             yield
         finally:
-            set_fusion(DEFAULT_FUSION_MB, DEFAULT_CYCLE_MS)
+            set_knobs(*started_with())
 
     def describe(self):
         return {"fusion_mb": self.best[0], "cycle_ms": self.best[1], "grid_ms": self.tried}

@@ -31,3 +31,13 @@ def verdict(ci95):
 def cell(ratio, ci95):
     """The console/README form of a ratio: 1.12x [1.05, 1.19]."""
     return f"{ratio:.2f}x [{ci95[0]:.2f}, {ci95[1]:.2f}]"
+
+
+def speedup_unpaired(base_rounds, rounds, resamples=2000, seed=0):
+    """``speedup`` for rounds of two different jobs: each side resampled on its own."""
+    point = statistics.median(base_rounds) / statistics.median(rounds)
+    rng = random.Random(seed)
+    samples = sorted(
+        statistics.median(rng.choices(base_rounds, k=len(base_rounds)))
+        / statistics.median(rng.choices(rounds, k=len(rounds))) for _ in range(resamples))
+    return point, [samples[int(0.025 * resamples)], samples[int(0.975 * resamples) - 1]]

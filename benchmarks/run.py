@@ -30,6 +30,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import autotune_peer  # noqa: E402
 from sweep_report import report  # noqa: E402
 
 
@@ -170,7 +171,25 @@ def launch_command(args, rest):
 
 
 def run_once(args, rest, rate, env, json_path):
-    """One benchmark launch at `rate` (None: unshaped); returns its exit code."""
+    """One benchmark at `rate` (None: unshaped); returns its exit code. horovod-autotune runs as
+    a second job of its own (autotune_peer.py), merged into the first's JSON."""
+    modes, autotune = autotune_peer.split(args.modes)
+    rc = launch_once(argparse.Namespace(**{**vars(args), "modes": modes}), rest, rate, env,
+                     json_path)
+    if rc != 0 or not autotune:
+        return rc
+    modes, extra, job_env, own_path = autotune_peer.job(json_path)
+    rc = launch_once(argparse.Namespace(**{**vars(args), "modes": modes}), [*rest, *extra],
+                     rate, dict(env, **job_env), own_path)
+    if rc == 0:
+        r = autotune_peer.merge(json_path, own_path)
+        print(f"{autotune_peer.NAME}: median step {r['step_ms']:.1f} ms, vs best peer "
+              f"{r['vs_best_peer']:.2f}x {r['vs_best_peer_ci95']} (own job)", flush=True)
+    return rc
+
+
+def launch_once(args, rest, rate, env, json_path):
+    """One launch of throughput.py at `rate`; returns its exit code."""
     link = "unshaped" if rate is None else (f"{rate} switched" if args.switched else rate)
     cmd = launch_command(argparse.Namespace(**{**vars(args), "json": json_path}),
                          [*rest, "--link", link])

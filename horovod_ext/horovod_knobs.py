@@ -1,8 +1,8 @@
 """Horovod's two scheduling knobs of a running job: the tensor fusion threshold and the cycle
 time. Horovod reads them once, at ``hvd.init()`` (``HOROVOD_FUSION_THRESHOLD``,
 ``HOROVOD_CYCLE_TIME``); the Horovod that scripts/install_horovod.sh builds adds
-``horovod_ext_set_fusion()`` (scripts/horovod_setter.py), which changes them later. Without it
-they stay what the job started with."""
+``horovod_ext_set_knobs()`` (scripts/horovod_setter.py), which changes them later. Without it
+they stay what the job started with; a value the environment fixed is never changed."""
 import ctypes
 import os
 
@@ -16,7 +16,7 @@ _FUSION_ENV, _CYCLE_ENV = "HOROVOD_FUSION_THRESHOLD", "HOROVOD_CYCLE_TIME"
 def has_setter():
     """Whether the Horovod in use can change its fusion threshold and cycle time at run time."""
     from horovod.torch.mpi_ops import _basics
-    return hasattr(_basics.MPI_LIB_CTYPES, "horovod_ext_set_fusion")
+    return hasattr(_basics.MPI_LIB_CTYPES, "horovod_ext_set_knobs")
 
 
 def started_with():
@@ -36,14 +36,22 @@ def fixed_by_user():
             if os.environ.get(env)}
 
 
-def set_fusion(fusion_mb, cycle_ms, fence=True, process_set=None):
-    """Sets Horovod's fusion threshold and cycle time on this rank. Every rank must call it at
-    the same point, with nothing launched on one rank that another has not launched: ``fence``
-    first runs a small allreduce that every collective launched before it completes with (pass
-    False when such a collective has just completed on every rank)."""
+def set_knobs(fusion_mb=None, cycle_ms=None, fence=True, process_set=None):
+    """Sets Horovod's fusion threshold and cycle time (None: leave it) on this rank. Every rank
+    must call it at the same point, with nothing launched on one rank that another has not
+    launched: ``fence`` first runs a small allreduce that every collective launched before it
+    completes with (pass False when such a collective has just completed on every rank). A knob
+    the environment fixed is refused (see scripts/horovod_setter.py)."""
     from horovod.torch.mpi_ops import _basics
+    fixed = fixed_by_user() & {k for k, v in (("fusion_mb", fusion_mb), ("cycle_ms", cycle_ms))
+                               if v is not None}
+    if fixed:
+        raise ValueError(f"Horovod's {' and '.join(sorted(fixed))} was fixed by the environment "
+                         f"(HOROVOD_FUSION_THRESHOLD, HOROVOD_CYCLE_TIME or HOROVOD_AUTOTUNE) and "
+                         f"is not changed at run time")
     if fence:
         kw = {} if process_set is None else {"process_set": process_set}
         hvd.allreduce(torch.zeros(1), name="hvd_ext.knobs.fence", **kw)
-    _basics.MPI_LIB_CTYPES.horovod_ext_set_fusion(
-        ctypes.c_longlong(int(fusion_mb * 2**20)), ctypes.c_double(cycle_ms))
+    _basics.MPI_LIB_CTYPES.horovod_ext_set_knobs(
+        ctypes.c_longlong(-1 if fusion_mb is None else int(fusion_mb * 2**20)),
+        ctypes.c_double(-1.0 if cycle_ms is None else cycle_ms))

@@ -154,7 +154,8 @@ class _DistributedOptimizer(torch.optim.Optimizer):
     @property
     def tuned(self) -> Optional[dict]:
         """The online tuner's record (sync and delayed modes with ``tune=True``, else None):
-        ``done``, ``steps`` and ``seconds`` it took, the ``chosen`` settings once done, and
+        ``done``, ``steps`` and ``seconds`` it took (``budget``: the most it can take), the
+        ``chosen`` settings once done, and
         every setting ``tried`` with its step time in ms, averaged over ranks."""
         tuner = getattr(self._mode_object, "tuner", None)
         return None if tuner is None else tuner.report()

@@ -5,9 +5,9 @@
 #   * its CMakeLists ask for C++14; torch's headers need C++17 (torch 2.13) or C++20 (newer), so
 #     the core is built as C++17 and the torch binding with the standard torch's ATen.h asks for;
 #   * its bundled gloo's cmake_minimum_required is rejected by CMake >= 4.
-# One function is added (scripts/horovod_setter.py): horovod_ext_set_fusion(), which sets the
-# tensor fusion threshold and cycle time of a running job, so the throughput benchmark can run a
-# tuned Horovod in the same job as the others. A working Horovod already installed is kept.
+# One function is added (scripts/horovod_setter.py): horovod_ext_set_knobs(), which sets the
+# tensor fusion threshold and cycle time of a running job, so the optimizer's online tuner can
+# try them and the throughput benchmark can run a tuned Horovod in the same job as the others. A working Horovod already installed is kept.
 # With a CUDA torch and a CUDA toolkit it is built with HOROVOD_GPU_OPERATIONS=NCCL against the
 # NCCL that torch's CUDA wheels bring (nvidia-nccl-cu*), its CUDA kernels for the arch list
 # (TORCH_CUDA_ARCH_LIST, else 8.0;9.0) as C++17, the toolkit found as setup.py finds it, and the
@@ -22,8 +22,9 @@ HOROVOD_VERSION=${HOROVOD_VERSION:-0.28.1}
 CACHE=${HOROVOD_EXT_CACHE:-$HOME/.cache/horovod_ext}
 
 # A Horovod that already works with the installed torch is used as it is, never replaced,
-# unless HOROVOD_EXT_BUILD_HOROVOD=1 asks for this build (the benchmark's horovod-tuned peer
-# needs its fusion setter; every other use works with any Horovod 0.28.x).
+# unless HOROVOD_EXT_BUILD_HOROVOD=1 asks for this build (the online tuner tunes Horovod's fusion
+# threshold and cycle time, and the benchmark's horovod-tuned peer runs, only with its setter;
+# every other use works with any Horovod 0.28.x).
 if [ "${HOROVOD_EXT_BUILD_HOROVOD:-0}" != 1 ] && "$PYTHON" -c "
 import torch, horovod.torch as hvd
 hvd.init()
@@ -48,7 +49,7 @@ nccl_root=$("$PYTHON" -c "import torch; print(torch.version.cuda or '')" | grep 
 if [ "${HOROVOD_EXT_WITHOUT_CUDA:-0}" != 1 ] && [ -n "$cuda_home" ] && [ -n "$nccl_root" ]; then
     gpu=nccl
 fi
-key="horovod-${HOROVOD_VERSION}-torch-${torch_ver}-${py_ver}-${mpi}-${gpu}-setter"
+key="horovod-${HOROVOD_VERSION}-torch-${torch_ver}-${py_ver}-${mpi}-${gpu}-knobs"
 wheel_dir="$CACHE/$key"
 
 if ! ls "$wheel_dir"/horovod-*.whl >/dev/null 2>&1; then

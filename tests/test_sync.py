@@ -118,6 +118,7 @@ def _opt():
     (dict(groups="x"), "groups"),
     (dict(compression=object()), "compression"),
     (dict(nonfinite="warn"), "nonfinite must be one of 'ignore', 'skip', 'raise'"),
+    (dict(tune="yes"), "tune must be True or False"),
 ])
 def test_bad_arguments_name_the_argument(kwargs, needle):
     opt, _ = _opt()

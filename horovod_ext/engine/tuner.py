@@ -37,18 +37,23 @@ class OnlineTuner:
         self.settings = settings
         self._before_switch = before_switch
         self._start_caps = (engine.planner.cap, engine.planner.first_cap)
+        self.restarts = -1    # elastic resizes it started over after
         self.restart()
 
     def restart(self):
         """From the first step again (construction, elastic resize)."""
+        self.restarts += 1
         planner, ps = self.engine.planner, self.settings.process_set
         cap, first = self._start_caps
         self.engine.replan(cap, first)  # back to the start after an elastic resize
-        start = dict(bucket_cap_mb=cap / MB, first_bucket_mb=first / MB)
+        given_cap, given_first = self.settings.bucket_cap_mb, self.settings.first_bucket_mb
+        cap_mb = cap / MB if given_cap is None else given_cap  # as given, when given
+        start = dict(bucket_cap_mb=cap_mb, first_bucket_mb=first / MB if given_first is None
+                     else min(cap_mb, given_first))
         tunable = set()
         if self.settings.groups is None:
-            tunable |= {"first_bucket_mb"} if self.settings.first_bucket_mb is None else set()
-            tunable |= {"bucket_cap_mb"} if self.settings.bucket_cap_mb is None else set()
+            tunable |= {"first_bucket_mb"} if given_first is None else set()
+            tunable |= {"bucket_cap_mb"} if given_cap is None else set()
         self._knobs = (ps.size() == hvd.size() and horovod_knobs.has_setter()
                        and _claim_knobs(self))
         start["fusion_mb"], start["cycle_ms"] = horovod_knobs.started_with()
@@ -75,7 +80,6 @@ class OnlineTuner:
                 self._timed.append(dt)
         if self.steps < self._phase_end:
             return
-        self._before_switch()
         if self._candidate is not None:
             ms = hvd.allreduce(torch.tensor([sum(self._timed) / len(self._timed) * 1e3]),
                                name=f"hvd_ext.tune.{self.steps}",
@@ -92,18 +96,21 @@ class OnlineTuner:
         self._phase_end = self.steps + SETTLE + TIMED
 
     def _apply(self, s):
+        if s != self.applied:
+            self._before_switch()
         if (s["bucket_cap_mb"], s["first_bucket_mb"]) != (self.applied["bucket_cap_mb"],
                                                           self.applied["first_bucket_mb"]):
             self.engine.replan(int(s["bucket_cap_mb"] * MB), int(s["first_bucket_mb"] * MB))
-        if self._knobs and (s["fusion_mb"], s["cycle_ms"]) != (self.applied["fusion_mb"],
-                                                               self.applied["cycle_ms"]):
+        changed = {k: s[k] for k in ("fusion_mb", "cycle_ms") if s[k] != self.applied[k]}
+        if self._knobs and changed:
             # The allreduce of the times just completed on every rank: the fence.
-            horovod_knobs.set_fusion(s["fusion_mb"], s["cycle_ms"], fence=False)
+            horovod_knobs.set_knobs(**changed, fence=False)
         self.applied = dict(s)
 
     def report(self):
         """What ``optimizer.tuned`` shows."""
         return dict(done=self.done, steps=self.steps, seconds=self.seconds,
+                    budget=self.search.space.steps, restarts=self.restarts,
                     chosen=dict(self.search.best) if self.done else None,
                     tried=[dict(s, ms=ms) for s, ms in self.search.tried],
                     horovod_knobs_tuned=self._knobs)

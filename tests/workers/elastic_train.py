@@ -63,7 +63,8 @@ def main():
     with opt.consensus_params():
         params = torch.cat([p.detach().flatten() for p in model.parameters()]).tolist()
     with open(f"{out}.{os.getpid()}", "w") as f:
-        json.dump(dict(step=state.step, size=hvd.size(), rank=hvd.rank(), params=params), f)
+        json.dump(dict(step=state.step, size=hvd.size(), rank=hvd.rank(), params=params,
+                       tuned=opt.tuned), f)
 
 
 if __name__ == "__main__":

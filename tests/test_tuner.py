@@ -1,0 +1,111 @@
+"""The online tuner: its search space and decision rule (pure, on random inputs), and real
+2-rank jobs where it runs by default: every rank ends with the same choice, applied, within the
+stated number of steps, with results equal to Horovod's; settings given are not tuned."""
+import json
+import random
+
+import pytest
+
+from conftest import MPI, launch
+from horovod_ext import tuning
+
+KNOBS = ("bucket_cap_mb", "first_bucket_mb", "cycle_ms", "fusion_mb")
+
+
+def start(rng):
+    cap = rng.choice([0.25, 0.5, 3.0, 25.0])
+    return dict(bucket_cap_mb=cap, first_bucket_mb=min(cap, rng.choice([0.25, 1.0])),
+                fusion_mb=rng.choice([128, 64]), cycle_ms=rng.choice([1.0, 3.5]))
+
+
+def run_search(space, ms_of):
+    """Drives a Search as the tuner does; returns it and the steps it took."""
+    search = tuning.Search(space)
+    steps = tuning.WARMUP
+    while (s := search.next()) is not None:
+        steps += tuning.SETTLE + tuning.TIMED
+        search.record(ms_of(s))
+    return search, steps
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_search_ends_within_its_steps_and_tries_only_tunable_knobs(seed):
+    rng = random.Random(seed)
+    tunable = {k for k in KNOBS if rng.random() < 0.7}
+    s0 = start(rng)
+    space = tuning.SearchSpace(s0, tunable, model_mb=rng.choice([0.1, 2.0, 90.0, 400.0]))
+    search, steps = run_search(space, lambda s: rng.uniform(50, 100))
+    assert steps <= space.steps <= tuning.MAX_STEPS
+    assert search.tried[0][0] == s0, "the starting settings are timed first"
+    for s, _ in search.tried:
+        assert set(s) == set(KNOBS)
+        for k in set(KNOBS) - tunable:
+            assert s[k] == s0[k], f"{k} was not tunable but changed"
+        assert s["first_bucket_mb"] <= s["bucket_cap_mb"]
+    assert search.best in [s for s, _ in search.tried]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_rule_keeps_the_start_unless_clearly_faster(seed):
+    rng = random.Random(seed)
+    space = tuning.SearchSpace(start(rng), set(KNOBS), model_mb=50.0)
+    # every candidate within the margin of the start: noise must not move the settings
+    search, _ = run_search(space, lambda s: 100 * (1 - rng.uniform(0, tuning.MARGIN * 0.9)))
+    assert search.best == space.start
+
+
+def test_rule_finds_the_best_of_separable_knobs():
+    s0 = dict(bucket_cap_mb=0.5, first_bucket_mb=0.5, fusion_mb=128, cycle_ms=1.0)
+    space = tuning.SearchSpace(s0, set(KNOBS), model_mb=16.0)
+    cost = {"bucket_cap_mb": {0.5: 30, 2.0: 10, 8.0: 20}, "cycle_ms": {1.0: 9, 5.0: 3, 20.0: 6},
+            "fusion_mb": {128: 5, 8: 7, 1: 8}}
+    search, _ = run_search(space, lambda s: 100 + sum(cost[k][s[k]] for k in cost))
+    assert search.best == dict(s0, bucket_cap_mb=2.0, cycle_ms=5.0)
+    assert search.best_ms == 100 + 10 + 3 + 5
+
+
+def tuned_job(tmp_path, mode, backend="gloo", args=(), env=None):
+    out = tmp_path / "result.json"
+    launch("tuner_run.py", 2, backend, [str(out), mode, *args], env=env)
+    return json.loads(out.read_text())
+
+
+def check_agreed_and_applied(r):
+    first = r["tuned"][0]
+    same = [{k: v for k, v in t.items() if k != "seconds"} for t in r["tuned"]]  # own clocks
+    assert all(t == same[0] for t in same), "ranks disagree on what was tried or chosen"
+    assert first["done"] and first["steps"] <= tuning.MAX_STEPS
+    chosen = first["chosen"]
+    assert chosen in [{k: t[k] for k in KNOBS} for t in first["tried"]]
+    assert r["cap_mb"] == pytest.approx(chosen["bucket_cap_mb"], rel=1e-3)
+    assert r["first_mb"] == pytest.approx(chosen["first_bucket_mb"], rel=1e-3)
+    return first
+
+
+@pytest.mark.parametrize("mode, backend", [("sync", "gloo"), pytest.param("overlap", "mpi", marks=MPI),
+                                           ("overlap", "gloo"), ("delayed", "gloo")])
+def test_ranks_agree_on_the_choice_and_results_equal_horovods(tmp_path, mode, backend):
+    r = tuned_job(tmp_path, mode, backend)
+    first = check_agreed_and_applied(r)
+    caps = {t["bucket_cap_mb"] for t in first["tried"]}
+    assert len(caps) >= 2, "bucket caps were not tried"
+    if first["horovod_knobs_tuned"]:
+        assert {t["cycle_ms"] for t in first["tried"]} >= {1.0, 5.0, 20.0}
+    if r["rel_err"] is not None:
+        assert r["rel_err"] <= 1e-5
+
+
+def test_settings_given_are_not_tuned(tmp_path):
+    r = tuned_job(tmp_path, "sync", args=["bucket_cap_mb=0.01", "first_bucket_mb=0.005"],
+                  env={"HOROVOD_CYCLE_TIME": "2.0"})
+    first = check_agreed_and_applied(r)
+    for t in first["tried"]:
+        assert (t["bucket_cap_mb"], t["first_bucket_mb"], t["cycle_ms"]) == (0.01, 0.005, 2.0)
+    if first["horovod_knobs_tuned"]:
+        assert {t["fusion_mb"] for t in first["tried"]} == {128, 8, 1}
+    assert r["rel_err"] <= 1e-5
+
+
+def test_tune_false_tunes_nothing(tmp_path):
+    r = tuned_job(tmp_path, "sync", args=["tune=False"])
+    assert r["tuned"] == [None, None]
