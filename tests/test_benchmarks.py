@@ -129,3 +129,24 @@ def test_soak_finds_no_growth(tmp_path):
             assert r["objects_growth"] <= len(r["samples"]) - 1, f"{mode}: {r['objects_growth']}"
         assert r["rss_growth"] < 0.05, f"{mode}: RSS grew {r['rss_growth']:.1%}"
     assert (tmp_path / "soak.png").stat().st_size > 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="shaping needs root")
+def test_horovod_autotune_runs_in_its_own_job_and_is_merged(tmp_path):
+    """horovod-autotune: a second job under HOROVOD_AUTOTUNE=1, merged into the first's JSON
+    with unpaired ratios and what Horovod's autotuner logged."""
+    _, d = shaped_run(tmp_path, "horovod,sync,horovod-autotune", "--model", "mlp",
+                      "--rounds", "2")
+    modes = [r["mode"] for r in d["results"]]
+    assert modes == ["horovod", "sync", "horovod-autotune"]
+    a = d["results"][-1]
+    assert a["own_job"] and len(a["round_ms"]) == 2
+    best = next(r for r in d["results"] if r["mode"] == d["best_peer"])
+    assert d["best_peer"] == "horovod"  # the autotuned job does not take part in choosing it
+    assert a["vs_best_peer"] == pytest.approx(best["step_ms"] / a["step_ms"])
+    lo, hi = a["vs_best_peer_ci95"]
+    assert lo <= a["vs_best_peer"] <= hi
+    t = d["tuning"]["horovod-autotune"]
+    assert t["environment"]["HOROVOD_AUTOTUNE"] == "1"
+    assert t["settings_scored"] >= 1 and {"cycle_time_ms", "tensor_fusion_threshold"} <= \
+        set(t["last_logged"])
