@@ -16,6 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "science"))
 
+import tuning_tables  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
 
@@ -243,7 +245,12 @@ TABLES = {"kernels_cpu": kernels_cpu,
           "diloco_text_4096": lambda: text_methods("diloco_text_4096.json"),
           "diloco_fragments": lambda: text_methods("diloco_fragments.json"),
           "compression_lm_1gbit": lambda: compression("lm_1gbit"),
-          "compression_lm_300mbit": lambda: compression("lm_300mbit")}
+          "compression_lm_300mbit": lambda: compression("lm_300mbit"),
+          "tuner_sweep": lambda: throughput_cells("tuner/sweep/sweep.json", sweep_cols=True),
+          "tuner_cost": lambda: tuning_tables.tuning_cost(
+              [RESULTS / "tuner/sweep/sweep.json", *sorted(RESULTS.glob("tuner/lm_1gbit*.json"))]),
+          "tuner_autotune": lambda: tuning_tables.autotune(sorted(RESULTS.glob("tuner/lm_*.json"))),
+          "tuner_lm_1gbit": lambda: throughput_cells("tuner/lm_1gbit.json")}
 
 
 def pages():

@@ -109,3 +109,21 @@ def test_settings_given_are_not_tuned(tmp_path):
 def test_tune_false_tunes_nothing(tmp_path):
     r = tuned_job(tmp_path, "sync", args=["tune=False"])
     assert r["tuned"] == [None, None]
+
+
+@pytest.mark.parametrize("how", ["sequential", "interleaved"])
+def test_one_tuner_at_a_time_tunes_horovods_knobs(tmp_path, how):
+    """Horovod's knobs are process-wide: a second optimizer tunes them only once the first is
+    done; tuning at the same time, it tunes its bucket plan alone."""
+    import horovod.torch as hvd
+    from horovod_ext import horovod_knobs
+    hvd.init()
+    if not horovod_knobs.has_setter():
+        pytest.skip("this Horovod has no run-time setter")
+    out = tmp_path / "pair.json"
+    launch("tuner_pair.py", 2, "gloo", [str(out), how])
+    first, second = json.loads(out.read_text())
+    assert first["done"] and second["done"] and first["horovod_knobs_tuned"]
+    assert second["horovod_knobs_tuned"] == (how == "sequential")
+    cycles = {t["cycle_ms"] for t in second["tried"]}
+    assert len(cycles) == (3 if how == "sequential" else 1)

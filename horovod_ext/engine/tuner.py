@@ -16,13 +16,15 @@ import torch
 from horovod_ext import horovod_knobs, log
 from horovod_ext.tuning import MB, SETTLE, TIMED, WARMUP, Search, SearchSpace
 
-_knob_owner = None  # weakref to the tuner that may change Horovod's knobs (one per process)
+_knob_owner = None  # weakref to the tuner now tuning Horovod's knobs (one at a time per process)
 
 
 def _claim_knobs(tuner):
-    """Horovod's knobs are global to the process: the first tuner to start owns them."""
+    """Horovod's knobs are global to the process: one tuner at a time tunes them, from its start
+    until it is done (then another may; its choice then stays until that one's)."""
     global _knob_owner
-    if _knob_owner is None or _knob_owner() is None or _knob_owner() is tuner:
+    owner = None if _knob_owner is None else _knob_owner()
+    if owner is None or owner is tuner or owner.done:
         _knob_owner = weakref.ref(tuner)
         return True
     return False
@@ -54,13 +56,16 @@ class OnlineTuner:
         if self.settings.groups is None:
             tunable |= {"first_bucket_mb"} if given_first is None else set()
             tunable |= {"bucket_cap_mb"} if given_cap is None else set()
-        self._knobs = (ps.size() == hvd.size() and horovod_knobs.has_setter()
-                       and _claim_knobs(self))
+        # Horovod's knobs when it can set them for the whole job; whether this tuner may is
+        # decided at its first step (_claim_knobs), when the space may shrink.
+        self._knobs = ps.size() == hvd.size() and horovod_knobs.has_setter()
         start["fusion_mb"], start["cycle_ms"] = horovod_knobs.started_with()
         if self._knobs:
             tunable |= {"fusion_mb", "cycle_ms"} - horovod_knobs.fixed_by_user()
-        self.search = Search(SearchSpace(start, tunable, sum(
+        self._space = lambda knobs: Search(SearchSpace(start, knobs, sum(
             p.numel() * p.element_size() for p in planner.params) / MB))
+        self._tunable = tunable
+        self.search = self._space(tunable)
         self.applied = dict(start)
         self.done = not self.search.space.knobs
         self.steps = 0        # steps tuning took
@@ -70,6 +75,12 @@ class OnlineTuner:
 
     def after_step(self):
         """Once per ``step()`` on every rank of the process set, while tuning."""
+        if self.steps == 0 and self._knobs and not _claim_knobs(self):
+            self._knobs = False  # another optimizer of this process is tuning them now
+            self.search = self._space(self._tunable - {"fusion_mb", "cycle_ms"})
+            self.done = not self.search.space.knobs
+            if self.done:
+                return
         now = time.perf_counter()
         dt = None if self._last is None else now - self._last  # this step's wall time
         self.steps += 1
