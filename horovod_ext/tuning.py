@@ -7,19 +7,23 @@ Horovod in use can change them at run time, its ``fusion_mb`` and ``cycle_ms``. 
 user gave is not tuned.
 
 Schedule: WARMUP steps untimed (the first step also re-plans the buckets in the real gradient
-order), then each candidate gets SETTLE untimed steps (a new plan allocates buckets and Horovod
-negotiates the new collectives once) and TIMED timed ones. Candidates are tried one knob at a
-time (coordinate descent from the settings the optimizer starts with), each knob's values built
-from the best found so far; a candidate replaces the best only when it is faster by more than
-MARGIN, so noise does not move the settings away from the defaults. With the full space
-(2 bucket caps, 1 first bucket, 2 cycle times, 2 fusion thresholds besides the start) that is
-WARMUP + 8 x (SETTLE + TIMED) = 26 steps; the choice applies from step 27 on.
+order), then each candidate gets TIMED timed steps, after SETTLE untimed ones when it changes
+the bucket plan (a new plan allocates buckets and Horovod negotiates the new collectives once).
+A candidate's time is the median of its timed steps on each rank (robust to one slow step on a
+shared machine), averaged over ranks. Candidates are tried one knob at a time (coordinate
+descent from the settings the optimizer starts with), each knob's values built from the best
+found so far; a candidate replaces the best only when it is faster by more than MARGIN, so noise
+does not move the settings away from the defaults. With the full space (2 bucket caps, 1 first
+bucket, 2 cycle times, 2 fusion thresholds besides the start) that is at most
+WARMUP + TIMED + 3 x (SETTLE + TIMED) + SETTLE + 4 x TIMED = 30 steps (the SETTLE between: the
+first Horovod candidate may go back to the best plan); the choice applies from the next step.
 """
 from horovod_ext.engine.plan import MB  # noqa: F401 - the unit of the settings
 
-WARMUP, SETTLE, TIMED = 2, 1, 2
+WARMUP, SETTLE, TIMED = 2, 1, 3
 MARGIN = 0.02          # a candidate must be this much faster (relative) to replace the best
 MAX_STEPS = 30         # no search space may take longer than this (checked at construction)
+PLAN = ("bucket_cap_mb", "first_bucket_mb")  # the knobs that change the bucket plan
 
 
 def _alternatives(model_mb, start):
@@ -46,7 +50,11 @@ class SearchSpace:
         self.knobs = [k for k in ("bucket_cap_mb", "first_bucket_mb", "cycle_ms", "fusion_mb")
                       if k in tunable]
         self._alt = _alternatives(model_mb, self.start)
-        steps = WARMUP + (1 + sum(self._count(k) for k in self.knobs)) * (SETTLE + TIMED)
+        plan = [k for k in self.knobs if k in PLAN]
+        steps = WARMUP + TIMED + sum(self._count(k) * (TIMED + SETTLE * (k in PLAN))
+                                     for k in self.knobs)
+        # The first candidate after the plan's knobs may go back to the best plan: one settle.
+        steps += SETTLE if plan and len(plan) < len(self.knobs) else 0
         if steps > MAX_STEPS:
             raise AssertionError(f"the search space takes {steps} steps > {MAX_STEPS}")
         self.steps = steps

@@ -21,9 +21,11 @@ def start(rng):
 def run_search(space, ms_of):
     """Drives a Search as the tuner does; returns it and the steps it took."""
     search = tuning.Search(space)
-    steps = tuning.WARMUP
+    steps, applied = tuning.WARMUP, space.start
     while (s := search.next()) is not None:
-        steps += tuning.SETTLE + tuning.TIMED
+        replan = any(s[k] != applied[k] for k in tuning.PLAN)
+        steps += tuning.SETTLE * replan + tuning.TIMED
+        applied = s
         search.record(ms_of(s))
     return search, steps
 

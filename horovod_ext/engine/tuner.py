@@ -7,6 +7,7 @@ Every rank calls ``after_step()`` once per ``step()``, so every rank switches at
 the per-candidate time is averaged over ranks by a blocking allreduce, which is also the fence
 Horovod's setter needs (horovod_knobs.py): every collective launched before it has completed.
 """
+import statistics
 import time
 import weakref
 
@@ -14,7 +15,7 @@ import horovod.torch as hvd
 import torch
 
 from horovod_ext import horovod_knobs, log
-from horovod_ext.tuning import MB, SETTLE, TIMED, WARMUP, Search, SearchSpace
+from horovod_ext.tuning import MB, PLAN, SETTLE, TIMED, WARMUP, Search, SearchSpace
 
 _knob_owner = None  # weakref to the tuner now tuning Horovod's knobs (one at a time per process)
 
@@ -92,7 +93,7 @@ class OnlineTuner:
         if self.steps < self._phase_end:
             return
         if self._candidate is not None:
-            ms = hvd.allreduce(torch.tensor([sum(self._timed) / len(self._timed) * 1e3]),
+            ms = hvd.allreduce(torch.tensor([statistics.median(self._timed) * 1e3]),
                                name=f"hvd_ext.tune.{self.steps}",
                                process_set=self.settings.process_set).item()
             self.search.record(ms)
@@ -103,20 +104,22 @@ class OnlineTuner:
             log.info("tuned in %d steps (%.1f s): %s; tried %s", self.steps, self.seconds,
                      self.search.best, [(s, round(ms, 1)) for s, ms in self.search.tried])
             return
-        self._apply(self._candidate)
-        self._phase_end = self.steps + SETTLE + TIMED
+        replanned = self._apply(self._candidate)
+        self._phase_end = self.steps + SETTLE * replanned + TIMED
 
     def _apply(self, s):
+        """Sets s; returns whether the bucket plan changed."""
         if s != self.applied:
             self._before_switch()
-        if (s["bucket_cap_mb"], s["first_bucket_mb"]) != (self.applied["bucket_cap_mb"],
-                                                          self.applied["first_bucket_mb"]):
+        replan = any(s[k] != self.applied[k] for k in PLAN)
+        if replan:
             self.engine.replan(int(s["bucket_cap_mb"] * MB), int(s["first_bucket_mb"] * MB))
         changed = {k: s[k] for k in ("fusion_mb", "cycle_ms") if s[k] != self.applied[k]}
         if self._knobs and changed:
             # The allreduce of the times just completed on every rank: the fence.
             horovod_knobs.set_knobs(**changed, fence=False)
         self.applied = dict(s)
+        return replan
 
     def report(self):
         """What ``optimizer.tuned`` shows."""
