@@ -173,8 +173,9 @@ def main():
                 step_times[n].append(run_round(*runs[n], data, target, args.steps))
             rounds.write(f"Round #{r} {n:13s}: {args.batch_size / step_times[n][-1]:.1f} "
                          "img/sec per rank")
-        step_times["compute"].append(run_round(*runs["compute"], data, target,
-                                               max(1, args.steps // 2)))
+        # As many steps as every optimizer's round: a round's first step is slower (the model
+        # was not the last one run), and fewer steps would weigh it more.
+        step_times["compute"].append(run_round(*runs["compute"], data, target, args.steps))
         for _ in range(max(1, args.steps // 2)):
             t0 = time.perf_counter()
             hvd.allreduce_(flat, name="bench.allreduce")

@@ -8,7 +8,8 @@ user gave is not tuned.
 
 Schedule: WARMUP steps untimed (the first step also re-plans the buckets in the real gradient
 order), then each candidate gets TIMED timed steps, after SETTLE untimed ones when it changes
-the bucket plan (a new plan allocates buckets and Horovod negotiates the new collectives once).
+the bucket plan (a new plan allocates buckets and Horovod negotiates the new collectives once)
+and, in delayed mode, after ``staleness`` untimed ones whatever it changes (SearchSpace).
 A candidate's time is the median of its timed steps on each rank (robust to one slow step on a
 shared machine), averaged over ranks. Candidates are tried one knob at a time (coordinate
 descent from the settings the optimizer starts with), each knob's values built from the best
@@ -17,6 +18,8 @@ does not move the settings away from the defaults. With the full space (2 bucket
 bucket, 2 cycle times, 2 fusion thresholds besides the start) that is at most
 WARMUP + TIMED + 3 x (SETTLE + TIMED) + SETTLE + 4 x TIMED = 30 steps (the SETTLE between: the
 first Horovod candidate may go back to the best plan); the choice applies from the next step.
+Delayed mode with staleness 1 leaves out the first bucket (29 steps); larger staleness leaves
+out more.
 """
 from horovod_ext.engine.plan import MB  # noqa: F401 - the unit of the settings
 
@@ -40,24 +43,42 @@ def _alternatives(model_mb, start):
     }
 
 
+DROP_ORDER = ("first_bucket_mb", "fusion_mb", "bucket_cap_mb", "cycle_ms")  # to fit MAX_STEPS
+
+
 class SearchSpace:
     """``start``: the settings the optimizer starts with; ``tunable``: the knobs it may change
     (those the user did not set; Horovod's only with the run-time setter). ``model_mb``: the
-    gradient's size."""
+    gradient's size. ``refill``: untimed steps after every switch (delayed mode's staleness:
+    the times' allreduce waits for the collectives in flight, so the next steps find their
+    gradients already reduced). When the space would take more than MAX_STEPS, knobs are left
+    out in DROP_ORDER until it fits (``dropped``)."""
 
-    def __init__(self, start, tunable, model_mb):
+    def __init__(self, start, tunable, model_mb, refill=0):
         self.start = dict(start)
+        self.refill = refill
+        self._alt = _alternatives(model_mb, self.start)
         self.knobs = [k for k in ("bucket_cap_mb", "first_bucket_mb", "cycle_ms", "fusion_mb")
                       if k in tunable]
-        self._alt = _alternatives(model_mb, self.start)
+        self.dropped = []
+        while self._steps() > MAX_STEPS:
+            knob = next(k for k in DROP_ORDER if k in self.knobs)
+            self.knobs.remove(knob)
+            self.dropped.append(knob)
+        self.steps = self._steps()
+
+    def settle(self, replan):
+        """Untimed steps after a switch."""
+        return max(SETTLE * replan, self.refill)
+
+    def _steps(self):
         plan = [k for k in self.knobs if k in PLAN]
-        steps = WARMUP + TIMED + sum(self._count(k) * (TIMED + SETTLE * (k in PLAN))
+        steps = WARMUP + TIMED + sum(self._count(k) * (TIMED + self.settle(k in PLAN))
                                      for k in self.knobs)
-        # The first candidate after the plan's knobs may go back to the best plan: one settle.
-        steps += SETTLE if plan and len(plan) < len(self.knobs) else 0
-        if steps > MAX_STEPS:
-            raise AssertionError(f"the search space takes {steps} steps > {MAX_STEPS}")
-        self.steps = steps
+        # The first candidate after the plan's knobs may go back to the best plan.
+        if plan and len(plan) < len(self.knobs):
+            steps += self.settle(True) - self.settle(False)
+        return steps
 
     def _count(self, knob):
         return 1 if self._alt[knob] == "cap" else len(self._alt[knob])

@@ -24,7 +24,7 @@ def run_search(space, ms_of):
     steps, applied = tuning.WARMUP, space.start
     while (s := search.next()) is not None:
         replan = any(s[k] != applied[k] for k in tuning.PLAN)
-        steps += tuning.SETTLE * replan + tuning.TIMED
+        steps += (space.settle(replan) if search.tried else 0) + tuning.TIMED
         applied = s
         search.record(ms_of(s))
     return search, steps
@@ -35,7 +35,9 @@ def test_search_ends_within_its_steps_and_tries_only_tunable_knobs(seed):
     rng = random.Random(seed)
     tunable = {k for k in KNOBS if rng.random() < 0.7}
     s0 = start(rng)
-    space = tuning.SearchSpace(s0, tunable, model_mb=rng.choice([0.1, 2.0, 90.0, 400.0]))
+    space = tuning.SearchSpace(s0, tunable, model_mb=rng.choice([0.1, 2.0, 90.0, 400.0]),
+                               refill=rng.choice([0, 0, 1, 2, 5, 20]))
+    assert set(space.knobs) | set(space.dropped) == tunable
     search, steps = run_search(space, lambda s: rng.uniform(50, 100))
     assert steps <= space.steps <= tuning.MAX_STEPS
     assert search.tried[0][0] == s0, "the starting settings are timed first"

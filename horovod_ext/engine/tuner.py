@@ -15,7 +15,7 @@ import horovod.torch as hvd
 import torch
 
 from horovod_ext import horovod_knobs, log
-from horovod_ext.tuning import MB, PLAN, SETTLE, TIMED, WARMUP, Search, SearchSpace
+from horovod_ext.tuning import MB, PLAN, TIMED, WARMUP, Search, SearchSpace
 
 _knob_owner = None  # weakref to the tuner now tuning Horovod's knobs (one at a time per process)
 
@@ -35,8 +35,9 @@ class OnlineTuner:
     """``engine``: the GradientEngine whose plan it sets; ``settings``: the optimizer's;
     ``before_switch``: called before any setting changes (applies what overlap holds back)."""
 
-    def __init__(self, engine, settings, before_switch=lambda: None):
+    def __init__(self, engine, settings, before_switch=lambda: None, refill=0):
         self.engine = engine
+        self._refill = refill  # see tuning.SearchSpace
         self.settings = settings
         self._before_switch = before_switch
         self._start_caps = (engine.planner.cap, engine.planner.first_cap)
@@ -64,7 +65,7 @@ class OnlineTuner:
         if self._knobs:
             tunable |= {"fusion_mb", "cycle_ms"} - horovod_knobs.fixed_by_user()
         self._space = lambda knobs: Search(SearchSpace(start, knobs, sum(
-            p.numel() * p.element_size() for p in planner.params) / MB))
+            p.numel() * p.element_size() for p in planner.params) / MB, self._refill))
         self._tunable = tunable
         self.search = self._space(tunable)
         self.applied = dict(start)
@@ -92,7 +93,8 @@ class OnlineTuner:
                 self._timed.append(dt)
         if self.steps < self._phase_end:
             return
-        if self._candidate is not None:
+        fenced = self._candidate is not None  # the times' allreduce below waits for all
+        if fenced:
             ms = hvd.allreduce(torch.tensor([statistics.median(self._timed) * 1e3]),
                                name=f"hvd_ext.tune.{self.steps}",
                                process_set=self.settings.process_set).item()
@@ -105,7 +107,8 @@ class OnlineTuner:
                      self.search.best, [(s, round(ms, 1)) for s, ms in self.search.tried])
             return
         replanned = self._apply(self._candidate)
-        self._phase_end = self.steps + SETTLE * replanned + TIMED
+        self._phase_end = self.steps + TIMED + (self.search.space.settle(replanned) if fenced
+                                                else int(replanned))
 
     def _apply(self, s):
         """Sets s; returns whether the bucket plan changed."""

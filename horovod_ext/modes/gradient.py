@@ -130,8 +130,8 @@ class GradientMode(Mode):
         self.synchronized = False
         self._flushing = False     # inside flush(apply): step() takes the gradient shown
         self._active = settings.process_set.included()
-        self.tuner = OnlineTuner(self.engine, settings, self._finish_overlap) \
-            if settings.tune and self._active else None
+        self.tuner = OnlineTuner(self.engine, settings, self._finish_overlap,
+                                 refill=self._staleness) if settings.tune and self._active else None
 
     @property
     def overlap(self):
