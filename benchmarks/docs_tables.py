@@ -245,10 +245,7 @@ TABLES = {"kernels_cpu": kernels_cpu,
           "compression_lm_1gbit": lambda: compression("lm_1gbit"),
           "compression_lm_300mbit": lambda: compression("lm_300mbit"),
           "tuner_sweep": lambda: throughput_cells("tuner/sweep/sweep.json", sweep_cols=True),
-          "tuner_cost": lambda: tuning_tables.tuning_cost(
-              [RESULTS / "tuner/sweep/sweep.json", *sorted(RESULTS.glob("tuner/lm_1gbit*.json"))]),
-          "tuner_autotune": lambda: tuning_tables.autotune(sorted(RESULTS.glob("tuner/lm_*.json"))),
-          "tuner_lm_1gbit": lambda: throughput_cells("tuner/lm_1gbit.json")}
+          "tuner_cost": lambda: tuning_tables.tuning_cost([RESULTS / "tuner/sweep/sweep.json"])}
 
 
 def pages():
