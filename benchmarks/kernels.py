@@ -21,6 +21,7 @@ import torch
 from horovod_ext import ops
 from horovod_ext.progress import progress
 from ratios import speedup
+from record import stored_config
 
 
 def resnet50_shapes():
@@ -218,7 +219,7 @@ def main():
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     lists = {"ResNet-50": resnet50_shapes(), "transformer LM": transformer_shapes()}
     results = [bench(n, s, device, args.repeats, sync) for n, s in lists.items()]
-    out = {"config": dict(vars(args), threads=torch.get_num_threads(), torch=torch.__version__,
+    out = {"config": stored_config(args, threads=torch.get_num_threads(), torch=torch.__version__,
                           cpu_isa=ops.cpu_isa()),
            "results": results}
     for res in results:

@@ -22,6 +22,7 @@ from horovod.torch import mpi_ops
 from horovod_ext.progress import Progress
 
 from models import MLP, make_batch
+from record import stored_config
 from throughput import MODES, make, run_round
 
 
@@ -113,7 +114,7 @@ def main():
               f"{r['objects_growth']:>+9d}")
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
-        json.dump(dict(config=vars(args), size=hvd.size(), results=results), f, indent=1)
+        json.dump(dict(config=stored_config(args), size=hvd.size(), results=results), f, indent=1)
     plot(results, os.path.splitext(args.json)[0] + ".png", hvd.size(), vars(args))
     print(f"wrote {args.json}")
 

@@ -33,6 +33,7 @@ from bound import measured_bound
 from charts import plot, title as chart_title
 from models import BATCH, MODELS, loss_fn, make_batch
 from ratios import cell, speedup, verdict
+from record import stored_config
 from timeline import plot_timeline, read_timeline, summarize_trace
 from warmup import warm_up
 
@@ -248,7 +249,7 @@ def summarize(args, names, runs, step_times, flat, traces, data, target):
         if n in traces:
             r["trace"] = summarize_trace(*traces[n])
         results.append(r)
-    return {"config": dict(vars(args), np=hvd.size(), torch=torch.__version__,
+    return {"config": stored_config(args, np=hvd.size(), torch=torch.__version__,
                            horovod=horovod.__version__, machine=platform.machine(),
                            cpus=os.cpu_count()),
             "compute_ms": compute_ms, "allreduce_ms": allreduce_ms, "bound_ms": bound_ms,

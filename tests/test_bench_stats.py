@@ -1,5 +1,6 @@
 """The benchmark's arithmetic: speedups with bootstrap intervals over rounds (ratios.py) and the
 best step time of an exact synchronous schedule (bound.py), against cases worked by hand."""
+import os
 import random
 import sys
 
@@ -68,3 +69,13 @@ def test_never_below_compute_or_wire(seed):
     for spb in (1e-10, 1e-8, 1e-7):
         bound = exact_sync_bound((f, b, params), spb)
         assert bound >= max(f + b, total * spb) * (1 - 1e-9)
+
+
+def test_stored_config_names_no_directory_of_this_machine(tmp_path):
+    """A stored result gives its output path relative to the repository, or by name outside."""
+    import argparse
+    from record import ROOT, stored_config
+    inside = argparse.Namespace(json=os.path.join(ROOT, "docs", "results", "x.json"), steps=3)
+    outside = argparse.Namespace(json=str(tmp_path / "y.json"))
+    assert stored_config(inside, np=2) == {"json": "docs/results/x.json", "steps": 3, "np": 2}
+    assert stored_config(outside)["json"] == "y.json"

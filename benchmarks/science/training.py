@@ -3,11 +3,15 @@ test accuracy, and writing the results (JSON, and a PNG beside it) on rank 0."""
 import json
 import math
 import os
+import sys
 import time
 
 import horovod.torch as hvd
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from record import stored_path  # noqa: E402
 
 
 def accuracy(model, x, y):
@@ -45,6 +49,8 @@ def write_results(out, path, plot):
     if hvd.rank() != 0:
         return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if isinstance(out.get("config", {}).get("json"), str):
+        out = dict(out, config=dict(out["config"], json=stored_path(out["config"]["json"])))
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
     plot(out, os.path.splitext(path)[0] + ".png")
