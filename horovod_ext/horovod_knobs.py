@@ -11,6 +11,7 @@ import torch
 
 DEFAULT_FUSION_MB, DEFAULT_CYCLE_MS = 128, 1.0  # Horovod 0.28.1's defaults
 _FUSION_ENV, _CYCLE_ENV = "HOROVOD_FUSION_THRESHOLD", "HOROVOD_CYCLE_TIME"
+_set_to: dict[str, float] = {}  # knob -> the value set_knobs last gave it in this process
 
 
 def has_setter():
@@ -25,6 +26,17 @@ def started_with():
     cycle = os.environ.get(_CYCLE_ENV)
     return (DEFAULT_FUSION_MB if not fusion else int(fusion) / 2**20,
             DEFAULT_CYCLE_MS if not cycle else float(cycle))
+
+
+def current():
+    """(fusion MB, cycle ms) now: what set_knobs last set, else what the job started with."""
+    fusion, cycle = started_with()
+    return _set_to.get("fusion_mb", fusion), _set_to.get("cycle_ms", cycle)
+
+
+def reinitialized():
+    """Horovod was initialized again (elastic reset): it starts from the job's values."""
+    _set_to.clear()
 
 
 def fixed_by_user():
@@ -55,3 +67,5 @@ def set_knobs(fusion_mb=None, cycle_ms=None, fence=True, process_set=None):
     _basics.MPI_LIB_CTYPES.horovod_ext_set_knobs(
         ctypes.c_longlong(-1 if fusion_mb is None else int(fusion_mb * 2**20)),
         ctypes.c_double(-1.0 if cycle_ms is None else cycle_ms))
+    _set_to.update({k: v for k, v in (("fusion_mb", fusion_mb), ("cycle_ms", cycle_ms))
+                    if v is not None})

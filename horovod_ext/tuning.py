@@ -2,24 +2,27 @@
 of training try, and which one is kept. Pure (no Horovod); ``modes/gradient_tuner.py`` applies
 the settings and times the steps.
 
-Settings (a dict): ``bucket_cap_mb`` and ``first_bucket_mb`` (the engine's plan) and, where the
-Horovod in use can change them at run time, its ``fusion_mb`` and ``cycle_ms``. A setting the
-user gave is not tuned.
+Settings (a dict): ``schedule`` (when updates are applied: ``step`` or, where
+``Sync(overlap_forward=True)`` allows it, ``forward``; engine/schedule.py), ``bucket_cap_mb`` and
+``first_bucket_mb`` (the engine's plan) and, where the Horovod in use can change them at run
+time, its ``fusion_mb`` and ``cycle_ms``. A setting the user gave is not tuned.
 
 Schedule: WARMUP steps untimed (the first step also re-plans the buckets in the real gradient
 order), then each candidate gets TIMED timed steps, after SETTLE untimed ones when it changes
-the bucket plan (a new plan allocates buckets and Horovod negotiates the new collectives once)
+the bucket plan or the schedule (a new plan allocates buckets and Horovod negotiates the new
+collectives once; the first step of a new schedule is a transition)
 and, in delayed mode, after ``staleness`` untimed ones whatever it changes (SearchSpace).
 A candidate's time is the median of its timed steps on each rank (robust to one slow step on a
 shared machine), averaged over ranks. Candidates are tried one knob at a time (coordinate
 descent from the settings the optimizer starts with), each knob's values built from the best
 found so far; a candidate replaces the best only when it is faster by more than MARGIN, so noise
-does not move the settings away from the defaults. With the full space (2 bucket caps, 1 first
-bucket, 2 cycle times, 2 fusion thresholds besides the start) that is at most
+does not move the settings away from the defaults. With the full space of Sync (2 bucket caps,
+1 first bucket, 2 cycle times, 2 fusion thresholds besides the start) that is at most
 WARMUP + TIMED + 3 x (SETTLE + TIMED) + SETTLE + 4 x TIMED = 30 steps (the SETTLE between: the
 first Horovod candidate may go back to the best plan); the choice applies from the next step.
-Delayed mode with staleness 1 leaves out the first bucket (29 steps); larger staleness leaves
-out more.
+Knobs are left out in DROP_ORDER to stay within MAX_STEPS: the first bucket for
+``overlap_forward`` (its schedule comes first: 30 steps) and for Delayed with staleness 1
+(29 steps); larger staleness leaves out more.
 """
 from horovod_ext.engine.plan import MB  # noqa: F401 - the unit of the settings
 
@@ -27,12 +30,16 @@ WARMUP, SETTLE, TIMED = 2, 1, 3
 MARGIN = 0.02          # a candidate must be this much faster (relative) to replace the best
 MAX_STEPS = 30         # no search space may take longer than this (checked at construction)
 PLAN = ("bucket_cap_mb", "first_bucket_mb")  # the knobs that change the bucket plan
+SETTLING = PLAN + ("schedule",)               # the knobs whose switch takes SETTLE steps
+KNOBS = ("schedule", "bucket_cap_mb", "first_bucket_mb", "cycle_ms", "fusion_mb")  # in order
 
 
 def _alternatives(model_mb, start):
     """knob -> the values tried besides the starting one, in the order tried."""
     cap = start["bucket_cap_mb"]
     return {
+        # The next forward applies the update (overlaps it), or step() does.
+        "schedule": ["step", "forward"],
         # Fewer, larger buckets (fewer launches; the wire starts later), up to the whole model.
         "bucket_cap_mb": sorted({c for c in (round(min(cap * f, model_mb), 3) for f in (4, 16))
                                  if c > cap * 1.5}),
@@ -43,7 +50,7 @@ def _alternatives(model_mb, start):
     }
 
 
-DROP_ORDER = ("first_bucket_mb", "fusion_mb", "bucket_cap_mb", "cycle_ms")  # to fit MAX_STEPS
+DROP_ORDER = ("first_bucket_mb", "fusion_mb", "bucket_cap_mb", "cycle_ms", "schedule")
 
 
 class SearchSpace:
@@ -58,8 +65,7 @@ class SearchSpace:
         self.start = dict(start)
         self.refill = refill
         self._alt = _alternatives(model_mb, self.start)
-        self.knobs = [k for k in ("bucket_cap_mb", "first_bucket_mb", "cycle_ms", "fusion_mb")
-                      if k in tunable]
+        self.knobs = [k for k in KNOBS if k in tunable]
         self.dropped = []
         while self._steps() > MAX_STEPS:
             knob = next(k for k in DROP_ORDER if k in self.knobs)
@@ -72,15 +78,17 @@ class SearchSpace:
         return max(SETTLE * replan, self.refill)
 
     def _steps(self):
-        plan = [k for k in self.knobs if k in PLAN]
-        steps = WARMUP + TIMED + sum(self._count(k) * (TIMED + self.settle(k in PLAN))
+        settling = [k for k in self.knobs if k in SETTLING]
+        steps = WARMUP + TIMED + sum(self._count(k) * (TIMED + self.settle(k in SETTLING))
                                      for k in self.knobs)
-        # The first candidate after the plan's knobs may go back to the best plan.
-        if plan and len(plan) < len(self.knobs):
+        # The first candidate after the settling knobs may go back to the best plan/schedule.
+        if settling and len(settling) < len(self.knobs):
             steps += self.settle(True) - self.settle(False)
         return steps
 
     def _count(self, knob):
+        if knob == "schedule":
+            return 1
         return 1 if self._alt[knob] == "cap" else len(self._alt[knob])
 
     def values(self, knob, best):

@@ -8,14 +8,16 @@ import pytest
 
 from conftest import MPI, launch
 from horovod_ext import tuning
+from horovod_ext.engine import priority
 
-KNOBS = ("bucket_cap_mb", "first_bucket_mb", "cycle_ms", "fusion_mb")
+KNOBS = ("schedule", "bucket_cap_mb", "first_bucket_mb", "cycle_ms", "fusion_mb")
 
 
 def start(rng):
     cap = rng.choice([0.25, 0.5, 3.0, 25.0])
     return dict(bucket_cap_mb=cap, first_bucket_mb=min(cap, rng.choice([0.25, 1.0])),
-                fusion_mb=rng.choice([128, 64]), cycle_ms=rng.choice([1.0, 3.5]))
+                fusion_mb=rng.choice([128, 64]), cycle_ms=rng.choice([1.0, 3.5]),
+                schedule=rng.choice(["step", "forward"]))
 
 
 def run_search(space, ms_of):
@@ -23,7 +25,7 @@ def run_search(space, ms_of):
     search = tuning.Search(space)
     steps, applied = tuning.WARMUP, space.start
     while (s := search.next()) is not None:
-        replan = any(s[k] != applied[k] for k in tuning.PLAN)
+        replan = any(s[k] != applied[k] for k in tuning.SETTLING)
         steps += (space.settle(replan) if search.tried else 0) + tuning.TIMED
         applied = s
         search.record(ms_of(s))
@@ -59,13 +61,14 @@ def test_rule_keeps_the_start_unless_clearly_faster(seed):
 
 
 def test_rule_finds_the_best_of_separable_knobs():
-    s0 = dict(bucket_cap_mb=0.5, first_bucket_mb=0.5, fusion_mb=128, cycle_ms=1.0)
+    s0 = dict(bucket_cap_mb=0.5, first_bucket_mb=0.5, fusion_mb=128, cycle_ms=1.0,
+              schedule="forward")
     space = tuning.SearchSpace(s0, set(KNOBS), model_mb=16.0)
     cost = {"bucket_cap_mb": {0.5: 30, 2.0: 10, 8.0: 20}, "cycle_ms": {1.0: 9, 5.0: 3, 20.0: 6},
-            "fusion_mb": {128: 5, 8: 7, 1: 8}}
+            "fusion_mb": {128: 5, 8: 7, 1: 8}, "schedule": {"forward": 9, "step": 4}}
     search, _ = run_search(space, lambda s: 100 + sum(cost[k][s[k]] for k in cost))
-    assert search.best == dict(s0, bucket_cap_mb=2.0, cycle_ms=5.0)
-    assert search.best_ms == 100 + 10 + 3 + 5
+    assert search.best == dict(s0, bucket_cap_mb=2.0, cycle_ms=5.0, schedule="step")
+    assert search.best_ms == 100 + 10 + 3 + 5 + 4
 
 
 def tuned_job(tmp_path, mode, backend="gloo", args=(), env=None):
@@ -97,6 +100,12 @@ def test_ranks_agree_on_the_choice_and_results_equal_horovods(tmp_path, mode, ba
         assert {t["cycle_ms"] for t in first["tried"]} >= {1.0, 5.0, 20.0}
     if r["rel_err"] is not None:
         assert r["rel_err"] <= 1e-5
+    schedules = {t["schedule"] for t in first["tried"]}
+    if mode == "overlap":  # both schedules timed; the chosen one runs; the forward one was used
+        assert schedules == {"forward", "step"} and r["schedule"] == first["chosen"]["schedule"]
+        assert r["applied_in_forward"] > 0
+    else:
+        assert schedules == {"step"} and r["schedule"] == "step"
 
 
 def test_settings_given_are_not_tuned(tmp_path):
@@ -131,3 +140,34 @@ def test_one_tuner_at_a_time_tunes_horovods_knobs(tmp_path, how):
     assert second["horovod_knobs_tuned"] == (how == "sequential")
     cycles = {t["cycle_ms"] for t in second["tried"]}
     assert len(cycles) == (3 if how == "sequential" else 1)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_window_grows_with_the_cycle(seed):
+    """The forward schedule's window (NOTE: [window in bytes]): WINDOW buckets always, more
+    while the bytes behind the largest are fewer than the link moves in a cycle; a longer cycle
+    never closes a window a shorter one opens."""
+    rng = random.Random(seed)
+    moving = [rng.randint(1, 10**7) for _ in range(rng.randint(0, 12))]
+    rate = rng.choice([None, rng.uniform(1e6, 1e10)])
+    cycles = sorted(rng.uniform(0.1, 50) for _ in range(4))
+    opened = [priority.window_open(moving, rate, c) for c in cycles]
+    assert opened == sorted(opened), "a longer cycle closed the window"
+    if len(moving) < priority.WINDOW:
+        assert all(opened)
+    elif rate is None:
+        assert not any(opened)
+    else:
+        behind = sum(moving) - max(moving)
+        assert opened == [behind < rate * c * 1e-3 for c in cycles]
+
+
+def test_window_opens_past_two_buckets_under_a_long_cycle(tmp_path):
+    """Under a 20 ms cycle the forward schedule measures the link and keeps more than WINDOW
+    buckets on the wire; the result still equals Horovod's."""
+    r = tuned_job(tmp_path, "overlap", args=["tune=False", "bucket_cap_mb=0.1"],
+                  env={"HOROVOD_CYCLE_TIME": "20"})
+    assert r["schedule"] == "forward" and r["applied_in_forward"] > 0
+    assert r["rate"] is not None and r["rate"] > 0
+    assert r["most_moving"] > priority.WINDOW, r
+    assert r["rel_err"] <= 1e-5

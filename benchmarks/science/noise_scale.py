@@ -39,15 +39,15 @@ MAX_SAMPLES = {"mnist": 40_000, "chars": 100_000}  # a run that has not reached 
 
 class CharMLP(nn.Module):
     """A small neural language model: 16 characters of context -> the next character, through
-    ``hidden_layers`` tanh layers of 256 units."""
+    ``hidden_layers`` tanh layers of ``width`` units."""
     context = 16
 
-    def __init__(self, vocab, hidden_layers=1):
+    def __init__(self, vocab, hidden_layers=1, width=256):
         super().__init__()
         self.emb = nn.Embedding(vocab, 16)
-        self.h = nn.Linear(16 * self.context, 256)
-        self.deeper = nn.ModuleList(nn.Linear(256, 256) for _ in range(hidden_layers - 1))
-        self.out = nn.Linear(256, vocab)
+        self.h = nn.Linear(16 * self.context, width)
+        self.deeper = nn.ModuleList(nn.Linear(width, width) for _ in range(hidden_layers - 1))
+        self.out = nn.Linear(width, vocab)
 
     def forward(self, x):
         h = torch.tanh(self.h(self.emb(x).flatten(1)))
@@ -56,9 +56,9 @@ class CharMLP(nn.Module):
         return self.out(h)
 
 
-def task(name, hidden_layers=1):
+def task(name, hidden_layers=1, width=256):
     """(make_model, train x, train y, validation x, validation y, test x, test y); the text
-    model has ``hidden_layers`` hidden layers."""
+    model has ``hidden_layers`` hidden layers of ``width`` units."""
     if name == "mnist":
         x, y, x_te, y_te = mnist_split()
         return Net, x[500:], y[500:], x[:500], y[:500], x_te, y_te
@@ -73,7 +73,7 @@ def task(name, hidden_layers=1):
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     x = x[order]
     tr, va, te = x[:-20_000], x[-20_000:-10_000], x[-10_000:]
-    return (lambda: CharMLP(len(chars), hidden_layers), tr[:, :c], tr[:, c], va[:, :c], va[:, c],
+    return (lambda: CharMLP(len(chars), hidden_layers, width), tr[:, :c], tr[:, c], va[:, :c], va[:, c],
             te[:, :c], te[:, c])
 
 

@@ -10,8 +10,8 @@ averaging modes). The way of a gradient, as verbs:
   -> ``close_step`` (from ``synchronize()``): launches what no hook launched, queues the set
   -> ``wait``: unpacks the reduced buckets, taps' on_reduced
   -> ``_finish``: taps' on_apply (statistics, non-finite check, delay compensation)  (taps.py)
-  -> the inner step applies ``p.grad``; with ``Sync(overlap_forward=True)`` the next forward
-     applies it bucket by bucket instead (overlap.py).
+  -> the inner step applies ``p.grad``; under the ``forward`` schedule (schedule.py) the next
+     forward applies it bucket by bucket instead (overlap.py).
 
 Which gradients share a bucket is a pure function (plan.py), rebuilt once from the order in
 which gradients really became ready (planner.py); ``staleness + 1`` bucket sets form a ring

@@ -8,13 +8,13 @@ from horovod_ext.engine.bucket_set import BucketSet
 from horovod_ext.engine.checkpoint import EngineCheckpoint
 from horovod_ext.engine.codec_agreement import agree_codec_state
 from horovod_ext.engine.planner import Planner
-from horovod_ext.engine.priority import Fifo, Priority
+from horovod_ext.engine.schedule import EngineSchedule
 from horovod_ext.engine.sparse import SparseLane
 from horovod_ext.failure import raise_hook_failure
 from horovod_ext.wire import wire_bytes
 
 
-class GradientEngine(EngineCheckpoint):
+class GradientEngine(EngineCheckpoint, EngineSchedule):
     # NOTE: [ring of bucket sets] Gradients live in ``n_sets`` BucketSets (staleness + 1; one in
     # sync mode), all built from one plan. The backward of a step accumulates into ``current``;
     # ``close_step()`` launches what is left of it, queues it in ``_pending`` and, once more than
@@ -22,7 +22,7 @@ class GradientEngine(EngineCheckpoint):
     # That set is always the one after ``current`` in the ring, the next accumulation set, so
     # ``zero_grad()`` never touches a set in flight and ``p.grad`` is a view of one set at a time.
 
-    def __init__(self, params, name_of, settings, n_sets, taps, lag=None, priority=False):
+    def __init__(self, params, name_of, settings, n_sets, taps, lag=None, step_bucket=None):
         self.params = params            # parameters that get gradients, in registration order
         self.name_of = name_of          # parameter -> name (messages, agreement)
         self._index = {p: i for i, p in enumerate(params)}
@@ -41,9 +41,9 @@ class GradientEngine(EngineCheckpoint):
         self._cur = 0                     # the set the next backward accumulates into
         self._pending = deque()           # sets launched, not applied yet, oldest first
         self._lag = n_sets - 1 if lag is None else lag  # sets queued before the oldest is applied
-        self.launcher = (Priority if priority else Fifo)(
-            self._launch, lambda b: b.wait_allreduce(self.settings, self.name_of[b.params[0]]))
-        self.overlap = None               # the ForwardOverlap applying a deferred set, if any
+        # The launcher and when sets are applied (schedule.py); step_bucket allows "forward".
+        self._start_schedule(
+            lambda b: b.wait_allreduce(self.settings, self.name_of[b.params[0]]), step_bucket)
         self.sparse = SparseLane(params, settings, name_of)
         self.planner = Planner(params, settings)
         self._start_plan()
@@ -104,7 +104,7 @@ class GradientEngine(EngineCheckpoint):
             self._hook_error = (self.name_of[p], e)
 
     def _mark_ready(self, p):
-        if self.overlap is not None and self.overlap.is_pending(p):
+        if self.is_deferred(p):
             raise RuntimeError("it was read before its update from the previous step was "
                                "applied: Sync(overlap_forward=True) applies it when the forward "
                                "of a module holding it starts; read it there, or use Sync()")
@@ -121,7 +121,7 @@ class GradientEngine(EngineCheckpoint):
         if bucket is None and not gathered:
             raise ValueError("the gradient is dense on this rank but was sparse on rank 0 in the "
                              "first step; sparse_as_dense=True reduces both alike")
-        if gathered and (self._snapshot or self.overlap is not None):
+        if gathered and (self._snapshot or self._next_forward is not None):
             raise ValueError("delay compensation and overlap_forward need dense gradients; "
                              "pass sparse_as_dense=True for sparse ones")
         if not gathered and p.grad is not bucket.views[k]:  # set_to_none, create_graph=True...
@@ -185,8 +185,8 @@ class GradientEngine(EngineCheckpoint):
     def close_step(self, defer=False):
         """Launches the buckets that did not become ready during backward (unused parameters
         contribute zeros) and queues this step's set. Returns the set to apply, reduced, once
-        more than ``lag`` are queued (None during warm-up, or when ``defer``: engine/overlap.py
-        applies it); ``p.grad`` then shows it."""
+        more than ``lag`` are queued (None during warm-up, or when ``defer``: the next forward
+        applies it, schedule.py); ``p.grad`` then shows it."""
         cur = self.current
         self.sparse.close()
         for p in self.sparse.gathered:
@@ -214,7 +214,9 @@ class GradientEngine(EngineCheckpoint):
         if nxt.plan != self.planner.plan:
             self._install(nxt)
         self._show(nxt)
-        return cur if defer else apply
+        if defer:
+            self.defer(cur)
+        return apply
 
     def release(self, s, applied=True):
         """Set s, closed with ``defer``, was applied bucket by bucket (or is dropped)."""

@@ -1,7 +1,7 @@
 """The online tuner of the gradient modes: times the first steps of training under the settings
 ``horovod_ext.tuning`` proposes, averaged over ranks, and keeps the fastest. Only scheduling
-changes (bucket plan, Horovod's fusion threshold and cycle time), never what is summed, so every
-step's result is the same as untuned.
+changes (when updates are applied, bucket plan, Horovod's fusion threshold and cycle time), never
+what is summed, so every step's result is the same as untuned.
 
 Every rank calls ``after_step()`` once per ``step()``, so every rank switches at the same step;
 the per-candidate time is averaged over ranks by a blocking allreduce, which is also the fence
@@ -15,7 +15,7 @@ import horovod.torch as hvd
 import torch
 
 from horovod_ext import horovod_knobs, log
-from horovod_ext.tuning import MB, PLAN, TIMED, WARMUP, Search, SearchSpace
+from horovod_ext.tuning import MB, PLAN, SETTLING, TIMED, WARMUP, Search, SearchSpace
 
 _knob_owner = None  # weakref to the tuner now tuning Horovod's knobs (one at a time per process)
 
@@ -32,15 +32,15 @@ def _claim_knobs(tuner):
 
 
 class OnlineTuner:
-    """``engine``: the GradientEngine whose plan it sets; ``settings``: the optimizer's;
-    ``before_switch``: called before any setting changes (applies what overlap holds back)."""
+    """``engine``: the GradientEngine whose plan and schedule it sets; ``settings``: the
+    optimizer's."""
 
-    def __init__(self, engine, settings, before_switch=lambda: None, refill=0):
+    def __init__(self, engine, settings, refill=0):
         self.engine = engine
         self._refill = refill  # see tuning.SearchSpace
         self.settings = settings
-        self._before_switch = before_switch
         self._start_caps = (engine.planner.cap, engine.planner.first_cap)
+        self._start_schedule = engine.schedule
         self.restarts = -1    # elastic resizes it started over after
         self.restart()
 
@@ -49,12 +49,16 @@ class OnlineTuner:
         self.restarts += 1
         planner, ps = self.engine.planner, self.settings.process_set
         cap, first = self._start_caps
-        self.engine.replan(cap, first)  # back to the start after an elastic resize
+        if self.restarts:  # back to the start after an elastic resize
+            horovod_knobs.reinitialized()
+            self.engine.set_schedule(self._start_schedule)
+            self.engine.replan(cap, first)
         given_cap, given_first = self.settings.bucket_cap_mb, self.settings.first_bucket_mb
         cap_mb = cap / MB if given_cap is None else given_cap  # as given, when given
         start = dict(bucket_cap_mb=cap_mb, first_bucket_mb=first / MB if given_first is None
                      else min(cap_mb, given_first))
-        tunable = set()
+        start["schedule"] = self._start_schedule
+        tunable = {"schedule"} if len(self.engine.schedules) > 1 else set()
         if self.settings.groups is None:
             tunable |= {"first_bucket_mb"} if given_first is None else set()
             tunable |= {"bucket_cap_mb"} if given_cap is None else set()
@@ -111,18 +115,20 @@ class OnlineTuner:
                                                 else int(replanned))
 
     def _apply(self, s):
-        """Sets s; returns whether the bucket plan changed."""
+        """Sets s; returns whether the bucket plan or the schedule changed."""
         if s != self.applied:
-            self._before_switch()
-        replan = any(s[k] != self.applied[k] for k in PLAN)
-        if replan:
+            self.engine.finish_deferred()
+        if any(s[k] != self.applied[k] for k in PLAN):
             self.engine.replan(int(s["bucket_cap_mb"] * MB), int(s["first_bucket_mb"] * MB))
+        if s["schedule"] != self.applied["schedule"]:
+            self.engine.set_schedule(s["schedule"])
         changed = {k: s[k] for k in ("fusion_mb", "cycle_ms") if s[k] != self.applied[k]}
         if self._knobs and changed:
             # The allreduce of the times just completed on every rank: the fence.
             horovod_knobs.set_knobs(**changed, fence=False)
+        settle = any(s[k] != self.applied[k] for k in SETTLING)
         self.applied = dict(s)
-        return replan
+        return settle
 
     def report(self):
         """What ``optimizer.tuned`` shows."""

@@ -10,7 +10,7 @@ from horovod.torch.mpi_ops import Average
 from horovod_ext import checks
 from horovod_ext.compression import Compression
 from horovod_ext.engine.gradient_engine import GradientEngine
-from horovod_ext.engine.overlap import ForwardOverlap, steps_per_parameter
+from horovod_ext.engine.overlap import bucket_step, steps_per_parameter
 from horovod_ext.engine.taps import DelayCompensation, NonfiniteCheck, StatisticsTap
 from horovod_ext.engine.tuner import OnlineTuner
 from horovod_ext.failure import nonfinite_error
@@ -55,7 +55,7 @@ class Sync(_GradientConfig):
     ``overlap_forward=True`` (engine/overlap.py): ``step()`` returns without waiting, buckets go
     on the wire in the order the next forward needs them, and each module's forward first
     applies the update of its own parameters, so communication also overlaps the next forward.
-    Same result. Needs a per-parameter ``torch.optim`` optimizer, ``nonfinite="ignore"``, no
+    Same result. With the tuner on, it also times the usual schedule and keeps the faster. Needs a per-parameter ``torch.optim`` optimizer, ``nonfinite="ignore"``, no
     ``stats``, and parameters read inside the forward of the modules holding them; parameters
     read directly between ``step()`` and the next forward (not through a module's forward or
     ``state_dict()``) need ``flush()`` first. ``synchronize()``
@@ -121,8 +121,7 @@ class GradientMode(Mode):
             taps.append(DelayCompensation(float(config.compensation)))
         if config.overlap_forward:
             self.engine = GradientEngine(params, settings.name_of, settings, 2, taps, lag=0,
-                                         priority=True)
-            self.engine.overlap = ForwardOverlap(self.engine, optimizer, inner.step)
+                                         step_bucket=bucket_step(optimizer, inner.step))
         else:
             self.engine = GradientEngine(params, settings.name_of, settings,
                                          self._staleness + 1, taps)
@@ -130,13 +129,8 @@ class GradientMode(Mode):
         self.synchronized = False
         self._flushing = False     # inside flush(apply): step() takes the gradient shown
         self._active = settings.process_set.included()
-        self.tuner = OnlineTuner(self.engine, settings, self._finish_overlap,
-                                 refill=self._staleness) if settings.tune and self._active else None
-
-    @property
-    def overlap(self):
-        """The engine's ForwardOverlap with ``Sync(overlap_forward=True)``, else None."""
-        return self.engine.overlap
+        self.tuner = OnlineTuner(self.engine, settings, refill=self._staleness) \
+            if settings.tune and self._active else None
 
     @property
     def bytes_sent(self):
@@ -156,24 +150,20 @@ class GradientMode(Mode):
         gradient the inner step will apply."""
         if self._flushing:
             return
-        self._finish_overlap()
+        self.engine.finish_deferred()
         self.engine.raise_hook_error()
         if self._active:
             self._apply = self.engine.close_step()
         self.synchronized = True
 
-    def _finish_overlap(self):
-        if self.overlap is not None:
-            self.overlap.finish()
-
     def before_step(self, closure, synchronize):
         if self._flushing:
             return not self._skip_bad(), closure, None
-        if self.overlap is not None and synchronize and not self.synchronized \
+        if self.engine.schedule == "forward" and synchronize and not self.synchronized \
                 and closure is None and self._active:
-            self.overlap.finish()  # parameters the forward did not read
+            self.engine.finish_deferred()  # parameters the forward did not read
             self.engine.raise_hook_error()
-            self.overlap.defer(self.engine.close_step(defer=True))
+            self.engine.close_step(defer=True)
             return False, closure, None
         if synchronize:
             if self.synchronized:
@@ -210,7 +200,7 @@ class GradientMode(Mode):
         holds the last one applied. The next ``staleness`` steps refill the pipeline. A no-op in
         sync mode but for ``overlap_forward``'s pending updates."""
         self.engine.check_idle("flush")
-        self._finish_overlap()
+        self.engine.finish_deferred()
         for _ in self.engine.apply_pending():
             if apply is None:
                 if not self._skip_bad():
@@ -236,14 +226,13 @@ class GradientMode(Mode):
         """The bucket plan and the gradients still pending (reduced, not applied yet), so a
         resumed run continues exactly."""
         stats = self.gradient_stats
-        self._finish_overlap()
+        self.engine.finish_deferred()
         return dict(self.engine.state_dict(), mode=self.config.name, staleness=self._staleness,
                     stats=None if stats is None else stats.state_dict())
 
     def before_load(self):
         """Gradients in flight in this process are waited for and replaced."""
-        if self.overlap is not None:
-            self.overlap.drop()
+        self.engine.drop_deferred()
         self.engine.clear()
         self._nonfinite.take_bad()
         self._apply = None

@@ -77,7 +77,7 @@ def main():
             res["optimizer_state"].append(max(max_diff(mine[i], theirs[i]) for i in theirs))
     opt.flush()
     res["final"] = max_diff(ours.state_dict(), ref.state_dict())
-    res["applied_in_forward"] = opt._mode_object.overlap.applied_in_forward
+    res["applied_in_forward"] = opt._mode_object.engine.applied_in_forward
     # A parameter read outside its module's forward.
     torch.manual_seed(0)
     bad = Net(functional_read=True)

@@ -123,7 +123,7 @@ def main():
                              min_buckets=case.get("min_buckets", 0),
                              rank_spread=agree.abs().max().item(),
                              ext_class=type(ours_opt).__mro__[1].__name__,
-                             applied_in_forward=getattr(ours_opt._mode_object.overlap,
+                             applied_in_forward=getattr(ours_opt._mode_object.engine,
                                                         "applied_in_forward", 0))
     # Overlap: buckets are launched from the hooks, during backward, not at step().
     torch.manual_seed(0)

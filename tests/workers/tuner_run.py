@@ -1,7 +1,9 @@
 """Runs on every rank: trains with the online tuner (argv[2], a mode: sync, delayed, overlap) for
 40 steps, the ranks' step times made to differ (rank r sleeps r ms more on odd steps), and a copy
 under hvd.DistributedOptimizer on the same data. Rank 0 writes to argv[1]: the tuner's record on
-every rank, the bucket cap in use, and the largest relative difference from Horovod's result.
+every rank, the bucket cap and schedule in use, the forward schedule's window (the most buckets
+on the wire at once, the link rate it measured), and the largest relative difference from
+Horovod's result.
 argv[3:] are DistributedOptimizer keyword arguments as name=value (Python literals)."""
 import ast
 import copy
@@ -60,13 +62,17 @@ def main():
         err = max(((a - b).abs().max() / b.abs().max()).item()
                   for a, b in zip(ours.parameters(), ref.parameters()))
     records = hvd.allgather_object(opt.tuned)
-    engine = opt._mode_object.engine if opt.tuned is not None else None
+    engine = opt._mode_object.engine
     if hvd.rank() == 0:
         with open(out, "w") as f:
             json.dump(dict(tuned=records, rel_err=err,
-                           cap_mb=None if engine is None else engine.planner.cap / 2**20,
-                           first_mb=None if engine is None else engine.planner.first_cap / 2**20,
-                           buckets=None if engine is None else engine.bucket_count), f)
+                           cap_mb=engine.planner.cap / 2**20,
+                           first_mb=engine.planner.first_cap / 2**20,
+                           buckets=engine.bucket_count,
+                           schedule=engine.schedule,
+                           applied_in_forward=engine.applied_in_forward,
+                           rate=engine._priority.rate, most_moving=engine._priority.most_moving),
+                  f)
 
 
 if __name__ == "__main__":
