@@ -237,7 +237,8 @@ TABLES = {"kernels_cpu": kernels_cpu,
           "delayed_convergence": delayed_convergence,
           "averaging_mnist": averaging_mnist,
           "soak": soak,
-          "peers_overlap": lambda: throughput_cells("peers/overlap_1gbit_*.json"),
+          "overlap_sweep": lambda: throughput_cells("overlap/sweep/sweep.json", sweep_cols=True),
+          "overlap_cost": lambda: tuning_tables.tuning_cost([RESULTS / "overlap/sweep/sweep.json"]),
           "compression_text": lambda: text_methods("compression_text.json"),
           "diloco_text": lambda: text_methods("diloco_text.json"),
           "diloco_text_4096": lambda: text_methods("diloco_text_4096.json"),
@@ -245,6 +246,7 @@ TABLES = {"kernels_cpu": kernels_cpu,
           "compression_lm_1gbit": lambda: compression("lm_1gbit"),
           "compression_lm_300mbit": lambda: compression("lm_300mbit"),
           "tuner_sweep": lambda: throughput_cells("tuner/sweep/sweep.json", sweep_cols=True),
+          "autotune": lambda: tuning_tables.autotune(RESULTS / "tuner/autotune_1gbit_lm.json"),
           "tuner_cost": lambda: tuning_tables.tuning_cost([RESULTS / "tuner/sweep/sweep.json"])}
 
 

@@ -16,7 +16,7 @@ def tuning_cost(paths):
              "first), what that time costs beyond the same steps at the mode's steady step "
              "(negative: the tuning steps were faster), and the settings it chose.", "",
              "| rate | model | mode | steps | seconds | cost beyond steady steps | steady step | "
-             "chose: bucket cap | first bucket | cycle | fusion |", "|---" * 11 + "|"]
+             "chose: schedule | bucket cap | first bucket | cycle | fusion |", "|---" * 12 + "|"]
     for path in paths:
         for r in load(path):
             c = r.get("config", {})
@@ -29,6 +29,32 @@ def tuning_cost(paths):
                     f"| {r.get('rate') or c.get('link')} | {r.get('model') or c['model']} | "
                     f"{mode} | {t['steps']} | {t['seconds']:.1f} s | "
                     f"{t['seconds'] - (t['steps'] - 1) * step / 1e3:+.1f} s | {step:.0f} ms | "
-                    f"{s['bucket_cap_mb']:.3g} MB | {s['first_bucket_mb']:.3g} MB | "
+                    f"{s.get('schedule', 'step')} | {s['bucket_cap_mb']:.3g} MB | {s['first_bucket_mb']:.3g} MB | "
                     f"{s['cycle_ms']:g} ms | {s['fusion_mb']:g} MB |")
+    return "\n".join(lines)
+
+
+def autotune(path):
+    """Horovod's autotuner as a peer (its own job of the cell): its converged step beside the
+    others', and what it had scored after its untimed steps."""
+    r = json.loads(path.read_text())
+    t = r["tuning"]["horovod-autotune"]
+    by = {x["mode"]: x for x in r["results"]}
+    last = t["last_logged"] or {}
+    lines = [f"`{r['config']['json']}`: {r['config']['model']}, {r['config']['np']} ranks, "
+             f"{r['config'].get('link', '')}; horovod-autotune ran {t['warmup_steps']} untimed "
+             f"steps ({', '.join(f'{k}={v}' for k, v in t['environment'].items())}) and scored "
+             f"{t['settings_scored']} settings; its last logged: "
+             + (", ".join(f"{k} {v}" for k, v in last.items()) or "none") + ".", "",
+             "| optimizer | median step | vs best peer | tuned in |", "|---|---|---|---|"]
+    grid = r.get("horovod_tuned", {}).get("grid_ms", {})
+    tuned_in = {"horovod-autotune": f"{t['warmup_steps']} untimed steps ({t['settings_scored']} settings scored)",
+                "horovod-tuned": f"a grid of {len(grid)} settings before the rounds"}
+    for mode, x in by.items():
+        lo, hi = x["vs_best_peer_ci95"]
+        own = r["tuning"].get(mode, {})
+        lines.append(f"| {mode} | {x['step_ms']:.0f} ms | {x['vs_best_peer']:.2f}x "
+                     f"[{lo:.2f}, {hi:.2f}] | " + (tuned_in.get(mode) or (
+                         f"{own['steps']} steps ({own['seconds']:.0f} s)" if "steps" in own
+                         else "-")) + " |")
     return "\n".join(lines)
