@@ -45,7 +45,8 @@ def soak(name, args):
     torch.manual_seed(0)
     base = MLP(width=args.width, depth=2)
     model, opt = make(name, base, types.SimpleNamespace(
-        batch_size=args.batch_size, bucket_cap_mb=0.25, stats_history=args.stats_history))
+        model="mlp", batch_size=args.batch_size, bucket_cap_mb=0.25,
+        stats_history=args.stats_history))
     data, target = make_batch("mlp", args.batch_size, torch.Generator().manual_seed(hvd.rank()))
     run_round(model, opt, data, target, args.warmup)
     bar = Progress(args.steps, name, enabled=hvd.rank() == 0)

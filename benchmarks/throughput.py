@@ -31,7 +31,7 @@ from horovod_ext.wire import wire_bytes
 import peers
 from bound import measured_bound
 from charts import plot, title as chart_title
-from models import BATCH, MODELS, loss_fn, make_batch
+from models import BATCH, MODELS, inner_optimizer, loss_fn, make_batch
 from ratios import cell, speedup, verdict
 from record import stored_config
 from timeline import plot_timeline, read_timeline, summarize_trace
@@ -84,6 +84,9 @@ MODES = {**{name: name for name in PEERS},
          "easgd": dict(mode=hvd_ext.EASGD(period=4)),
          "localsgd": dict(mode=hvd_ext.LocalSGD(period=4)),
          "diloco": dict(mode=hvd_ext.DiLoCo(period=4)),
+         "diloco-H8": dict(mode=hvd_ext.DiLoCo(period=8, outer_lr=1.0, outer_momentum=0.5)),
+         "diloco-H32": dict(mode=hvd_ext.DiLoCo(period=32, outer_lr=1.0, outer_momentum=0.5)),
+         "localsgd-H32": dict(mode=hvd_ext.LocalSGD(period=32)),
          "sync+stats": dict(mode=hvd_ext.Sync(), stats=True),
          "delayed+stats": dict(mode=hvd_ext.Delayed(staleness=1), stats=True),
          "sync-25mb": dict(mode=hvd_ext.Sync(), bucket_cap_mb=25)}
@@ -92,7 +95,7 @@ MODES = {**{name: name for name in PEERS},
 def make(args_name, base, args):
     name = args_name.removesuffix(TUNED)
     model = copy.deepcopy(base)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01 * hvd.size(), momentum=0.9)
+    opt = inner_optimizer(args.model, model.parameters(), hvd.size())
     if name in PEERS:
         return peers.REGISTRY[name].wrap(model, opt)
     else:
@@ -119,14 +122,12 @@ def run_round(model, opt, data, target, n, marks=None):
     for _ in range(n):
         a = time.time()
         opt.zero_grad()
-        loss = loss_fn(model(data), target)
-        loss.backward()
+        (loss := loss_fn(model(data), target)).backward()
         b = time.time()
         opt.step(loss=loss) if ours else opt.step()  # leader modes elect by the loss
         if marks is not None:
             marks.append((a * 1e6, b * 1e6, time.time() * 1e6))
-    if ours:
-        opt.flush()
+    opt.flush() if ours else None
     return (time.perf_counter() - t0) / n
 
 
@@ -154,14 +155,14 @@ def main():
             print(peers.SETTER_NEEDED, flush=True)
     runs = {n: make(n, base, args) for n in names}
     local = copy.deepcopy(base)
-    runs["compute"] = (local, torch.optim.SGD(local.parameters(), lr=0.01, momentum=0.9))
+    runs["compute"] = (local, inner_optimizer(args.model, local.parameters(), 1))
     flat = torch.zeros(sum(p.numel() for p in base.parameters()))
     rank0 = hvd.rank() == 0
     tuned = peers.TunedHorovod() if "horovod-tuned" in names else None  # the only tuned peer
     setting, tuning = warm_up(runs, tuned, args.warmup,
                               lambda n, k: run_round(*runs[n], data, target, k),
                               lambda line: print(line, flush=True) if rank0 else None)
-    step_times = {n: [] for n in runs}
+    step_times, sent = {n: [] for n in runs}, {n: 0.0 for n in names}  # sent: in the rounds
     step_times["allreduce"] = []
     if rank0:
         n_params = sum(p.numel() for p in base.parameters())
@@ -170,8 +171,10 @@ def main():
     rounds = Progress(args.rounds, "rounds", enabled=rank0)
     for r in range(args.rounds):
         for n in names if r % 2 == 0 else reversed(names):
+            before = getattr(runs[n][1], "bytes_sent", 0.0)
             with setting[n]():
                 step_times[n].append(run_round(*runs[n], data, target, args.steps))
+            sent[n] += getattr(runs[n][1], "bytes_sent", 0.0) - before
             rounds.write(f"Round #{r} {n:13s}: {args.batch_size / step_times[n][-1]:.1f} "
                          "img/sec per rank")
         # As many steps as every optimizer's round: a round's first step is slower (the model
@@ -184,7 +187,7 @@ def main():
         rounds.update()
     rounds.close()
     traces = trace(args, names, runs, setting, data, target) if args.trace else {}
-    out = summarize(args, names, runs, step_times, flat, traces, data, target)
+    out = summarize(args, names, runs, step_times, sent, flat, traces, data, target)
     if tuned is not None:
         out["horovod_tuned"] = tuned.describe()
     out["tuning"] = tuning
@@ -210,14 +213,15 @@ def trace(args, names, runs, setting, data, target):
     return traces
 
 
-def summarize(args, names, runs, step_times, flat, traces, data, target):
+def summarize(args, names, runs, step_times, sent_in_rounds, flat, traces, data, target):
     """The JSON's content: per optimizer the median over rounds of each round's mean step time
-    (averaged over ranks, so one slow rank shows), speedups with their intervals, bounds."""
+    (averaged over ranks, so one slow rank shows), bytes per step in the rounds, speedups with
+    their intervals, bounds."""
     def over_ranks(n):
         return hvd.allreduce(torch.tensor(step_times[n]), name=f"rounds.{n}").tolist()
     per_round = {n: over_ranks(n) for n in (*names, "compute", "allreduce")}
     med = {n: statistics.median(v) for n, v in per_round.items()}
-    steps_run = args.warmup + args.rounds * args.steps
+    steps_run = args.rounds * args.steps
     compute_ms, allreduce_ms = med["compute"] * 1e3, med["allreduce"] * 1e3
     # The bounds from the fastest round of each (bound.py: an exact optimizer's step is never
     # faster than its compute alone, but the median of a noisy compute is).
@@ -233,7 +237,7 @@ def summarize(args, names, runs, step_times, flat, traces, data, target):
         opt = runs[n][1]
         full = wire_bytes("allreduce", flat.numel() * flat.element_size(), hvd.size())
         wire = peers.REGISTRY[n.removesuffix(TUNED)].wire if n in PEERS else None
-        sent = opt.bytes_sent / steps_run if hasattr(opt, "bytes_sent") else \
+        sent = sent_in_rounds[n] / steps_run if hasattr(opt, "bytes_sent") else \
             None if wire is None else full * wire
         step_ms = med[n] * 1e3
         r = {"mode": n, "optimizer": (peers.REGISTRY[n].label if n in PEERS else
