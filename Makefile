@@ -1,6 +1,9 @@
 # make bench: install if needed, then the throughput benchmark (2 ranks: Horovod, tuned Horovod, DDP vs hvd_ext).
 # make test:  install if needed, then the whole test suite (C++ tests, nvcc check, mypy, the docs
 #             site's strict build, pytest).
+# make time-to-loss: time to a target loss of every method at 10 Gbit/s, 1 Gbit/s, 100 Mbit/s and
+#             25 Mbit/s (benchmarks/time_to_loss.py; the training grid once, then about 20 minutes a
+#             link on 2 cores; not part of the tests).
 # make cuda-check: the CUDA build in .venv-cuda/ and the test suite against it (no GPU needed).
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +11,9 @@ NP ?= 2
 BENCH_ARGS ?= --model cnn --steps 5 --rounds 8 --modes horovod,horovod-tuned,ddp,sync,delayed
 STAMP := $(VENV)/.horovod_ext-installed
 
-.PHONY: install test bench clean cuda-check
+TTL := docs/results/time_to_loss
+
+.PHONY: install test bench clean cuda-check time-to-loss
 
 install: $(STAMP)
 
@@ -32,6 +37,12 @@ test: install
 bench: install
 	OMP_NUM_THREADS=1 $(VENV)/bin/horovodrun --gloo -np $(NP) $(PY) benchmarks/throughput.py \
 		$(BENCH_ARGS) --json results/throughput.json
+
+time-to-loss: install
+	$(PY) benchmarks/time_to_loss.py --np $(NP) --rate 10gbit --check sync,diloco-H32 --json $(TTL)/10gbit.json --train-json $(TTL)/train.json
+	$(PY) benchmarks/time_to_loss.py --np $(NP) --rate 1gbit --check sync,diloco-H32 --json $(TTL)/1gbit.json --train-json $(TTL)/train.json
+	$(PY) benchmarks/time_to_loss.py --np $(NP) --rate 100mbit --check diloco-H32 --json $(TTL)/100mbit.json --train-json $(TTL)/train.json
+	$(PY) benchmarks/time_to_loss.py --np $(NP) --rate 25mbit --check diloco-H32 --json $(TTL)/25mbit.json --train-json $(TTL)/train.json
 
 # The CUDA build (torch from the package index with CUDA, Horovod with NCCL, the CUDA kernels) in
 # .venv-cuda/, and the test suite against it; needs a CUDA toolkit, not a GPU.

@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "science"))
 
+import ttl_report  # noqa: E402
 import tuning_tables  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -230,6 +231,7 @@ def traced(name):
     return "\n".join(lines)
 
 
+TTL_RATES = ("10gbit", "1gbit", "100mbit", "25mbit")  # the stored time-to-loss links
 TABLES = {"kernels_cpu": kernels_cpu,
           "compression_trace": lambda: traced("lm_1gbit_trace"),
           "compression_trace_cap100": lambda: traced("lm_1gbit_trace_cap100"),
@@ -247,7 +249,12 @@ TABLES = {"kernels_cpu": kernels_cpu,
           "compression_lm_300mbit": lambda: compression("lm_300mbit"),
           "tuner_sweep": lambda: throughput_cells("tuner/sweep/sweep.json", sweep_cols=True),
           "autotune": lambda: tuning_tables.autotune(RESULTS / "tuner/autotune_1gbit_lm.json"),
-          "tuner_cost": lambda: tuning_tables.tuning_cost([RESULTS / "tuner/sweep/sweep.json"])}
+          "tuner_cost": lambda: tuning_tables.tuning_cost([RESULTS / "tuner/sweep/sweep.json"]),
+          "time_to_loss_which": lambda: ttl_report.which_method(
+              [json.loads(p.read_text()) for p in RESULTS.glob("time_to_loss/*bit.json")]),
+          **{f"time_to_loss_{rate}": (lambda rate=rate: ttl_report.table(json.loads(
+              (RESULTS / "time_to_loss" / f"{rate}.json").read_text())))
+             for rate in TTL_RATES}}
 
 
 def pages():

@@ -1,7 +1,19 @@
 """Models of the benchmarks, defined here (nothing downloaded); inputs are synthetic."""
+import os
+import sys
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "science"))
+from noise_scale import CharMLP  # noqa: E402
+
+# The character-level text model of the time-to-loss benchmark (time_to_loss.py trains it on
+# real text; here it gets synthetic characters): printable ASCII and newline, 3 tanh layers of
+# 512 (0.7M parameters), so a step's compute (5-10 ms on one core) is not negligible against
+# the wire at 10 Gbit/s.
+TEXT_VOCAB, TEXT_SHAPE = 96, dict(hidden_layers=3, width=512)
 
 
 class CNN(nn.Module):
@@ -92,15 +104,27 @@ class LM(nn.Module):
         return self.head(self.norm(x))
 
 
-MODELS = {"cnn": CNN, "vgg": CNN, "resnet": ResNet, "mlp": MLP, "lm": LM}
+MODELS = {"cnn": CNN, "vgg": CNN, "resnet": ResNet, "mlp": MLP, "lm": LM,
+          "chars": lambda: CharMLP(TEXT_VOCAB, **TEXT_SHAPE)}
+
+
+def inner_optimizer(name, params, ranks):
+    """The optimizer model `name` is timed with: SGD with momentum, AdamW for the text model
+    (as time_to_loss.py trains it)."""
+    if name == "chars":
+        return torch.optim.AdamW(params, lr=1e-3)
+    return torch.optim.SGD(params, lr=0.01 * ranks, momentum=0.9)
 # Samples per rank per step unless asked otherwise: 8 sequences (512 tokens) keep a step of the
 # LM near the ResNet's on one core.
 BATCH = {"lm": 8}
 
 
 def make_batch(name, batch, generator=None):
-    """Synthetic inputs and targets for model `name`: 32x32 images and 10 classes, or token
-    sequences of the LM's context length (targets: the next token)."""
+    """Synthetic inputs and targets for model `name`: 32x32 images and 10 classes, token
+    sequences of the LM's context length (targets: the next token), or characters."""
+    if name == "chars":
+        idx = torch.randint(0, TEXT_VOCAB, (batch, CharMLP.context + 1), generator=generator)
+        return idx[:, :-1], idx[:, -1]
     if name == "lm":
         idx = torch.randint(0, 8192, (batch, 65), generator=generator)
         return idx[:, :-1], idx[:, 1:]

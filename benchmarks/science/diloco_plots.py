@@ -36,7 +36,7 @@ def curves(out, png):
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, r in out["methods"].items():
-        steps, val, sent = zip(*r["runs"][0]["curve"])
+        steps, val, sent = list(zip(*r["runs"][0]["curve"]))[:3]
         line, = a.plot(steps, val, label=label(name))
         if r["runs"][0]["bytes"] is not None:  # a peer whose bytes are not counted: steps only
             b.plot([s / 1e6 for s in sent], val, color=line.get_color())

@@ -21,6 +21,7 @@ import math
 import os
 import re
 import sys
+import time
 
 import horovod.torch as hvd
 import torch
@@ -44,7 +45,11 @@ METHODS = {
     "powersgd_r4": dict(mode=hvd_ext.Sync(), compression=hvd_ext.PowerSGD(rank=4)),
     "int8": dict(mode=hvd_ext.Sync(), compression=hvd_ext.Quantize(bits=8)),
     "int4": dict(mode=hvd_ext.Sync(), compression=hvd_ext.Quantize(bits=4)),
+    "sync_fp16": dict(mode=hvd_ext.Sync(), compression=hvd_ext.Compression.fp16),
+    "delayed": dict(mode=hvd_ext.Delayed(staleness=1)),
+    "delayed_fp16": dict(mode=hvd_ext.Delayed(staleness=1), compression=hvd_ext.Compression.fp16),
 }
+DDP = ("ddp_powersgd_r4", "ddp_fp16")  # not ours: run() builds a DDPHooked
 DEFAULT_METHODS = ["sync", "localsgd_H32", "easgd_H32", "leader_H32"] + [
     "diloco_H8", "diloco_H8_o1.0_m0.5", "diloco_H32", "diloco_H32_o1.0_m0.5",
     "diloco_H32_o1.0_m0.5_frag4", "diloco_H32_o1.0_m0.5_fp16"]
@@ -58,7 +63,7 @@ def method(name):
     mode's defaults for what is left out; _fp16 sends the pseudo-gradient in fp16)."""
     if name in METHODS:
         return METHODS[name]
-    if name == "ddp_powersgd_r4":  # not ours: run() builds DDPPowerSGD
+    if name in DDP:
         return dict(mode=None)
     m = DILOCO.fullmatch(name)
     if m is None:
@@ -72,17 +77,21 @@ def method(name):
     return spec
 
 
-class DDPPowerSGD:
-    """PyTorch DDP with its ``powerSGD_hook`` (rank 4, compressing from step 10 as our PowerSGD's
-    default, error feedback and warm start) in this loop's optimizer interface; its bytes are not
-    counted (None)."""
+class DDPHooked:
+    """PyTorch DDP with a comm hook of its own, in this loop's optimizer interface: ``name``
+    ddp_powersgd_r4 (``powerSGD_hook``, rank 4, compressing from step 10 as our PowerSGD's
+    default, error feedback and warm start) or ddp_fp16 (``fp16_compress_hook``). Its bytes are
+    not counted (None)."""
 
-    def __init__(self, model, opt):
-        from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook
+    def __init__(self, name, model, opt):
+        from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         from peers import make_ddp
         self.ddp, self.opt, self.bytes_sent = make_ddp(model), opt, 0.0
         self.param_groups = opt.param_groups
+        if name == "ddp_fp16":
+            self.ddp.register_comm_hook(None, default_hooks.fp16_compress_hook)
+            return
         state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=4,
                                             start_powerSGD_iter=10, min_compression_rate=2)
         self.ddp.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
@@ -106,15 +115,17 @@ def run(data, name, lr, seed, args):
     model = make()
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     inner = torch.optim.AdamW(model.parameters(), lr=lr)
-    if name == "ddp_powersgd_r4":
-        opt = DDPPowerSGD(model, inner)
+    if name in DDP:
+        opt = DDPHooked(name, model, inner)
         forward = opt.ddp
     else:
         opt = hvd_ext.DistributedOptimizer(inner, named_parameters=model.named_parameters(),
                                            **method(name))
         forward = model
-    curve, peak, evaluating = [], 0.0, 0.0
+    curve, peak, evaluating, seconds = [], 0.0, 0.0, 0.0
+    counted = not isinstance(opt, DDPHooked)
     for step in range(args.steps):
+        t0 = time.perf_counter()
         g = torch.Generator().manual_seed(seed * 1_000_003 + step * hvd.size() + hvd.rank())
         idx = torch.randint(0, len(y), (args.batch,), generator=g)
         for group in opt.param_groups:
@@ -125,16 +136,17 @@ def run(data, name, lr, seed, args):
         loss.backward()
         opt.step(loss=loss)
         peak = max(peak, opt.bytes_sent - before)
+        seconds += time.perf_counter() - t0
         if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
             evaluating -= opt.bytes_sent  # local SGD's consensus is an allreduce: not training
             with opt.consensus_params():
                 val = loss_of(model, x_va, y_va)
             evaluating += opt.bytes_sent
-            curve.append((step + 1, val, opt.bytes_sent - evaluating))
+            curve.append((step + 1, val, opt.bytes_sent - evaluating if counted else None,
+                          seconds))
     opt.flush()
     with opt.consensus_params():
         test = loss_of(model, x_te, y_te)
-    counted = not isinstance(opt, DDPPowerSGD)
     return dict(lr=lr, seed=seed, val=curve[-1][1], test=test,
                 bytes=curve[-1][2] if counted else None, peak_step_bytes=peak if counted else None,
                 curve=curve)
@@ -155,18 +167,19 @@ def main():
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                    help="comma-separated; see method()")
     p.add_argument("--hidden-layers", type=int, default=1, help="of the text model")
+    p.add_argument("--width", type=int, default=256, help="of the text model's layers")
     p.add_argument("--json", default="results/diloco_text.json")
     args = p.parse_args()
     hvd.init()
     torch.set_num_threads(1)
-    data = task("chars", args.hidden_layers)
+    data = task("chars", args.hidden_layers, args.width)
     lrs = [float(v) for v in args.lrs.split(",")]
     seeds = [int(v) for v in args.seeds.split(",")]
     methods = args.methods.split(",")
     for name in methods:
         method(name)  # an unknown name fails here, before any training
     out = dict(ranks=hvd.size(), steps=args.steps, batch=args.batch, lrs=lrs,
-               hidden_layers=args.hidden_layers, methods={})
+               hidden_layers=args.hidden_layers, width=args.width, methods={})
     jobs = [(m, lr) for m in methods for lr in lrs]
     tried = {m: [] for m in methods}
     for m, lr in progress(jobs, desc="lr grid", enabled=hvd.rank() == 0):

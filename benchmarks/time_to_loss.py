@@ -1,0 +1,182 @@
+"""Time to a target validation loss on an emulated link, for every method: the peers (Horovod,
+tuned Horovod, Horovod + fp16, DDP, DDP + fp16, DDP + PowerSGD) and ours (sync, sync + fp16,
+delayed, delayed + fp16, PowerSGD, int8, DiLoCo, local SGD), on the character-level text model
+of benchmarks/science (models.TEXT_SHAPE) trained with AdamW on real text.
+
+    python benchmarks/time_to_loss.py --np 2 --rate 100mbit --methods sync,diloco-H32,ddp-powersgd --seeds 0,1 --json out.json
+
+Steps to a loss do not depend on the link, so: (1) every method's training math runs once per
+learning rate and seed, unshaped (science/diloco_text.py: the learning rate of each method is
+the one of --lrs with the lowest validation loss at the end; --train-json keeps the curves and
+is reused by every rate); (2) every method's mean step time at --rate comes from the throughput
+harness (run.py --model chars, rounds of 32 steps: whole periods of DiLoCo and local SGD);
+(3) time to target = steps to target x step time, and bytes to target are what the training
+sent until then. The target is the validation loss sync reaches at --target-step (the mean over
+seeds). Validation runs every --eval-every steps, so a step to target is a multiple of it.
+(4) --check METHOD trains that method end-to-end under the link and gives its measured seconds
+to target beside the product's. Writes the JSON, a PNG of validation loss against wall-clock
+(one line per method) and prints the table (ttl_report.py).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from models import TEXT_SHAPE  # noqa: E402
+from run import Namespace, shaping_problem  # noqa: E402
+from ttl_report import combine, plot, table  # noqa: E402
+
+# method -> (its training math in science/diloco_text.py, its mode in throughput.py, a peer).
+# Exact methods share one training run: they apply the same average (the equality tests hold
+# Sync to hvd.DistributedOptimizer's result within 1e-5; DDP averages alike). Horovod + fp16 is
+# Horovod's Compression.fp16 either way.
+METHODS = {
+    "horovod": ("sync", "horovod", True),
+    "horovod-tuned": ("sync", "horovod-tuned", True),
+    "horovod-fp16": ("sync_fp16", "horovod-fp16", True),
+    "ddp": ("sync", "ddp", True),
+    "ddp-fp16": ("ddp_fp16", "ddp-fp16", True),
+    "ddp-powersgd": ("ddp_powersgd_r4", "ddp-powersgd", True),
+    "sync": ("sync", "sync", False),
+    "sync-fp16": ("sync_fp16", "sync-fp16", False),
+    "delayed": ("delayed", "delayed", False),
+    "delayed-fp16": ("delayed_fp16", "delayed-fp16", False),
+    "powersgd": ("powersgd_r4", "powersgd", False),
+    "int8": ("int8", "int8", False),
+    "diloco-H8": ("diloco_H8_o1.0_m0.5", "diloco-H8", False),
+    "diloco-H32": ("diloco_H32_o1.0_m0.5", "diloco-H32", False),
+    "localsgd-H32": ("localsgd_H32", "localsgd-H32", False),
+}
+PROXIED = ("horovod", "horovod-tuned", "ddp", "horovod-fp16")  # trained as one of ours
+ROUND_STEPS = 32  # steps per timed round: whole periods of every periodic method
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--np", type=int, default=2)
+    p.add_argument("--rate", default="100mbit", help="the emulated link (run.py), or none")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--lrs", default="0.001,0.003,0.01", help="the grid, the same for every method")
+    p.add_argument("--steps", type=int, default=1024, help="training steps of every run")
+    p.add_argument("--target-step", type=int, default=512,
+                   help="the target is sync's validation loss at this step")
+    p.add_argument("--eval-every", type=int, default=32)
+    p.add_argument("--batch", type=int, default=32, help="per rank")
+    p.add_argument("--rounds", type=int, default=3, help="timed rounds of the step times")
+    p.add_argument("--train-json", default=None,
+                   help="the training curves (default: beside --json); reused when it exists "
+                        "with the same training settings")
+    p.add_argument("--check", default="", help="comma-separated methods run end-to-end under "
+                                               "the link to check the product")
+    p.add_argument("--recombine", action="store_true",
+                   help="run nothing: rebuild --json from the curves, step times and checks "
+                        "stored beside it")
+    p.add_argument("--json", default="results/time_to_loss.json")
+    args = p.parse_args(argv)
+    unknown = [m for m in args.methods.split(",") + [c for c in args.check.split(",") if c]
+               if m not in METHODS]
+    if unknown:
+        p.error(f"--methods/--check: unknown method(s) {unknown}; known: {', '.join(METHODS)}")
+    proxied = [c for c in args.check.split(",") if c in PROXIED]
+    if proxied:
+        p.error(f"--check: {proxied} train as one of ours; check that one instead")
+    if "sync" not in args.methods.split(","):
+        p.error("--methods must include sync: the target is the loss it reaches")
+    if not 0 < args.target_step <= args.steps or args.target_step % args.eval_every:
+        p.error(f"--target-step must be a multiple of --eval-every ({args.eval_every}) in "
+                f"(0, --steps]; got {args.target_step}")
+    if args.rate != "none" and shaping_problem():
+        p.error(f"--rate {args.rate}: {shaping_problem()}; use --rate none")
+    args.train_json = args.train_json or os.path.splitext(args.json)[0] + "_train.json"
+    return args
+
+
+def horovodrun(np_, cmd):
+    return [os.path.join(os.path.dirname(sys.executable), "horovodrun"), "--gloo", "-np",
+            str(np_), sys.executable, *cmd]
+
+
+def train_command(args, methods, seeds, lrs, out):
+    curves = sorted({METHODS[m][0] for m in methods})
+    return horovodrun(args.np, [
+        os.path.join(HERE, "science", "diloco_text.py"), "--methods", ",".join(curves),
+        "--steps", str(args.steps), "--eval-every", str(args.eval_every), "--batch",
+        str(args.batch), "--lrs", lrs, "--seeds", seeds, "--json", out,
+        "--hidden-layers", str(TEXT_SHAPE["hidden_layers"]), "--width", str(TEXT_SHAPE["width"])])
+
+
+def train(args, methods, env):
+    """The training curves, from --train-json when it holds these settings, else trained."""
+    want = dict(ranks=args.np, steps=args.steps, batch=args.batch,
+                lrs=[float(v) for v in args.lrs.split(",")], **TEXT_SHAPE)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    need = {METHODS[m][0] for m in methods}
+    if args.recombine or os.path.exists(args.train_json):
+        with open(args.train_json) as f:
+            have = json.load(f)
+        same = all(have.get(k) == v for k, v in want.items())
+        if args.recombine or same and need <= set(have["methods"]) and all(
+                [r["seed"] for r in have["methods"][c]["runs"]] == seeds for c in need):
+            return have
+    subprocess.run(train_command(args, methods, args.seeds, args.lrs, args.train_json),
+                   env=env, check=True)
+    with open(args.train_json) as f:
+        return json.load(f)
+
+
+def step_times(args, methods, env):
+    """The throughput harness's JSON at --rate for these methods' modes."""
+    out = os.path.splitext(args.json)[0] + "_steps.json"
+    modes = ",".join(dict.fromkeys(["horovod"] + [METHODS[m][1] for m in methods]))  # its base
+    if not args.recombine:
+        subprocess.run([sys.executable, os.path.join(HERE, "run.py"), "--np", str(args.np),
+                        "--rate", args.rate, "--model", "chars", "--modes", modes,
+                        "--steps", str(ROUND_STEPS), "--rounds", str(args.rounds), "--warmup",
+                        "3", "--json", out], env=env, check=True)
+    with open(out) as f:
+        return json.load(f)
+
+
+def under_link(rate, cmd, env):
+    """Runs ``cmd`` in a namespace whose loopback is limited to ``rate`` (run.py), or unshaped."""
+    if rate == "none":
+        subprocess.run(cmd, env=env, check=True)
+        return
+    with Namespace(rate) as ns:
+        subprocess.run(["ip", "netns", "exec", ns.name, *cmd], env=env, check=True)
+
+
+def check(args, name, trained, env):
+    """Trains ``name`` at its chosen rate and first seed under the link, end to end; returns
+    its curve (step, validation loss, bytes, training seconds)."""
+    curve = METHODS[name][0]
+    run = trained["methods"][curve]
+    out = os.path.splitext(args.json)[0] + f"_check_{name}.json"
+    if not args.recombine:
+        under_link(args.rate, train_command(args, [name], str(run["runs"][0]["seed"]),
+                                            str(run["lr"]), out), env)
+    with open(out) as f:
+        return json.load(f)["methods"][curve]["runs"][0]["curve"]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    methods = args.methods.split(",")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    trained = train(args, methods, env)
+    timed = step_times(args, methods, env)
+    checks = {m: check(args, m, trained, env) for m in args.check.split(",") if m}
+    out = combine(args, {m: METHODS[m] for m in methods}, trained, timed, checks)
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(out, f, indent=1)
+    plot(out, os.path.splitext(args.json)[0] + ".png")
+    print(table(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""What time_to_loss.py makes of its parts: the training curves (steps, validation loss, bytes),
+the step times at the link, and the end-to-end checks -> time and bytes to the target per method
+and seed, the ratio to the best peer with a 95% bootstrap interval, the loss each method has at
+a fixed wall-clock budget; a table and a plot of validation loss against wall-clock."""
+import statistics
+
+from ratios import cell, speedup_unpaired
+
+
+def first_below(curve, target):
+    """The first point (step, val, bytes, ...) of ``curve`` whose validation loss is at most
+    ``target``, or None."""
+    return next((pt for pt in curve if pt[1] <= target), None)
+
+
+def loss_at(curve, step):
+    """The validation loss of the last evaluation at or before ``step`` (None before the first;
+    past the curve's end, its last: the run had finished by then)."""
+    seen = [pt[1] for pt in curve if pt[0] <= step]
+    return seen[-1] if seen else None
+
+
+def target_of(trained, step):
+    """Sync's validation loss at ``step``, the mean over its seeds."""
+    runs = trained["methods"]["sync"]["runs"]
+    vals = [next(pt[1] for pt in r["curve"] if pt[0] == step) for r in runs]
+    return statistics.fmean(vals)
+
+
+def _timed(timed):
+    return {r["mode"]: r for r in timed["results"]}
+
+
+def combine(args, methods, trained, timed, checks):
+    """``methods``: name -> (training curve, throughput mode, peer) of time_to_loss.METHODS."""
+    target = target_of(trained, args.target_step)
+    rows, by_mode = {}, _timed(timed)
+    for name, (curve, mode, peer) in methods.items():
+        run, t = trained["methods"][curve], by_mode[mode]
+        step_s = t["step_ms"] / 1e3
+        seeds = []
+        for r in run["runs"]:
+            hit = first_below(r["curve"], target)
+            steps = None if hit is None else hit[0]
+            # what training sent, else (DDP's, not counted) the harness's bytes per step
+            counted = r["bytes"] is not None
+            sent = None if steps is None else hit[2] if counted else \
+                None if t["bytes_per_step"] is None else t["bytes_per_step"] * steps
+            seeds.append(dict(seed=r["seed"], steps_to_target=steps, bytes_to_target=sent,
+                              time_to_target_s=None if steps is None else steps * step_s))
+        times = [s["time_to_target_s"] for s in seeds]
+        rows[name] = dict(peer=peer, trained_as=curve, mode=mode, lr=run["lr"],
+                          step_ms=t["step_ms"], round_ms=t["round_ms"], runs=seeds,
+                          time_to_target_s=None if None in times else statistics.fmean(times),
+                          curve=[(pt[0] * step_s, pt[1]) for pt in run["runs"][0]["curve"]])
+    peers = [n for n, r in rows.items() if r["peer"] and r["time_to_target_s"] is not None]
+    best = min(peers, key=lambda n: rows[n]["time_to_target_s"]) if peers else None
+    budget = rows[best]["time_to_target_s"] if best else None
+    for name, r in rows.items():
+        r["loss_at_budget"] = None if budget is None else loss_at(
+            trained["methods"][r["trained_as"]]["runs"][0]["curve"],
+            budget * 1e3 / r["step_ms"])
+        r["vs_best_peer"], r["vs_best_peer_ci95"] = None, None
+        if best and r["time_to_target_s"] is not None:
+            r["vs_best_peer"], r["vs_best_peer_ci95"] = speedup_unpaired(
+                _samples(rows[best]), _samples(r))
+    out = dict(config=dict(vars(args)), model="chars", ranks=args.np, rate=args.rate,
+               target=dict(loss=target, step=args.target_step, of="sync"), budget_s=budget,
+               best_peer=best, methods=rows,
+               checks={m: _check(c, target, rows[m]) for m, c in checks.items()})
+    return out
+
+
+def _samples(row):
+    """Times to target over seeds x rounds (seconds): the spread of both."""
+    return [s["steps_to_target"] * ms / 1e3 for s in row["runs"] for ms in row["round_ms"]]
+
+
+def _check(curve, target, row):
+    """An end-to-end run's seconds to target beside steps x the harness's step time."""
+    hit = first_below(curve, target)
+    if hit is None:
+        return dict(reached=False)
+    predicted = hit[0] * row["step_ms"] / 1e3
+    return dict(reached=True, steps=hit[0], measured_s=hit[3], predicted_s=predicted,
+                measured_over_predicted=hit[3] / predicted)
+
+
+def _fmt(v, spec):
+    return "not reached" if v is None else format(v, spec)
+
+
+def table(out):
+    """Markdown: per method, its step time, steps and time to target, x against the best peer."""
+    lines = [f"Target: validation loss {out['target']['loss']:.4f} (sync at step "
+             f"{out['target']['step']}); {out['ranks']} ranks, link {out['rate']}; best peer "
+             f"{out['best_peer']}; budget {_fmt(out['budget_s'], '.1f')} s", "",
+             "| method | lr | step | steps to target | time to target | vs best peer | "
+             "MB to target | loss at budget |", "|---" * 8 + "|"]
+    for name, r in out["methods"].items():
+        steps = ", ".join(_fmt(s["steps_to_target"], "d") for s in r["runs"])
+        sent = [s["bytes_to_target"] for s in r["runs"]]
+        mb = "-" if None in sent else f"{statistics.fmean(sent) / 1e6:.1f}"
+        ratio = "-" if r["vs_best_peer"] is None else cell(r["vs_best_peer"],
+                                                            r["vs_best_peer_ci95"])
+        took = "not reached" if r["time_to_target_s"] is None else \
+            f"{r['time_to_target_s']:.1f} s"
+        lines.append(f"| {name} | {r['lr']:g} | {r['step_ms']:.1f} ms | {steps} | {took} | "
+                     f"{ratio} | {mb} | {_fmt(r['loss_at_budget'], '.4f')} |")
+    for name, c in out["checks"].items():
+        lines.append("" if not c["reached"] else
+                     f"\nEnd to end, {name}: {c['measured_s']:.1f} s to target, the product "
+                     f"{c['predicted_s']:.1f} s ({c['measured_over_predicted']:.2f}x)")
+    return "\n".join(lines)
+
+
+def plot(out, png):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for name, r in out["methods"].items():
+        t, val = zip(*r["curve"])
+        ax.plot(t, val, label=name, linestyle="--" if r["peer"] else "-")
+    ax.axhline(out["target"]["loss"], color="gray", linewidth=0.8)
+    ax.set(xlabel="wall-clock seconds (steps x measured step time)", xscale="log",
+           ylabel="validation loss (nats/char)",
+           title=f"Character-level text model, {out['ranks']} ranks, link {out['rate']}: "
+                 f"validation loss against time")
+    top = max(r["curve"][1][1] for r in out["methods"].values() if len(r["curve"]) > 1)
+    ax.set_ylim(top=top)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+RATE_ORDER = ("10gbit", "1gbit", "300mbit", "100mbit", "25mbit")
+
+
+def which_method(outs):
+    """Markdown, one row per link of the stored runs ``outs``: the fastest peer and the fastest
+    of ours to the target, and how many times sooner ours gets there."""
+    lines = ["| link | fastest peer to the target | fastest of ours | sooner than the peer |",
+             "|---|---|---|---|"]
+    for out in sorted(outs, key=lambda o: RATE_ORDER.index(o["rate"])
+                      if o["rate"] in RATE_ORDER else len(RATE_ORDER)):
+        rows = out["methods"]
+        ours = [n for n, r in rows.items() if not r["peer"] and r["time_to_target_s"] is not None]
+        peer = out["best_peer"]
+        if not ours or peer is None:
+            continue
+        best = min(ours, key=lambda n: rows[n]["time_to_target_s"])
+        r = rows[best]
+        lines.append(f"| {out['rate']} | {peer}, {rows[peer]['time_to_target_s']:.0f} s | "
+                     f"{best}, {r['time_to_target_s']:.0f} s | "
+                     f"{cell(r['vs_best_peer'], r['vs_best_peer_ci95'])} |")
+    return "\n".join(lines)
