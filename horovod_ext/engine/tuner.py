@@ -7,6 +7,7 @@ Every rank calls ``after_step()`` once per ``step()``, so every rank switches at
 the per-candidate time is averaged over ranks by a blocking allreduce, which is also the fence
 Horovod's setter needs (horovod_knobs.py): every collective launched before it has completed.
 """
+import itertools
 import statistics
 import time
 import weakref
@@ -17,6 +18,7 @@ import torch
 from horovod_ext import horovod_knobs, log
 from horovod_ext.tuning import MB, PLAN, SETTLING, TIMED, WARMUP, Search, SearchSpace
 
+_claims = itertools.count()  # claims agreed so far (the same sequence on every rank)
 _knob_owner = None  # weakref to the tuner now tuning Horovod's knobs (one at a time per process)
 
 
@@ -81,7 +83,7 @@ class OnlineTuner:
 
     def after_step(self):
         """Once per ``step()`` on every rank of the process set, while tuning."""
-        if self.steps == 0 and self._knobs and not _claim_knobs(self):
+        if self.steps == 0 and self._knobs and not self._agreed(_claim_knobs(self)):
             self._knobs = False  # another optimizer of this process is tuning them now
             self.search = self._space(self._tunable - {"fusion_mb", "cycle_ms"})
             self.done = not self.search.space.knobs
@@ -113,6 +115,14 @@ class OnlineTuner:
         replanned = self._apply(self._candidate)
         self._phase_end = self.steps + TIMED + (self.search.space.settle(replanned) if fenced
                                                 else int(replanned))
+
+    def _agreed(self, claimed):
+        """Whether every rank claimed Horovod's knobs: a rank may still hold an earlier
+        optimizer's unfinished tuner that another rank has already collected, and ranks whose
+        search spaces differed would time at different steps and wait on each other."""
+        return hvd.allreduce(torch.tensor([int(claimed)]), op=hvd.Min,
+                             name=f"hvd_ext.tune.claim.{next(_claims)}",
+                             process_set=self.settings.process_set).item() == 1
 
     def _apply(self, s):
         """Sets s; returns whether the bucket plan or the schedule changed."""
