@@ -16,10 +16,11 @@ from horovod_ext.codecs import PowerSGD, Quantize
 from horovod_ext.compression import Compression
 from horovod_ext.modes import EASGD, Delayed, DiLoCo, Leader, LocalSGD, Sync
 from horovod_ext.optimizer import DistributedOptimizer
+from horovod_ext.probing import probe
 from horovod_ext.stats import GradientStats
 
 __all__ = ["advise", "Compression", "Delayed", "DiLoCo", "DistributedOptimizer", "EASGD", "elastic",
-           "GradientStats", "Leader", "LocalSGD", "PowerSGD", "Quantize", "Sync", "__version__"]
+           "GradientStats", "Leader", "LocalSGD", "PowerSGD", "probe", "Quantize", "Sync", "__version__"]
 
 
 def __getattr__(name):

@@ -1,6 +1,12 @@
-"""How many ranks, what batch, what learning rate: advice from a run's gradient statistics.
+"""How many ranks, what batch, what learning rate, which mode and codec: advice from a run's
+gradient statistics and a probe of its model and link.
 
     python -m horovod_ext.advise stats.json [--window 100] [--png advice.png]
+    python -m horovod_ext.advise --trace trace.json [stats.json]
+
+``trace.json`` is what ``hvd_ext.probe(...).save(path)`` writes; ``recommendation(trace)`` (or
+``recommendation_text``) gives, for each mode and codec, the predicted step time, its steps to a
+loss over exact sync's, and the one to use (horovod_ext.recommend says what each rests on).
 
 ``stats.json`` is what ``optimizer.gradient_stats.save(path)`` writes; in a running job,
 ``print(horovod_ext.advise.report(optimizer.gradient_stats))`` gives the same text. Every line
@@ -14,6 +20,10 @@ import json
 from typing import Any, Dict, List, Optional
 
 import numpy as np
+
+from horovod_ext.recommend import recommendation
+from horovod_ext.recommend import report as _recommendation_report
+from horovod_ext.stats import critical_batch_over
 
 RANKS = (1, 2, 4, 8, 16, 32, 64)
 STALENESS = (0, 1, 2, 4, 8, 16)
@@ -44,6 +54,7 @@ def summary(stats: Any, window: int = 100) -> Dict[str, Any]:
     recent = [h["noise_scale"] for h in d["history"][-window:] if h["noise_scale"] is not None]
     b, n = d["batch_size"], d["ranks"]
     return {"noise_scale": noise, "window": len(recent),
+            "critical_batch": critical_batch_over(d["history"], d["ranks"] * d["batch_size"]),
             "median": float(np.median(recent)), "p10": float(np.percentile(recent, 10)),
             "p90": float(np.percentile(recent, 90)), "batch_size": b, "ranks": n,
             "staleness": d.get("staleness", 0), "steps": len(d["history"]),
@@ -64,10 +75,11 @@ def report(stats: Any, window: int = 100) -> str:
         f"estimates from per-rank and averaged gradient norms; McCandlish et al. 2018, App. A]",
         f"  over the last {s['window']} steps: median {s['median']:.4g}, 10th-90th percentile "
         f"{s['p10']:.4g} to {s['p90']:.4g}",
-        f"critical batch ~ {noise:.4g} samples   [B_crit ~ B_noise]; the current global batch "
-        f"is {n * b / noise:.2g} x critical: "
+        f"critical batch ~ {s['critical_batch']:.4g} samples   [B_noise averaged over the run, "
+        f"each step weighted by its progress 1/(1 + B_noise/B)]; the current global batch is "
+        f"{n * b / s['critical_batch']:.2g} x critical: "
         + ("more samples per step still cut the step count almost in proportion"
-           if n * b < noise / 2 else "more samples per step buy few fewer steps"),
+           if n * b < s["critical_batch"] / 2 else "more samples per step buy few fewer steps"),
         f"step speed-up over 1 rank at {b} per rank   [S(N) = (1 + B_noise/b) / "
         f"(1 + B_noise/(N b)), steps to a target ~ S_min (1 + B_noise/B)]",
         "  ranks  global batch  speed-up  per-rank efficiency"]
@@ -116,19 +128,36 @@ def plot(stats: Any, path: str, window: int = 100) -> None:
     plt.close(fig)
 
 
+def recommendation_text(trace: Any, stats: Any = None) -> str:
+    """The mode and codec to use, as text: ``recommendation`` of a probe's trace (a dict or the
+    path of its JSON) and, optionally, the run's gradient statistics (default: the probe's)."""
+    return _recommendation_report(recommendation(
+        _as_dict(trace), None if stats is None else _as_dict(stats)))
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     ap = argparse.ArgumentParser(prog="horovod-ext-advise", description=__doc__.split("\n")[0])
-    ap.add_argument("stats", help="JSON written by optimizer.gradient_stats.save(path)")
+    ap.add_argument("stats", nargs="?", default=None,
+                    help="JSON written by optimizer.gradient_stats.save(path)")
+    ap.add_argument("--trace", default=None,
+                    help="JSON written by hvd_ext.probe(...).save(path): recommend a mode")
     ap.add_argument("--window", type=int, default=100, help="steps for the spread of B_noise")
     ap.add_argument("--png", default=None, help="plot path (default: <stats>.png)")
     ap.add_argument("--no-plot", action="store_true", help="print the report only")
     args = ap.parse_args(argv)
     if args.window < 1:
         ap.error(f"--window must be >= 1; got {args.window}")
-    try:
-        _as_dict(args.stats)
-    except (OSError, ValueError) as e:
-        ap.error(f"stats: cannot read {args.stats!r}: {e}")
+    for what, path in (("stats", args.stats), ("--trace", args.trace)):
+        try:
+            if path is not None:
+                _as_dict(path)
+        except (OSError, ValueError) as e:
+            ap.error(f"{what}: cannot read {path!r}: {e}")
+    if args.trace is not None:
+        print(recommendation_text(args.trace, args.stats))
+        return
+    if args.stats is None:
+        ap.error("give a stats JSON, or --trace")
     print(report(args.stats, args.window))
     if args.no_plot:
         return

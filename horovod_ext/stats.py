@@ -124,9 +124,10 @@ class GradientStats:
 
     @property
     def critical_batch(self):
-        """The global batch beyond which more samples per step stop buying fewer steps:
-        B_crit ~ B_noise (McCandlish et al. 2018)."""
-        return self.noise_scale
+        """The global batch beyond which more samples per step stop buying fewer steps, for the
+        path the history covers: ``critical_batch_over(history, ranks x batch_size)``."""
+        self._drain()
+        return critical_batch_over(self._history, self.ranks * self.batch_size)
 
     @property
     def grad_sq_norm(self):
@@ -175,6 +176,31 @@ class GradientStats:
         """Writes ``to_json()`` to ``path``; ``python -m horovod_ext.advise path`` reads it."""
         with open(path, "w") as f:
             json.dump(self.to_json(), f, indent=1)
+
+
+def critical_batch_over(history, batch):
+    """B_noise averaged over a training path, each observed step weighted by its progress.
+
+    A step at global batch B makes 1 / (1 + B_noise/B) of the progress of a step at infinite
+    batch (McCandlish et al. 2018, eq. 2.7), so the steps to a target are
+    S(B) = integral over infinite-batch steps s of (1 + B_noise(s)/B) ds = S_min (1 + B_crit/B),
+    with B_crit the mean of B_noise over s. From a run at batch B, each observed step stands for
+    ds = 1 / (1 + B_noise/B) of them:
+    B_crit = sum(B_noise w) / sum(w), w = 1 / (1 + B_noise/B), B_noise the moving-average ratio
+    after each step. Early steps, where B_noise is small and each step goes far, weigh most; the
+    point value at the end of the path is larger (the noise scale grows as the loss falls).
+    A step where noise dominates (B_noise infinite, recorded as None) adds B to the numerator
+    and nothing to the denominator (the limit); a negative estimate counts as 0. nan when no
+    step has a finite noise scale."""
+    num = den = 0.0
+    for h in history:
+        if h["noise_scale"] is None:
+            num += batch
+            continue
+        value = max(0.0, h["noise_scale"])
+        w = 1.0 / (1.0 + value / batch)
+        num, den = num + value * w, den + w
+    return num / den if den > 0 else math.nan
 
 
 def _finite_or_none(x):

@@ -12,6 +12,7 @@ Q_k starts from a seed every rank shares. 1-D tensors and those that would not s
 ``min_compression_rate`` (n m < rate r (n + m)) go whole in the first allreduce. Before
 ``start_step`` the bucket is reduced whole, exactly as Sync.
 """
+import math
 from dataclasses import dataclass
 
 import torch
@@ -39,19 +40,26 @@ def orthonormalize(p):
     p.copy_(w)
 
 
+def factors(codec, shapes):
+    """Which of a bucket's tensors (by shape) the codec compresses: ([(k, n, m, r)] of the
+    compressed, a matrix n x m at rank r; [k] of those sent whole)."""
+    mats, whole = [], []
+    for k, shape in enumerate(shapes):
+        n = shape[0] if len(shape) >= 2 else 0
+        m = math.prod(shape) // n if n else 0
+        r = min(codec.rank, n, m)
+        if len(shape) >= 2 and n * m >= codec.min_compression_rate * r * (n + m):
+            mats.append((k, n, m, r))
+        else:
+            whole.append(k)
+    return mats, whole
+
+
 class _BucketState:
     """Which tensors of a bucket are compressed, their Q and error, and the two wire buffers."""
 
     def __init__(self, codec, bucket):
-        self.mats, self.whole = [], []   # (k, n, m, r) of the compressed; k of the others
-        for k, p in enumerate(bucket.params):
-            n = p.shape[0] if p.dim() >= 2 else 0
-            m = p.numel() // n if n else 0
-            r = min(codec.rank, n, m)
-            if p.dim() >= 2 and n * m >= codec.min_compression_rate * r * (n + m):
-                self.mats.append((k, n, m, r))
-            else:
-                self.whole.append(k)
+        self.mats, self.whole = factors(codec, [p.shape for p in bucket.params])
         flat = bucket.flat
         whole_numel = sum(bucket.params[k].numel() for k in self.whole)
         self.pbuf = flat.new_empty(sum(n * r for _, n, _, r in self.mats) + whole_numel)

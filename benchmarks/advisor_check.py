@@ -1,0 +1,174 @@
+"""The advisor against measurement: its step-time predictions and its choice of mode, per link,
+against the stored time-to-loss runs of the text model.
+
+    python benchmarks/advisor_check.py measured       # horovod_ext/measured_steps.json from the grid
+    python benchmarks/advisor_check.py probe --rates 10gbit,1gbit,100mbit,25mbit
+    python benchmarks/advisor_check.py compare --json docs/results/advisor/check.json
+
+``probe`` runs benchmarks/advisor_probe.py (2 ranks, the text model, AdamW, batch 32 per rank,
+as trained) under each link (run.py's namespaces) and stores its trace, then times every
+candidate in the throughput harness on the same link (run.py --model chars, as time_to_loss.py
+does; ``--no-harness`` skips it); ``compare`` sets each trace's predictions against those step
+times and against docs/results/time_to_loss/<rate>.json: the recommended method's measured time
+to the target against the fastest of ours.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, ROOT)
+from horovod_ext import recommend  # noqa: E402
+
+TTL = os.path.join(ROOT, "docs", "results", "time_to_loss")
+ADVISOR = os.path.join(ROOT, "docs", "results", "advisor")
+GRID = os.path.join(TTL, "1gbit.json")  # steps to the target do not depend on the link
+
+
+def mean_steps(method):
+    return statistics.mean(r["steps_to_target"] for r in method["runs"])
+
+
+def measured(args):
+    with open(GRID) as f:
+        grid = json.load(f)
+    rows = grid["methods"]
+    sync = mean_steps(rows["sync"])
+    out = {"source": "steps to the target over sync's on the text model (3 x 512 tanh, AdamW), "
+                     f"{grid['ranks']} ranks x batch {grid['config']['batch']}, target "
+                     f"validation loss {grid['target']['loss']:.4f} (sync at step "
+                     f"{grid['target']['step']}), mean of seeds {grid['config']['seeds']}",
+           "factors": {n: round(mean_steps(rows[n]) / sync, 4) for n in recommend.CANDIDATES
+                       if n not in recommend.EXACT}}
+    with open(recommend.MEASURED, "w") as f:
+        json.dump(out, f, indent=1)
+    print(json.dumps(out, indent=1))
+
+
+def probe(args):
+    from run import Namespace
+    import subprocess
+    os.makedirs(ADVISOR, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    for rate in args.rates.split(","):
+        cmd = [os.path.join(os.path.dirname(sys.executable), "horovodrun"), "--gloo", "-np",
+               str(args.np), sys.executable, os.path.join(HERE, "advisor_probe.py"), "--json",
+               os.path.join(ADVISOR, f"{rate}_trace.json"), "--steps", str(args.steps)]
+        with Namespace(rate) as ns:
+            subprocess.run(["ip", "netns", "exec", ns.name, *cmd], env=env, check=True)
+        if not args.no_harness:
+            modes = ",".join(["horovod"] + list(recommend.CANDIDATES))
+            subprocess.run([sys.executable, os.path.join(HERE, "run.py"), "--np", str(args.np),
+                            "--rate", rate, "--model", "chars", "--modes", modes, "--steps", "32",
+                            "--rounds", str(args.rounds), "--warmup", "3", "--json",
+                            os.path.join(ADVISOR, f"{rate}_steps.json")], env=env, check=True)
+
+
+def compare(args):
+    cells = {}
+    for rate in args.rates.split(","):
+        with open(os.path.join(ADVISOR, f"{rate}_trace.json")) as f:
+            trace = json.load(f)
+        with open(os.path.join(TTL, f"{rate}.json")) as f:
+            ttl = json.load(f)
+        rec = recommend.recommendation(trace)
+        rows = ttl["methods"]
+        fresh = os.path.join(ADVISOR, f"{rate}_steps.json")
+        timed = {n: r["step_ms"] for n, r in rows.items()}  # the grid's, or the same session's:
+        if os.path.exists(fresh):
+            with open(fresh) as f:
+                timed.update({r["mode"]: r["step_ms"] for r in json.load(f)["results"]})
+        ours = [n for n in recommend.CANDIDATES if rows.get(n, {}).get("time_to_target_s")]
+        fastest = min(ours, key=lambda n: rows[n]["time_to_target_s"])
+        cells[rate] = {
+            "recommended": rec["best"], "reason": rec["reason"], "fastest": fastest,
+            "recommended_over_fastest": rows[rec["best"]]["time_to_target_s"]
+            / rows[fastest]["time_to_target_s"],
+            "critical_batch": rec["critical_batch"],
+            "step_ms": {n: {"predicted": rec["rows"][n]["step_ms"], "measured": timed[n],
+                            "grid": rows[n]["step_ms"],
+                            "ratio": rec["rows"][n]["step_ms"] / timed[n]}
+                        for n in recommend.CANDIDATES if n in timed},
+            "steps_factor": {n: {"predicted": rec["rows"][n]["steps_factor"],
+                                 "basis": rec["rows"][n]["steps_basis"],
+                                 "measured": mean_steps(rows[n]) / mean_steps(rows["sync"])}
+                             for n in recommend.CANDIDATES if n in rows}}
+    out = {"model": "chars", "ranks": 2, "cells": cells}
+    with open(args.json, "w") as f:
+        json.dump(out, f, indent=1)
+    print(table(out))
+
+
+def table(out):
+    """Markdown: per link, the recommendation against the fastest measured, and how far each
+    step-time prediction is from the measurement."""
+    lines = ["| link | recommended | fastest measured (of ours) | recommended's time / fastest's "
+             "| step time predicted / measured: median, worst | within 15% |", "|---|---|---|---|---|---|"]
+    for rate, c in out["cells"].items():
+        ratios = sorted(v["ratio"] for v in c["step_ms"].values())
+        worst = max(ratios, key=lambda r: abs(r - 1))
+        within = sum(abs(r - 1) <= 0.15 for r in ratios)
+        lines.append(f"| {rate} | {c['recommended']} | {c['fastest']} | "
+                     f"{c['recommended_over_fastest']:.2f} | {statistics.median(ratios):.2f}, "
+                     f"{worst:.2f} | {within} of {len(ratios)} |")
+    return "\n".join(lines)
+
+
+def step_table(out):
+    """Markdown: predicted / measured step time of every candidate at every link."""
+    rates = list(out["cells"])
+    names = list(next(iter(out["cells"].values()))["step_ms"])
+    lines = ["| method | " + " | ".join(f"{r}: predicted / measured ms" for r in rates) + " |",
+             "|---|" + "---|" * len(rates)]
+    for n in names:
+        cells = [out["cells"][r]["step_ms"][n] for r in rates]
+        lines.append(f"| {n} | " + " | ".join(
+            f"{c['predicted']:.1f} / {c['measured']:.1f} ({c['ratio']:.2f})" for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def critical_table(out):
+    """Markdown: the critical batch measured (fit of steps to target) against the estimates."""
+    b_crit = out["fit"]["b_crit"]
+    lines = [f"Measured: B_crit = {b_crit:.0f} (S_min = {out['fit']['s_min']:.0f} steps; steps "
+             "to training loss " + f"{out['target']} at batch "
+             + ", ".join(f"{r['batch']}: {r['steps']}" for r in out["rows"]) + ")", "",
+             "| estimated on the run at batch | steps to target | critical_batch (path mean) | "
+             "over measured | B_noise at the target (point value) | over measured |",
+             "|---|---|---|---|---|---|"]
+    for e in out["estimates"]:
+        lines.append(f"| {e['batch']} | {e['steps']} | {e['critical_batch']:.0f} | "
+                     f"{e['critical_batch'] / b_crit:.2f}x | {e['noise_scale']:.0f} | "
+                     f"{e['noise_scale'] / b_crit:.2f}x |")
+    return "\n".join(lines)
+
+
+def _stored(name):
+    with open(os.path.join(ROOT, "docs", "results", name)) as f:
+        return json.load(f)
+
+
+TABLES = {"advisor_check": lambda: table(_stored("advisor/check.json")),  # docs_tables.py's
+          "advisor_steps": lambda: step_table(_stored("advisor/check.json")),
+          "critical_batch": lambda: critical_table(_stored("critical_batch.json"))}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("what", choices=["measured", "probe", "compare"])
+    p.add_argument("--rates", default="10gbit,1gbit,100mbit,25mbit")
+    p.add_argument("--np", type=int, default=2)
+    p.add_argument("--steps", type=int, default=24, help="probe steps")
+    p.add_argument("--rounds", type=int, default=2, help="harness rounds of 32 steps")
+    p.add_argument("--no-harness", action="store_true", help="probe only")
+    p.add_argument("--json", default=os.path.join(ADVISOR, "check.json"))
+    args = p.parse_args()
+    {"measured": measured, "probe": probe, "compare": compare}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()

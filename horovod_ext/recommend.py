@@ -1,0 +1,129 @@
+"""Which mode and codec reach a loss first on this model and link: the advisor's predictions.
+
+Step time (from a probe's trace, ``horovod_ext.probing``), per candidate, with C the measured
+forward + backward + optimizer step and K its codec's measured arithmetic plus the engine's
+copies of the gradients into its buckets and back:
+- gradient sync with a codec: C + K + E, E the wire time left after backward when the
+  codec's collectives are launched as the engine launches them (each bucket when its last
+  gradient is ready: the measured offsets, replayed on the link);
+- delayed (staleness k >= 1): O + the optimizer step + K, O the time of one forward and backward
+  with the exchange of all buckets on the wire at once behind it (measured: compute and
+  collectives share the cores, so the overlap is what the machine gives, not max(C, wire));
+- a period of H local steps (local SGD, DiLoCo): L + (W + the copies) / H, L a local step
+  measured back to back with the next (forward, backward, optimizer step), W the float32
+  allreduce of all buckets at once (the outer step's own arithmetic is not counted).
+Steps to a loss, as a factor over exact sync's: 1 for the exact methods (float16 rounding
+included: measured equal on the text task); for staleness k, 1 + k / M with
+M = B_crit / B steps (lr ~ 1/(M + k), the advisor page), B the global batch, B_crit the noise
+scale averaged over the path (``critical_batch_over``); for the others, the factor measured on
+the text task (``measured_steps.json``, generated from the stored time-to-loss grid). The time to a
+loss relative to sync is the product.
+"""
+import json
+import math
+import os
+from typing import Any, Dict, Optional
+
+from horovod_ext.stats import critical_batch_over
+
+# name -> (how it exchanges, wire format, period H, staleness k)
+CANDIDATES = {
+    "sync": ("sync", "fp32", 1, 0),
+    "sync-fp16": ("sync", "fp16", 1, 0),
+    "int8": ("sync", "int8", 1, 0),
+    "powersgd": ("sync", "powersgd", 1, 0),
+    "delayed": ("delayed", "fp32", 1, 1),
+    "delayed-fp16": ("delayed", "fp16", 1, 1),
+    "diloco-H8": ("periodic", "fp32", 8, 0),
+    "diloco-H32": ("periodic", "fp32", 32, 0),
+    "localsgd-H32": ("periodic", "fp32", 32, 0),
+}
+EXACT = ("sync", "sync-fp16")
+HOW = {  # what each candidate is, in the API
+    "sync": "Sync()", "sync-fp16": "Sync(), compression=Compression.fp16",
+    "int8": "Sync(), compression=Quantize(bits=8)", "powersgd": "Sync(), compression=PowerSGD(rank=4)",
+    "delayed": "Delayed(staleness=1)", "delayed-fp16": "Delayed(staleness=1), compression=Compression.fp16",
+    "diloco-H8": "DiLoCo(period=8, outer_lr=1.0, outer_momentum=0.5)",
+    "diloco-H32": "DiLoCo(period=32, outer_lr=1.0, outer_momentum=0.5)",
+    "localsgd-H32": "LocalSGD(period=32)"}
+MEASURED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "measured_steps.json")
+
+
+def step_ms(trace: Dict[str, Any], name: str) -> float:
+    """Predicted milliseconds per step of candidate ``name`` (see the module docstring)."""
+    how, fmt, period, _ = CANDIDATES[name]
+    compute = trace["compute_ms"]
+    fb, opt = compute["forward_backward"], compute["optimizer_step"]
+    codec = trace["codec_ms"][fmt] + compute["pack_unpack"]
+    if how == "periodic":
+        return compute["local_step"] + (trace["wire_ms"][fmt] + compute["pack_unpack"]) / period
+    if how == "delayed":
+        return trace["overlapped_ms"][fmt] + opt + codec
+    return fb + opt + codec + trace["exposed_ms"][fmt]
+
+
+def measured_factors(path: str = MEASURED) -> Dict[str, Any]:
+    with open(path) as f:
+        return json.load(f)
+
+
+def steps_factor(name: str, trace: Dict[str, Any], critical_batch: Optional[float],
+                 measured: Dict[str, Any]):
+    """(factor over exact sync's steps to a loss, what it rests on)."""
+    k = CANDIDATES[name][3]
+    if name in EXACT:
+        return 1.0, "exact"
+    if k and critical_batch is not None and math.isfinite(critical_batch):
+        m = critical_batch / (trace["ranks"] * trace["batch_size"])
+        return 1 + k / m, f"staleness {k}, M = B_crit/B = {m:.3g} steps"
+    if name in measured["factors"]:
+        return measured["factors"][name], "measured on the text task"
+    return math.nan, "unknown"
+
+
+def recommendation(trace: Dict[str, Any], stats: Any = None,
+                   measured: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Per candidate: predicted step time, steps factor, time to a loss relative to sync; and
+    the candidate with the least. ``stats``: a GradientStats or its JSON (default: the trace's
+    own, from the probe's few steps)."""
+    measured = measured or measured_factors()
+    if stats is not None and not isinstance(stats, dict):
+        stats = stats.to_json()
+    stats = stats or trace.get("stats")
+    crit = None
+    if stats and stats.get("history"):
+        crit = critical_batch_over(stats["history"], stats["ranks"] * stats["batch_size"])
+    sync_ms = step_ms(trace, "sync")
+    rows = {}
+    for name in CANDIDATES:
+        ms = step_ms(trace, name)
+        factor, basis = steps_factor(name, trace, crit, measured)
+        rows[name] = {"step_ms": ms, "steps_factor": factor, "steps_basis": basis,
+                      "time_vs_sync": factor * ms / sync_ms, "how": HOW[name]}
+    best = min((n for n in rows if math.isfinite(rows[n]["time_vs_sync"])),
+               key=lambda n: rows[n]["time_vs_sync"])
+    return {"critical_batch": crit, "global_batch": trace["ranks"] * trace["batch_size"],
+            "rows": rows, "best": best, "reason": _reason(best, rows, trace)}
+
+
+def _reason(best, rows, trace):
+    r, s = rows[best], rows["sync"]
+    compute = sum(trace["compute_ms"].values())
+    if best == "sync":
+        return (f"sync: the wire adds {s['step_ms'] - compute:.1f} ms to {compute:.1f} ms of "
+                f"compute; no method that changes the math saves more than its extra steps cost")
+    return (f"{best}: {1 / r['time_vs_sync']:.2f}x sooner to the same loss than sync "
+            f"(step {r['step_ms']:.1f} ms against {s['step_ms']:.1f}, steps x{r['steps_factor']:.2f} "
+            f"{r['steps_basis']})")
+
+
+def report(rec: Dict[str, Any]) -> str:
+    lines = [f"global batch {rec['global_batch']}, critical batch (B_noise averaged over the "
+             f"path) {rec['critical_batch'] if rec['critical_batch'] is None else format(rec['critical_batch'], '.4g')}",
+             f"{'candidate':14s} {'step ms':>8s} {'steps x':>8s} {'time x':>7s}  steps rest on",
+             ]
+    for name, r in sorted(rec["rows"].items(), key=lambda kv: kv[1]["time_vs_sync"]):
+        lines.append(f"{name:14s} {r['step_ms']:8.1f} {r['steps_factor']:8.2f} "
+                     f"{r['time_vs_sync']:7.2f}  {r['steps_basis']}")
+    lines.append(f"recommended: {rec['rows'][rec['best']]['how']}  -- {rec['reason']}")
+    return "\n".join(lines)

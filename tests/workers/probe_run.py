@@ -1,0 +1,40 @@
+"""Probes a small model on every rank: writes each rank's trace, the model's parameters before
+and after, and the probe's errors for bad arguments. argv[1]: output JSON prefix."""
+import json
+import sys
+
+import horovod.torch as hvd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import horovod_ext as hvd_ext
+
+hvd.init()
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(32, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(),
+                      nn.Linear(256, 10))
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+g = torch.Generator().manual_seed(hvd.rank())
+
+
+def closure():
+    x = torch.randn(16, 32, generator=g)
+    loss = F.cross_entropy(model(x), (x[:, 0] > 0).long())
+    loss.backward()
+    return loss
+
+
+before = [p.detach().clone() for p in model.parameters()]
+trace = hvd_ext.probe(model, opt, closure, batch_size=16, steps=6)
+errors = {}
+for kwargs in ({"batch_size": 0}, {"batch_size": 16, "steps": 2}):
+    try:
+        hvd_ext.probe(model, opt, closure, **kwargs)
+    except ValueError as e:
+        errors[str(kwargs)] = str(e)
+out = dict(trace, restored=all(torch.equal(a, p) for a, p in zip(before, model.parameters())),
+           optimizer_state=len(opt.state_dict()["state"]), errors=errors,
+           params_bytes=sum(p.numel() * 4 for p in model.parameters()))
+with open(f"{sys.argv[1]}.{hvd.rank()}.json", "w") as f:
+    json.dump(out, f)
