@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from horovod_ext.recommend import recommendation
+from horovod_ext.recommend import optimizer_kwargs, recommendation  # noqa: F401 (API)
 from horovod_ext.recommend import report as _recommendation_report
 from horovod_ext.stats import critical_batch_over
 

@@ -17,7 +17,8 @@ included: measured equal on the text task); for staleness k, 1 + k / M with
 M = B_crit / B steps (lr ~ 1/(M + k), the advisor page), B the global batch, B_crit the noise
 scale averaged over the path (``critical_batch_over``); for the others, the factor measured on
 the text task (``measured_steps.json``, generated from the stored time-to-loss grid). The time to a
-loss relative to sync is the product.
+loss relative to sync is the product. The recommendation is the candidate with the least, but
+an exact one when it is within 5% of it (a prediction is not closer than that).
 """
 import json
 import math
@@ -39,6 +40,7 @@ CANDIDATES = {
     "localsgd-H32": ("periodic", "fp32", 32, 0),
 }
 EXACT = ("sync", "sync-fp16")
+EXACT_MARGIN = 1.05  # an exact method within 5% of the fastest is recommended instead
 HOW = {  # what each candidate is, in the API
     "sync": "Sync()", "sync-fp16": "Sync(), compression=Compression.fp16",
     "int8": "Sync(), compression=Quantize(bits=8)", "powersgd": "Sync(), compression=PowerSGD(rank=4)",
@@ -46,6 +48,25 @@ HOW = {  # what each candidate is, in the API
     "diloco-H8": "DiLoCo(period=8, outer_lr=1.0, outer_momentum=0.5)",
     "diloco-H32": "DiLoCo(period=32, outer_lr=1.0, outer_momentum=0.5)",
     "localsgd-H32": "LocalSGD(period=32)"}
+
+
+def optimizer_kwargs(name: str) -> Dict[str, Any]:
+    """The ``mode`` (and ``compression``) to give ``hvd_ext.DistributedOptimizer`` for
+    candidate ``name`` (as HOW writes them)."""
+    from horovod_ext import Compression, Delayed, DiLoCo, LocalSGD, PowerSGD, Quantize, Sync
+    if name not in CANDIDATES:
+        raise ValueError(f"unknown candidate {name!r}; known: {', '.join(CANDIDATES)}")
+    how, fmt, period, k = CANDIDATES[name]
+    codec = {"fp32": None, "fp16": Compression.fp16, "int8": Quantize(bits=8),
+             "powersgd": PowerSGD(rank=4)}[fmt]
+    if how == "periodic":
+        mode = LocalSGD(period=period) if name.startswith("localsgd") else \
+            DiLoCo(period=period, outer_lr=1.0, outer_momentum=0.5)
+    else:
+        mode = Delayed(staleness=k) if k else Sync()
+    return {"mode": mode} if codec is None else {"mode": mode, "compression": codec}
+
+
 MEASURED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "measured_steps.json")
 
 
@@ -102,16 +123,20 @@ def recommendation(trace: Dict[str, Any], stats: Any = None,
                       "time_vs_sync": factor * ms / sync_ms, "how": HOW[name]}
     best = min((n for n in rows if math.isfinite(rows[n]["time_vs_sync"])),
                key=lambda n: rows[n]["time_vs_sync"])
+    exact = min(EXACT, key=lambda n: rows[n]["time_vs_sync"])
+    if rows[exact]["time_vs_sync"] <= EXACT_MARGIN * rows[best]["time_vs_sync"]:
+        best = exact  # within the margin, keep the math exact
     return {"critical_batch": crit, "global_batch": trace["ranks"] * trace["batch_size"],
             "rows": rows, "best": best, "reason": _reason(best, rows, trace)}
 
 
 def _reason(best, rows, trace):
     r, s = rows[best], rows["sync"]
-    compute = sum(trace["compute_ms"].values())
-    if best == "sync":
-        return (f"sync: the wire adds {s['step_ms'] - compute:.1f} ms to {compute:.1f} ms of "
-                f"compute; no method that changes the math saves more than its extra steps cost")
+    compute = trace["compute_ms"]["forward_backward"] + trace["compute_ms"]["optimizer_step"]
+    if best in EXACT:
+        return (f"{best}: exact; the wire adds {r['step_ms'] - compute:.1f} ms to {compute:.1f} "
+                f"ms of compute, and no method that changes the math is predicted more than "
+                f"{EXACT_MARGIN - 1:.0%} sooner to the same loss")
     return (f"{best}: {1 / r['time_vs_sync']:.2f}x sooner to the same loss than sync "
             f"(step {r['step_ms']:.1f} ms against {s['step_ms']:.1f}, steps x{r['steps_factor']:.2f} "
             f"{r['steps_basis']})")

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from conftest import BIN, MPI, ROOT, launch
+from horovod_ext import recommend
 
 
 def rank0(proc, pattern):
@@ -88,3 +89,15 @@ def test_a_bad_log_level_is_named():
     proc = subprocess.run([sys.executable, "-c", "import horovod_ext"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "HVD_EXT_LOG_LEVEL must be a logging level" in proc.stderr
+
+
+def test_choose_mode_example_trains_with_the_recommendation():
+    proc = launch("examples/choose_mode.py", 2, "gloo", ["--steps", "150"])
+    out = proc.stdout
+    chosen = re.findall(r"rank (\d) trains with ([\w-]+)", out)
+    assert sorted(r for r, _ in chosen) == ["0", "1"] and len({c for _, c in chosen}) == 1, chosen
+    name = chosen[0][1]
+    assert f"recommended: {recommend.HOW[name]}" in out
+    first, = rank0(proc, r"step 0: loss ([\d.]+)")
+    last, = rank0(proc, r"last loss ([\d.]+)")
+    assert last < 0.7 * first, (first, last)  # log(8) = 2.08 is chance

@@ -66,6 +66,15 @@ def test_steps_model_and_choice():
                  compute_ms={"forward_backward": 8.0, "optimizer_step": 2.0, "pack_unpack": 0.2,
                              "local_step": 10.0})
     assert recommendation(fast, None, measured)["best"] == "sync"
+    # a method that changes the math and is predicted 3% sooner loses to exact sync
+    near = dict(measured, factors=dict(measured["factors"], **{n: 10.0 for n in CANDIDATES
+                                                               if n not in ("sync", "int8")}))
+    slow_fp16 = trace(exposed_ms=dict(trace()["exposed_ms"], fp16=100.0))
+    for factor, chosen in ((1.0, "sync"), (0.9, "int8")):
+        near["factors"]["int8"] = factor * 0.97 * 41 / step_ms(slow_fp16, "int8")
+        rec = recommendation(slow_fp16, None, near)
+        assert rec["best"] == chosen, (factor, rec["rows"]["int8"]["time_vs_sync"])
+    assert "exact" in rec["reason"] or chosen == "int8"
 
 
 def test_measured_factors_are_the_stored_grid():
@@ -119,3 +128,22 @@ def test_probe_on_two_ranks(probed):
     assert any("batch_size" in e for e in a["errors"].values())
     assert any("steps" in e for e in a["errors"].values()) and len(a["errors"]) == 2
     assert recommendation(a)["best"] in CANDIDATES
+
+
+def test_optimizer_kwargs_build_what_the_report_names():
+    import horovod_ext as hvd_ext
+    for name in CANDIDATES:
+        kwargs = recommend.optimizer_kwargs(name)
+        how = recommend.HOW[name]
+        assert how.startswith(type(kwargs["mode"]).__name__ + "("), name
+        period = getattr(kwargs["mode"], "period", None)
+        assert period is None or f"period={period}" in how, name
+        if "compression" in kwargs:
+            c = kwargs["compression"]
+            assert (c is hvd_ext.Compression.fp16) == ("Compression.fp16" in how), name
+            assert isinstance(c, (hvd_ext.PowerSGD, hvd_ext.Quantize)) or \
+                c is hvd_ext.Compression.fp16, name
+        else:
+            assert "compression" not in how, name
+    with pytest.raises(ValueError, match="unknown candidate 'sgd'"):
+        recommend.optimizer_kwargs("sgd")

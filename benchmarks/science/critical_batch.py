@@ -13,7 +13,6 @@ over the path, each step weighted by its progress 1 / (1 + B_noise/B)). The text
 time_to_loss.py trains (models.TEXT_SHAPE). JSON + PNG.
 """
 import argparse
-import json
 import os
 import sys
 
@@ -30,6 +29,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 from models import TEXT_SHAPE  # noqa: E402
 from noise_scale import best, fit_both, task, train  # noqa: E402
+from training import write_results  # noqa: E402
 
 
 def measure(t, batches, lrs, target, samples):
@@ -115,10 +115,7 @@ def main():
     for e in estimates:
         print(f"batch {e['batch']}: path mean {e['critical_batch']:.4g}, point value "
               f"{e['noise_scale']:.4g}; measured B_crit {b_crit:.4g}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(out, f, indent=1)
-    plot(out, os.path.splitext(args.json)[0] + ".png")
+    write_results(out, args.json, plot)
 
 
 if __name__ == "__main__":
