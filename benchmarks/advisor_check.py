@@ -14,6 +14,7 @@ to the target against the fastest of ours.
 """
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -107,14 +108,17 @@ def table(out):
     """Markdown: per link, the recommendation against the fastest measured, and how far each
     step-time prediction is from the measurement."""
     lines = ["| link | recommended | fastest measured (of ours) | recommended's time / fastest's "
-             "| step time predicted / measured: median, worst | within 15% |", "|---|---|---|---|---|---|"]
+             "| step time predicted / measured: median, worst | within 15% | delayed's steps x, "
+             "predicted / measured |", "|---|---|---|---|---|---|---|"]
     for rate, c in out["cells"].items():
         ratios = sorted(v["ratio"] for v in c["step_ms"].values())
         worst = max(ratios, key=lambda r: abs(r - 1))
         within = sum(abs(r - 1) <= 0.15 for r in ratios)
         lines.append(f"| {rate} | {c['recommended']} | {c['fastest']} | "
                      f"{c['recommended_over_fastest']:.2f} | {statistics.median(ratios):.2f}, "
-                     f"{worst:.2f} | {within} of {len(ratios)} |")
+                     f"{worst:.2f} | {within} of {len(ratios)} | "
+                     f"{c['steps_factor']['delayed']['predicted']:.2f} / "
+                     f"{c['steps_factor']['delayed']['measured']:.2f} |")
     return "\n".join(lines)
 
 
@@ -135,15 +139,29 @@ def critical_table(out):
     """Markdown: the critical batch measured (fit of steps to target) against the estimates."""
     b_crit = out["fit"]["b_crit"]
     lines = [f"Measured: B_crit = {b_crit:.0f} (S_min = {out['fit']['s_min']:.0f} steps; steps "
-             "to training loss " + f"{out['target']} at batch "
+             f"to training loss {out['target']} at batch "
              + ", ".join(f"{r['batch']}: {r['steps']}" for r in out["rows"]) + ")", "",
-             "| estimated on the run at batch | steps to target | critical_batch (path mean) | "
-             "over measured | B_noise at the target (point value) | over measured |",
-             "|---|---|---|---|---|---|"]
+             "| estimated on the run at batch | its steps to target | moving averages over | "
+             "B_noise at the target | over measured | critical_batch (median, last quarter) | "
+             "over measured |", "|---|---|---|---|---|---|---|"]
     for e in out["estimates"]:
-        lines.append(f"| {e['batch']} | {e['steps']} | {e['critical_batch']:.0f} | "
-                     f"{e['critical_batch'] / b_crit:.2f}x | {e['noise_scale']:.0f} | "
-                     f"{e['noise_scale'] / b_crit:.2f}x |")
+        lines.append(f"| {e['batch']} | {e['steps']} | {out['window']:.0f} samples "
+                     f"({-1 / math.log(e['ema']):.0f} steps) | {e['noise_scale']:.0f} | "
+                     f"{e['noise_scale'] / b_crit:.2f}x | {e['critical_batch']:.0f} | "
+                     f"{e['critical_batch'] / b_crit:.2f}x |")
+    return "\n".join(lines)
+
+
+def dropped_table(out):
+    """Markdown: the estimators tried first on the same runs (critical_batch_fixed_steps.json:
+    moving averages over a fixed 100 steps; the path mean weighted by progress)."""
+    b_crit = out["fit"]["b_crit"]
+    lines = ["| run at batch | B_noise at the target, 100-step averages | over measured | path "
+             "mean, weighted by 1 / (1 + B_noise/B) | over measured |", "|---|---|---|---|---|"]
+    for e in out["estimates"]:
+        path = e["critical_batch"]  # what that version of the estimate returned
+        lines.append(f"| {e['batch']} | {e['noise_scale']:.0f} | {e['noise_scale'] / b_crit:.2f}x"
+                     f" | {path:.0f} | {path / b_crit:.2f}x |")
     return "\n".join(lines)
 
 
@@ -154,7 +172,8 @@ def _stored(name):
 
 TABLES = {"advisor_check": lambda: table(_stored("advisor/check.json")),  # docs_tables.py's
           "advisor_steps": lambda: step_table(_stored("advisor/check.json")),
-          "critical_batch": lambda: critical_table(_stored("critical_batch.json"))}
+          "critical_batch": lambda: critical_table(_stored("critical_batch.json")),
+          "critical_batch_dropped": lambda: dropped_table(_stored("critical_batch_fixed_steps.json"))}
 
 
 def main():

@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "science"))
 
+import advisor_check  # noqa: E402
 import ttl_report  # noqa: E402
 import tuning_tables  # noqa: E402
 
@@ -250,6 +251,7 @@ TABLES = {"kernels_cpu": kernels_cpu,
           "tuner_sweep": lambda: throughput_cells("tuner/sweep/sweep.json", sweep_cols=True),
           "autotune": lambda: tuning_tables.autotune(RESULTS / "tuner/autotune_1gbit_lm.json"),
           "tuner_cost": lambda: tuning_tables.tuning_cost([RESULTS / "tuner/sweep/sweep.json"]),
+          **advisor_check.TABLES,
           "time_to_loss_which": lambda: ttl_report.which_method(
               [json.loads(p.read_text()) for p in RESULTS.glob("time_to_loss/*bit.json")]),
           **{f"time_to_loss_{rate}": (lambda rate=rate: ttl_report.table(json.loads(

@@ -23,7 +23,6 @@ import numpy as np
 
 from horovod_ext.recommend import optimizer_kwargs, recommendation  # noqa: F401 (API)
 from horovod_ext.recommend import report as _recommendation_report
-from horovod_ext.stats import critical_batch_over
 
 RANKS = (1, 2, 4, 8, 16, 32, 64)
 STALENESS = (0, 1, 2, 4, 8, 16)
@@ -54,7 +53,6 @@ def summary(stats: Any, window: int = 100) -> Dict[str, Any]:
     recent = [h["noise_scale"] for h in d["history"][-window:] if h["noise_scale"] is not None]
     b, n = d["batch_size"], d["ranks"]
     return {"noise_scale": noise, "window": len(recent),
-            "critical_batch": critical_batch_over(d["history"], d["ranks"] * d["batch_size"]),
             "median": float(np.median(recent)), "p10": float(np.percentile(recent, 10)),
             "p90": float(np.percentile(recent, 90)), "batch_size": b, "ranks": n,
             "staleness": d.get("staleness", 0), "steps": len(d["history"]),
@@ -75,11 +73,10 @@ def report(stats: Any, window: int = 100) -> str:
         f"estimates from per-rank and averaged gradient norms; McCandlish et al. 2018, App. A]",
         f"  over the last {s['window']} steps: median {s['median']:.4g}, 10th-90th percentile "
         f"{s['p10']:.4g} to {s['p90']:.4g}",
-        f"critical batch ~ {s['critical_batch']:.4g} samples   [B_noise averaged over the run, "
-        f"each step weighted by its progress 1/(1 + B_noise/B)]; the current global batch is "
-        f"{n * b / s['critical_batch']:.2g} x critical: "
+        f"critical batch ~ {noise:.4g} samples   [B_crit ~ B_noise]; the current global batch "
+        f"is {n * b / noise:.2g} x critical: "
         + ("more samples per step still cut the step count almost in proportion"
-           if n * b < s["critical_batch"] / 2 else "more samples per step buy few fewer steps"),
+           if n * b < noise / 2 else "more samples per step buy few fewer steps"),
         f"step speed-up over 1 rank at {b} per rank   [S(N) = (1 + B_noise/b) / "
         f"(1 + B_noise/(N b)), steps to a target ~ S_min (1 + B_noise/B)]",
         "  ranks  global batch  speed-up  per-rank efficiency"]

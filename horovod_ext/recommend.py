@@ -14,8 +14,8 @@ copies of the gradients into its buckets and back:
   allreduce of all buckets at once (the outer step's own arithmetic is not counted).
 Steps to a loss, as a factor over exact sync's: 1 for the exact methods (float16 rounding
 included: measured equal on the text task); for staleness k, 1 + k / M with
-M = B_crit / B steps (lr ~ 1/(M + k), the advisor page), B the global batch, B_crit the noise
-scale averaged over the path (``critical_batch_over``); for the others, the factor measured on
+M = B_crit / B steps (lr ~ 1/(M + k), the advisor page), B the global batch, B_crit ~ B_noise
+over the statistics' latest quarter (``stats.recent_noise_scale``); for the others, the factor measured on
 the text task (``measured_steps.json``, generated from the stored time-to-loss grid). The time to a
 loss relative to sync is the product. The recommendation is the candidate with the least, but
 an exact one when it is within 5% of it (a prediction is not closer than that).
@@ -25,7 +25,8 @@ import math
 import os
 from typing import Any, Dict, Optional
 
-from horovod_ext.stats import critical_batch_over
+from horovod_ext.stats import recent_noise_scale
+
 
 # name -> (how it exchanges, wire format, period H, staleness k)
 CANDIDATES = {
@@ -59,11 +60,10 @@ def optimizer_kwargs(name: str) -> Dict[str, Any]:
     how, fmt, period, k = CANDIDATES[name]
     codec = {"fp32": None, "fp16": Compression.fp16, "int8": Quantize(bits=8),
              "powersgd": PowerSGD(rank=4)}[fmt]
+    mode: Any = Delayed(staleness=k) if k else Sync()
     if how == "periodic":
         mode = LocalSGD(period=period) if name.startswith("localsgd") else \
             DiLoCo(period=period, outer_lr=1.0, outer_momentum=0.5)
-    else:
-        mode = Delayed(staleness=k) if k else Sync()
     return {"mode": mode} if codec is None else {"mode": mode, "compression": codec}
 
 
@@ -111,9 +111,7 @@ def recommendation(trace: Dict[str, Any], stats: Any = None,
     if stats is not None and not isinstance(stats, dict):
         stats = stats.to_json()
     stats = stats or trace.get("stats")
-    crit = None
-    if stats and stats.get("history"):
-        crit = critical_batch_over(stats["history"], stats["ranks"] * stats["batch_size"])
+    crit = recent_noise_scale(stats["history"]) if stats and stats.get("history") else None
     sync_ms = step_ms(trace, "sync")
     rows = {}
     for name in CANDIDATES:
@@ -143,8 +141,9 @@ def _reason(best, rows, trace):
 
 
 def report(rec: Dict[str, Any]) -> str:
-    lines = [f"global batch {rec['global_batch']}, critical batch (B_noise averaged over the "
-             f"path) {rec['critical_batch'] if rec['critical_batch'] is None else format(rec['critical_batch'], '.4g')}",
+    crit = rec["critical_batch"]
+    lines = [f"global batch {rec['global_batch']}, critical batch ~ recent B_noise = "
+             f"{'unknown' if crit is None else format(crit, '.4g')}",
              f"{'candidate':14s} {'step ms':>8s} {'steps x':>8s} {'time x':>7s}  steps rest on",
              ]
     for name, r in sorted(rec["rows"].items(), key=lambda kv: kv[1]["time_vs_sync"]):

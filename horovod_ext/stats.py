@@ -12,6 +12,7 @@ communicates.
 """
 import json
 import math
+import statistics
 from collections import deque
 from typing import Deque, List
 
@@ -124,10 +125,12 @@ class GradientStats:
 
     @property
     def critical_batch(self):
-        """The global batch beyond which more samples per step stop buying fewer steps, for the
-        path the history covers: ``critical_batch_over(history, ranks x batch_size)``."""
+        """The global batch beyond which more samples per step stop buying fewer steps, to a
+        loss near the current one: B_crit ~ B_noise (McCandlish et al. 2018), as
+        ``recent_noise_scale(history)``: checked against steps to a target measured at several
+        batch sizes on the text task (docs, Advisor)."""
         self._drain()
-        return critical_batch_over(self._history, self.ranks * self.batch_size)
+        return recent_noise_scale(self._history)
 
     @property
     def grad_sq_norm(self):
@@ -178,29 +181,16 @@ class GradientStats:
             json.dump(self.to_json(), f, indent=1)
 
 
-def critical_batch_over(history, batch):
-    """B_noise averaged over a training path, each observed step weighted by its progress.
-
-    A step at global batch B makes 1 / (1 + B_noise/B) of the progress of a step at infinite
-    batch (McCandlish et al. 2018, eq. 2.7), so the steps to a target are
-    S(B) = integral over infinite-batch steps s of (1 + B_noise(s)/B) ds = S_min (1 + B_crit/B),
-    with B_crit the mean of B_noise over s. From a run at batch B, each observed step stands for
-    ds = 1 / (1 + B_noise/B) of them:
-    B_crit = sum(B_noise w) / sum(w), w = 1 / (1 + B_noise/B), B_noise the moving-average ratio
-    after each step. Early steps, where B_noise is small and each step goes far, weigh most; the
-    point value at the end of the path is larger (the noise scale grows as the loss falls).
-    A step where noise dominates (B_noise infinite, recorded as None) adds B to the numerator
-    and nothing to the denominator (the limit); a negative estimate counts as 0. nan when no
-    step has a finite noise scale."""
-    num = den = 0.0
-    for h in history:
-        if h["noise_scale"] is None:
-            num += batch
-            continue
-        value = max(0.0, h["noise_scale"])
-        w = 1.0 / (1.0 + value / batch)
-        num, den = num + value * w, den + w
-    return num / den if den > 0 else math.nan
+def recent_noise_scale(history):
+    """The median of B_noise (the moving-average ratio after each step) over the latest quarter
+    of ``history`` (at least one step): the noise scale grows as the loss falls, so the recent
+    stretch says most about the steps ahead, and the median steadies a ratio whose denominator
+    can come near zero. inf when noise dominates there; nan before any step."""
+    recent = list(history)[-max(1, len(history) // 4):]
+    if not recent:
+        return math.nan
+    return statistics.median(math.inf if h["noise_scale"] is None else h["noise_scale"]
+                             for h in recent)
 
 
 def _finite_or_none(x):

@@ -45,11 +45,15 @@ def test_step_time_per_kind_of_exchange():
 def test_steps_model_and_choice():
     measured = {"factors": {"powersgd": 1.1, "int8": 1.0, "diloco-H8": 1.1, "diloco-H32": 1.3,
                             "localsgd-H32": 1.1, "delayed": 1.4, "delayed-fp16": 1.4}}
-    history = [{"noise_scale": 320.0}] * 10  # B_crit 320 at global batch 64: M = 5 steps
-    stats = {"ranks": 2, "batch_size": 32, "history": history}
+    history = [{"noise_scale": v} for v in (10.0, 20.0, 30.0, 40.0, 310.0, 320.0, 330.0, 9e9)]
+    stats = {"ranks": 2, "batch_size": 32, "history": history}  # median of the last quarter
     rec = recommendation(trace(), stats, measured)
     rows = rec["rows"]
-    assert rec["critical_batch"] == pytest.approx(320)
+    assert rec["critical_batch"] == pytest.approx((330 + 9e9) / 2)
+    history[-1]["noise_scale"] = 310.0
+    rec = recommendation(trace(), stats, measured)
+    rows = rec["rows"]
+    assert rec["critical_batch"] == pytest.approx(320), "B_crit 320 at global batch 64: M = 5"
     assert rows["delayed"]["steps_factor"] == pytest.approx(1 + 1 / 5), "1 + k/M"
     assert rows["sync"]["steps_factor"] == rows["sync-fp16"]["steps_factor"] == 1
     assert rows["powersgd"]["steps_factor"] == 1.1

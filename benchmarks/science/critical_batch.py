@@ -7,12 +7,13 @@ learning rate chosen per batch from a grid (plain SGD, one process: noise_scale.
 fit S(B) = S_min (1 + B_crit/B) (McCandlish et al. 2018; the same curve as
 (S/S_min - 1)(E/E_min - 1) = 1 with E = S B). Estimated: at each batch of --estimate-at, the best
 run is repeated with GradientStats fed two half-batch gradients per step (two virtual ranks,
-the optimizer's estimator), and the estimate is read along the path to the target: the point
-value B_noise (the ratio of the moving averages) and ``critical_batch_over`` (B_noise averaged
-over the path, each step weighted by its progress 1 / (1 + B_noise/B)). The text model is the one
-time_to_loss.py trains (models.TEXT_SHAPE). JSON + PNG.
+the optimizer's estimator, moving averages over about --window samples), and B_noise is read
+along the path, at the target last (--reuse keeps the stored steps and estimates again). The
+text model is the one time_to_loss.py trains (models.TEXT_SHAPE). JSON + PNG.
 """
 import argparse
+import json
+import math
 import os
 import sys
 
@@ -22,7 +23,6 @@ import torch
 
 import horovod_ext as hvd_ext
 from horovod_ext.progress import progress
-from horovod_ext.stats import critical_batch_over
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -42,19 +42,18 @@ def measure(t, batches, lrs, target, samples):
     return rows
 
 
-def estimate(t, row, target, samples, ema):
-    """The advisor's estimate along the best run at ``row``'s batch."""
+def estimate(t, row, target, samples, window):
+    """The advisor's estimate along the best run at ``row``'s batch: B_noise with moving
+    averages over about ``window`` samples (decay exp(-batch / window) per step)."""
+    ema = math.exp(-row["batch"] / window)
     stats = hvd_ext.GradientStats(batch_size=row["batch"] // 2, ema=ema)
     stats.attach(2)
     run = train(t, row["batch"], row["lr"], 0, samples, target=target, stats=stats)
     h = stats.history
-    every = max(1, len(h) // 64)
-    along = [{"step": h[i]["step"], "noise_scale": h[i]["noise_scale"],
-              "path_mean": critical_batch_over(h[:i + 1], row["batch"])}
-             for i in range(0, len(h), every)]
-    return {"batch": row["batch"], "lr": row["lr"], "steps": run["steps"],
+    return {"batch": row["batch"], "lr": row["lr"], "steps": run["steps"], "ema": ema,
             "noise_scale": stats.noise_scale, "critical_batch": stats.critical_batch,
-            "along": along}
+            "along": [{"step": e["step"], "noise_scale": e["noise_scale"], "g2": e["g2"],
+                       "trace": e["trace"]} for e in h]}
 
 
 def plot(out, path):
@@ -70,18 +69,14 @@ def plot(out, path):
     a.plot(grid, s_min * (1 + b_crit / grid), "-", label=f"fit S_min (1 + B_crit/B), B_crit = {b_crit:.3g}")
     for e in out["estimates"]:
         a.axvline(e["critical_batch"], ls="--", color="C2", alpha=0.6)
-        a.axvline(e["noise_scale"], ls=":", color="C3", alpha=0.6)
-    a.plot([], [], ls="--", color="C2", label="advisor: B_noise averaged over the path")
-    a.plot([], [], ls=":", color="C3", label="B_noise at the target (point value)")
+    a.plot([], [], ls="--", color="C2", label="advisor: B_noise at the target, per batch run")
     a.set(xscale="log", yscale="log", xlabel="global batch B",
           ylabel=f"steps to training loss {out['target']}")
     a.legend(fontsize=7)
     for i, e in enumerate(out["estimates"]):
         x = [p["step"] / e["steps"] for p in e["along"]]
-        c.plot(x, [p["path_mean"] for p in e["along"]], "-", color=f"C{i}",
-               label=f"batch {e['batch']}: path mean")
-        c.plot(x, [p["noise_scale"] for p in e["along"]], ":", color=f"C{i}",
-               label=f"batch {e['batch']}: point value")
+        c.plot(x, [p["noise_scale"] for p in e["along"]], "-", color=f"C{i}",
+               label=f"batch {e['batch']} (moving averages over {-e['batch'] / math.log(e['ema']):.0f} samples)")
     c.axhspan(b_crit / 1.5, b_crit * 1.5, color="gray", alpha=0.2, label="measured B_crit, x/1.5")
     c.set(xlabel="fraction of the steps to the target", ylabel="estimate (samples)", yscale="log")
     c.legend(fontsize=7)
@@ -98,23 +93,32 @@ def main():
     p.add_argument("--estimate-at", default="16,64,256", help="batches to estimate at")
     p.add_argument("--target", type=float, default=2.3, help="training loss (nats)")
     p.add_argument("--samples", type=int, default=150_000, help="the most samples a run trains")
-    p.add_argument("--ema", type=float, default=0.99, help="GradientStats' moving averages")
+    p.add_argument("--window", type=float, default=1600,
+                   help="samples the estimate's moving averages cover (decay exp(-B/window))")
+    p.add_argument("--reuse", action="store_true",
+                   help="the steps to target from --json as stored; estimate only")
     p.add_argument("--json", required=True)
     args = p.parse_args()
     hvd.init()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     t = task("chars", **TEXT_SHAPE)
-    rows = measure(t, [int(b) for b in args.batches.split(",")],
-                   [float(v) for v in args.lrs.split(",")], args.target, args.samples)
+    if args.reuse:
+        with open(args.json) as f:
+            rows = json.load(f)["rows"]
+    else:
+        rows = measure(t, [int(b) for b in args.batches.split(",")],
+                       [float(v) for v in args.lrs.split(",")], args.target, args.samples)
     ok = [r for r in rows if r["steps"]]
     s_min, b_crit = fit_both([r["batch"] for r in ok], [r["steps"] for r in ok])
     at = {int(b) for b in args.estimate_at.split(",")}
-    estimates = [estimate(t, r, args.target, args.samples, args.ema) for r in ok if r["batch"] in at]
-    out = {"target": args.target, "model": dict(TEXT_SHAPE), "optimizer": "SGD", "ema": args.ema,
+    estimates = [estimate(t, r, args.target, args.samples, args.window)
+                 for r in ok if r["batch"] in at]
+    out = {"target": args.target, "model": dict(TEXT_SHAPE), "optimizer": "SGD",
+           "window": args.window,
            "rows": rows, "fit": {"s_min": s_min, "b_crit": b_crit}, "estimates": estimates}
     for e in estimates:
-        print(f"batch {e['batch']}: path mean {e['critical_batch']:.4g}, point value "
-              f"{e['noise_scale']:.4g}; measured B_crit {b_crit:.4g}")
+        print(f"batch {e['batch']}: B_noise at the target {e['critical_batch']:.4g}; "
+              f"measured B_crit {b_crit:.4g}")
     write_results(out, args.json, plot)
 
 
