@@ -136,6 +136,9 @@ def probe(model, optimizer, closure, batch_size, steps=8):
     """Measures ``steps`` steps of ``model`` (see the module docstring); returns a Trace. Every
     rank must call it, with the same model."""
     checks.positive_int("probe.batch_size", batch_size)
+    if not callable(closure):
+        raise ValueError(f"probe.closure must be callable (one forward and backward); got "
+                         f"{type(closure).__name__}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 3:
         raise ValueError(f"probe.steps must be an int >= 3 (the first is untimed); got {steps!r}")
     params = [p for p in model.parameters() if p.requires_grad]
@@ -193,9 +196,12 @@ def _step(params, optimizer, closure, ready, planned, fmt):
     closure()
     t1 = _clock()
     out = {"forward_backward": t1 - t0}
-    grads = [p.grad.detach().flatten() for p in params]
-    if not planned:  # the engine's plan over the ready order, as on its first step
-        order = sorted(range(len(params)), key=lambda i: ready.get(params[i], t1))
+    grads = [(p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten()
+             for p in params]  # a parameter the forward did not use: zeros, as the engine sends
+    if not planned:  # the engine's plan over the first rank's ready order, as on its first step
+        order = hvd.broadcast_object(
+            sorted(range(len(params)), key=lambda i: ready.get(params[i], t1)), root_rank=0,
+            name="probe.order")
         total = sum(p.numel() * p.element_size() for p in params)
         plan = plan_buckets([p.numel() for p in params], [p.element_size() for p in params],
                             [(p.dtype, p.device) for p in params], order,
@@ -207,7 +213,7 @@ def _step(params, optimizer, closure, ready, planned, fmt):
     offsets = [max(ready.get(params[i], t1) for i in b) - t1 for b in plan]
     by_ready = sorted(range(len(plan)), key=lambda j: offsets[j])
     gaps = [0.0] + [offsets[b] - offsets[a] for a, b in zip(by_ready, by_ready[1:])]
-    t = _clock()  # the engine's own copies: gradients into the buckets and back
+    t = _clock()  # the engine's copies: gradients into the buckets and back (two copies)
     flats = [torch.cat([grads[i] for i in plan[j]]) for j in by_ready]
     for j, f in zip(by_ready, flats):
         torch.cat([grads[i] for i in plan[j]], out=f)

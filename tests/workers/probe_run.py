@@ -1,5 +1,6 @@
-"""Probes a small model on every rank: writes each rank's trace, the model's parameters before
-and after, and the probe's errors for bad arguments. argv[1]: output JSON prefix."""
+"""Probes a small model (with a layer the forward does not use) on every rank: writes each
+rank's trace, whether the parameters and optimizer state came back, and the probe's errors for
+bad arguments. argv[1]: output JSON prefix."""
 import json
 import sys
 
@@ -10,10 +11,23 @@ import torch.nn.functional as F
 
 import horovod_ext as hvd_ext
 
+
+class Net(nn.Module):
+    """A small MLP and a layer its forward never uses (its gradient stays None)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(32, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(),
+                                  nn.Linear(256, 10))
+        self.unused = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.body(x)
+
+
 hvd.init()
 torch.manual_seed(0)
-model = nn.Sequential(nn.Linear(32, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(),
-                      nn.Linear(256, 10))
+model = Net()
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 g = torch.Generator().manual_seed(hvd.rank())
 
@@ -28,9 +42,10 @@ def closure():
 before = [p.detach().clone() for p in model.parameters()]
 trace = hvd_ext.probe(model, opt, closure, batch_size=16, steps=6)
 errors = {}
-for kwargs in ({"batch_size": 0}, {"batch_size": 16, "steps": 2}):
+for kwargs in ({"batch_size": 0}, {"batch_size": 16, "steps": 2},
+               {"batch_size": 16, "closure": "loss"}):
     try:
-        hvd_ext.probe(model, opt, closure, **kwargs)
+        hvd_ext.probe(model, opt, **dict({"closure": closure}, **kwargs))
     except ValueError as e:
         errors[str(kwargs)] = str(e)
 out = dict(trace, restored=all(torch.equal(a, p) for a, p in zip(before, model.parameters())),
