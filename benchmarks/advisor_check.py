@@ -44,7 +44,7 @@ def measured(args):
                      f"validation loss {grid['target']['loss']:.4f} (sync at step "
                      f"{grid['target']['step']}), mean of seeds {grid['config']['seeds']}",
            "factors": {n: round(mean_steps(rows[n]) / sync, 4) for n in recommend.CANDIDATES
-                       if n not in recommend.EXACT}}
+                       if n != recommend.EXACT}}
     with open(recommend.MEASURED, "w") as f:
         json.dump(out, f, indent=1)
     print(json.dumps(out, indent=1))

@@ -43,7 +43,8 @@ def test_step_time_per_kind_of_exchange():
 
 
 def test_steps_model_and_choice():
-    measured = {"factors": {"powersgd": 1.1, "int8": 1.0, "diloco-H8": 1.1, "diloco-H32": 1.3,
+    measured = {"factors": {"sync-fp16": 1.0, "powersgd": 1.1, "int8": 1.0, "diloco-H8": 1.1,
+                            "diloco-H32": 1.3,
                             "localsgd-H32": 1.1, "delayed": 1.4, "delayed-fp16": 1.4}}
     history = [{"noise_scale": v} for v in (10.0, 20.0, 30.0, 40.0, 310.0, 320.0, 330.0, 9e9)]
     stats = {"ranks": 2, "batch_size": 32, "history": history}  # median of the last quarter
@@ -55,12 +56,15 @@ def test_steps_model_and_choice():
     rows = rec["rows"]
     assert rec["critical_batch"] == pytest.approx(320), "B_crit 320 at global batch 64: M = 5"
     assert rows["delayed"]["steps_factor"] == pytest.approx(1 + 1 / 5), "1 + k/M"
-    assert rows["sync"]["steps_factor"] == rows["sync-fp16"]["steps_factor"] == 1
+    assert rows["sync"]["steps_factor"] == 1 and rows["sync"]["steps_basis"] == "exact"
+    assert rows["sync-fp16"]["steps_basis"] == "measured on the text task"
     assert rows["powersgd"]["steps_factor"] == 1.1
     for name, r in rows.items():
         assert r["time_vs_sync"] == pytest.approx(r["steps_factor"] * r["step_ms"] / 41), name
     assert rec["best"] == min(rows, key=lambda n: rows[n]["time_vs_sync"]) == "localsgd-H32"
     assert "localsgd-H32" in rec["reason"] and "LocalSGD(period=32)" in recommend.report(rec)
+    assert "measured on the text task, not on this model" in recommend.report(rec)
+    assert "or keep Sync(), exact" in recommend.report(rec)
     # without statistics the delayed factor is the measured one
     assert recommendation(trace(), None, measured)["rows"]["delayed"]["steps_factor"] == 1.4
     # a fast link: nothing beats sync by more than its extra steps
@@ -86,7 +90,7 @@ def test_measured_factors_are_the_stored_grid():
     steps = {n: sum(r["steps_to_target"] for r in m["runs"]) / len(m["runs"])
              for n, m in stored["methods"].items()}
     shipped = recommend.measured_factors()
-    assert set(shipped["factors"]) == set(CANDIDATES) - set(recommend.EXACT)
+    assert set(shipped["factors"]) == set(CANDIDATES) - {recommend.EXACT}
     for name, factor in shipped["factors"].items():
         assert factor == pytest.approx(steps[name] / steps["sync"], rel=1e-3), name
 
