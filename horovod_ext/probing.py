@@ -32,7 +32,7 @@ from horovod.torch.mpi_ops import Average, Max, Sum
 
 from horovod_ext import checks
 from horovod_ext.codecs import quantize
-from horovod_ext.codecs.powersgd import PowerSGD, factors, orthonormalize
+from horovod_ext.codecs.powersgd import PowerSGD, factors, orthonormalize, wire_numels
 from horovod_ext.engine.plan import bucket_caps, plan_buckets
 from horovod_ext.stats import GradientStats
 
@@ -71,10 +71,9 @@ def _phases(fmt, flats, plan_mats):
         sizes = [sum(quantize.piece_layout(f.numel(), n, 8, INT8.chunk)[2:]) for f in flats]
         return [[("alltoall", torch.zeros(n, s, dtype=torch.uint8)) for s in sizes],
                 [("allgather", torch.zeros(1, s, dtype=torch.uint8)) for s in sizes]]
-    p = [sum(n_ * r for _, n_, _, r in mats) + whole for mats, whole in plan_mats]
-    q = [sum(m * r for _, _, m, r in mats) for mats, _ in plan_mats]
-    return [[("average", torch.zeros(max(1, v))) for v in p],
-            [("average", torch.zeros(max(1, v))) for v in q]]
+    sizes = [wire_numels(mats, whole) for mats, whole in plan_mats]
+    return [[("average", torch.zeros(max(1, p))) for p, _ in sizes],
+            [("average", torch.zeros(max(1, q))) for _, q in sizes]]
 
 
 def _start(kind, tensor, name):
@@ -208,7 +207,8 @@ def _step(params, optimizer, closure, ready, planned, fmt):
                             *bucket_caps(None, None, total))
         mats = [factors(POWERSGD, [params[i].shape for i in b]) for b in plan]
         planned.update(plan=plan, mats=[(m, sum(params[b[k]].numel() for k in whole))
-                                        for b, (m, whole) in zip(plan, mats)])
+                                        for b, (m, whole) in zip(plan, mats)],
+                       matrices=factors(POWERSGD, [p.shape for p in params])[0])
     plan, plan_mats = planned["plan"], planned["mats"]
     offsets = [max(ready.get(params[i], t1) for i in b) - t1 for b in plan]
     by_ready = sorted(range(len(plan)), key=lambda j: offsets[j])
@@ -231,8 +231,7 @@ def _step(params, optimizer, closure, ready, planned, fmt):
         optimizer.zero_grad()
         out["overlapped_" + fmt] = _exchange(_phases(fmt, flats, mats_of), f"probe.o.{fmt}",
                                              meanwhile=closure)[0]
-    mats = [grads[k].clone().view(n, m)
-            for k, n, m, _ in factors(POWERSGD, [p.shape for p in params])[0]]
+    mats = [grads[k].clone().view(n, m) for k, n, m, _ in planned["matrices"]]
     out["codec_" + fmt] = _codec_arithmetic(fmt, [f.clone() for f in flats], mats)
     for j, off in enumerate(offsets):
         out[f"ready_{j}"] = off

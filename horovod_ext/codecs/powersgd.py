@@ -55,15 +55,22 @@ def factors(codec, shapes):
     return mats, whole
 
 
+def wire_numels(mats, whole_numel):
+    """Elements of the two allreduces (P with the tensors sent whole, then Q) for ``mats`` as
+    ``factors`` gives them."""
+    return (sum(n * r for _, n, _, r in mats) + whole_numel,
+            sum(m * r for _, _, m, r in mats))
+
+
 class _BucketState:
     """Which tensors of a bucket are compressed, their Q and error, and the two wire buffers."""
 
     def __init__(self, codec, bucket):
         self.mats, self.whole = factors(codec, [p.shape for p in bucket.params])
         flat = bucket.flat
-        whole_numel = sum(bucket.params[k].numel() for k in self.whole)
-        self.pbuf = flat.new_empty(sum(n * r for _, n, _, r in self.mats) + whole_numel)
-        self.qbuf = flat.new_empty(sum(m * r for _, _, m, r in self.mats))
+        p_numel, q_numel = wire_numels(
+            self.mats, sum(bucket.params[k].numel() for k in self.whole))
+        self.pbuf, self.qbuf = flat.new_empty(p_numel), flat.new_empty(q_numel)
         self.q = {}
         self.error = {}
         for k, n, m, r in self.mats:
