@@ -6,6 +6,7 @@ user-facing subclass and delegates every call to the mode object its ``mode=`` b
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Optional, Sequence, Tuple, Union
 
+import horovod.torch as hvd
 import horovod.torch.optimizer as horovod_optimizer
 import torch
 from horovod.torch.mpi_ops import Adasum, Average, global_process_set
@@ -18,6 +19,7 @@ from horovod_ext.failure import check_nonfinite
 from horovod_ext.modes import resolve_mode
 from horovod_ext.modes.base import ModeConfig, Settings
 from horovod_ext.names import parameter_names
+from horovod_ext.session import SessionWatch
 from horovod_ext.stats import GradientStats
 
 
@@ -39,6 +41,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self._groups = settings.groups
         self._agreement = agreement        # check_agreement()'s arguments
         self._should_synchronize = True    # False inside skip_synchronize()
+        self._session = SessionWatch()     # the Horovod session the mode's state belongs to
         # The wrapped optimizer's own methods, bound to this object, for the mode to call.
         inner = super(self.__class__, self)
         log.debug("DistributedOptimizer(%s): mode %r, compression %r, op %s, "
@@ -54,6 +57,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         wrapped optimizer's step, then the mode's round when one is due. In delayed mode the
         first ``staleness`` steps have no gradient to apply yet and return None. ``loss`` is
         accepted for every mode and used only by leader-based ones (or the closure's result)."""
+        self._follow_session()
         mode = self._mode_object
         take, closure, result = mode.before_step(closure, self._should_synchronize)
         if take:
@@ -65,6 +69,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
     def synchronize(self):
         """Launches the buckets that did not become ready during backward and waits until
         ``p.grad`` holds the averaged gradient the step applies (nothing in the averaging modes)."""
+        self._follow_session()
         self._mode_object.synchronize()
 
     @contextmanager
@@ -83,6 +88,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         showing it: what the training loop does after ``synchronize()`` (AMP's
         ``scaler.unscale_``, clipping, ``scaler.step(optimizer)``, ``scaler.update()``); inside
         it ``synchronize()`` does nothing and ``step()`` applies the gradient shown."""
+        self._follow_session()
         self._mode_object.flush(apply)
 
     def consensus_params(self):
@@ -90,9 +96,11 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         ``flush()`` (sync, delayed), the leader's (leader), the center (EASGD), the average
         (local SGD); the averaging modes restore each rank's own parameters afterwards. A
         collective for leader and local SGD: call it on every rank."""
+        self._follow_session()
         return self._mode_object.consensus_params()
 
     def zero_grad(self, set_to_none=True):
+        self._follow_session()
         self._mode_object.zero_grad(set_to_none)
 
     def set_backward_passes_per_step(self, passes):
@@ -110,11 +118,13 @@ class _DistributedOptimizer(torch.optim.Optimizer):
     def state_dict(self):
         """The wrapped optimizer's state plus, under ``"hvd_ext"``, the mode's (pending
         gradients, plan, counters, leaders, center), so a resumed run continues exactly."""
+        self._follow_session()
         return self._mode_object.state_dict()
 
     def load_state_dict(self, state_dict):
         """Restores the wrapped optimizer's state and, when present, the mode's. Whatever is in
         flight in this process is waited for and replaced."""
+        self._follow_session()
         self._mode_object.load_state_dict(state_dict)
 
     def check_agreement(self):
@@ -123,8 +133,18 @@ class _DistributedOptimizer(torch.optim.Optimizer):
 
     def reset_after_resize(self):
         """After Horovod elastic re-forms the job: the mode follows the new ranks and size (or
-        raises when it cannot)."""
+        raises when it cannot). Every entry point of the optimizer does this by itself when it
+        finds that Horovod was re-initialized (horovod_ext/session.py); calling it is needed
+        only where a re-initialization keeps Horovod's session token (see there)."""
+        self._session.follow()
         self._mode_object.on_reset()
+
+    def _follow_session(self):
+        """The mode's reset, once, when Horovod was re-initialized since its last entry."""
+        if self._session.changed():
+            log.info("Horovod was re-initialized (%d ranks now): the optimizer starts over "
+                     "from a new optimizer's plan, tuner and codec state", hvd.size())
+            self._mode_object.on_reset()
 
     @property
     def _synchronized(self):
@@ -169,29 +189,6 @@ class _DistributedOptimizer(torch.optim.Optimizer):
 def is_distributed_optimizer(obj):
     """Whether ``obj`` was returned by ``horovod_ext.DistributedOptimizer``."""
     return type(obj).__dict__.get("reset_after_resize") is _DistributedOptimizer.reset_after_resize
-
-
-def _check_groups(num_groups, groups):
-    """Horovod's checks of ``num_groups``/``groups``; returns the groups to use (or None)."""
-    if num_groups != 0:
-        if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 0:
-            raise ValueError(f"num_groups must be an int >= 0; got {num_groups!r}")
-        if groups is None:
-            groups = num_groups
-    if groups is None:
-        return None
-    if isinstance(groups, int) and not isinstance(groups, bool):
-        checks.positive_int("groups", groups)
-    elif isinstance(groups, list):
-        ids = [id(p) for g in groups for p in g]
-        if any(not isinstance(p, torch.Tensor) for g in groups for p in g):
-            raise ValueError("groups must consist of torch.Tensor.")
-        if len(ids) != len(set(ids)):
-            raise ValueError("A parameter can only appear once in groups.")
-    else:
-        raise ValueError("groups should be a non-negative integer or a list of list of "
-                         "torch.Tensor.")
-    return groups
 
 
 def DistributedOptimizer(
@@ -263,7 +260,7 @@ def DistributedOptimizer(
     if gradient_predivide_factor != 1.0 and op != Average:
         raise ValueError("gradient_predivide_factor not supported with op != Average")
     codec = codec_for(compression)
-    groups = _check_groups(num_groups, groups)
+    groups = checks.groups_argument(num_groups, groups)
     if stats is not None and not isinstance(stats, GradientStats):
         raise ValueError(f"stats must be a horovod_ext.GradientStats; got {type(stats).__name__}")
     settings = Settings(

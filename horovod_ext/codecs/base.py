@@ -103,3 +103,9 @@ class Exchange:
         drain([self.handle] if self.handle is not None else [])
         self.handle = None
         self._steps.close()
+
+    def abandon(self):
+        """Forgets the exchange without waiting: its collective belonged to a Horovod session
+        that is over (see NOTE: [session token] in session.py)."""
+        self.handle = None
+        self._steps.close()

@@ -32,6 +32,9 @@ class GradientEngine(EngineCheckpoint, EngineSchedule):
         self.bytes_sent = 0.0           # by this rank, for every allreduce launched (wire.py)
         self.grad_steps = 0             # steps closed so far: the step of the current set's gradient
         self.codec = settings.codec
+        # Called first by every entry from autograd and module hooks: the mode's check for a new
+        # Horovod session (session.py), which restarts the engine before anything waits.
+        self.follow_session = lambda: None
         self._agree_codec = self.codec.shared  # see agree_codec_state()
         self._extra = sum(t.extra for t in taps)
         self._snapshot = any(t.snapshot for t in taps)
@@ -99,6 +102,7 @@ class GradientEngine(EngineCheckpoint, EngineSchedule):
         if self._hook_error is not None:
             return
         try:
+            self.follow_session()
             self._mark_ready(p)
         except Exception as e:  # noqa: BLE001 - re-raised at step() with its cause
             self._hook_error = (self.name_of[p], e)

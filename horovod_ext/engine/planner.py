@@ -2,6 +2,7 @@
 from horovod.torch.functions import broadcast_object
 
 from horovod_ext import log
+from horovod_ext.same_point import same_point
 from horovod_ext.engine.plan import bucket_caps, plan_buckets, split_groups
 
 
@@ -19,6 +20,7 @@ class Planner:
         self.cap, self.first_cap = bucket_caps(
             settings.bucket_cap_mb, settings.first_bucket_mb,
             sum(p.numel() * p.element_size() for p in params))
+        self._start_caps = (self.cap, self.first_cap)
         self._shown = None  # the plan last logged
         self.start()
 
@@ -37,6 +39,10 @@ class Planner:
             self._shown = self.plan
             log.debug_plan(self.plan, self.params, self.settings.name_of, why)
 
+    def restore_caps(self):
+        """The construction-time caps again (the engine's restart, then ``start()``)."""
+        self.cap, self.first_cap = self._start_caps
+
     def note_ready(self, i):
         """Parameter i's gradient became ready for the first time this step."""
         if not self.rebuilt:
@@ -50,6 +56,9 @@ class Planner:
         """Re-plans from rank 0's ready order. ``gathered``: {parameter index: sparse_dim} of the
         sparse gradients this rank gathers; returns rank 0's, which every rank then uses."""
         self.rebuilt = True
+        same_point("the bucket plan from the first rank's gradient order, after the first step "
+                   "since construction, a load or a resize", self.settings.process_set,
+                   bounded=True)
         order, gathered = broadcast_object((self.ready_order, gathered), root_rank=0,
                                            process_set=self.settings.process_set)
         seen = set(order)

@@ -65,6 +65,7 @@ class EngineSchedule:
 
     def on_forward(self, module):
         """Every module's forward pre-hook (overlap.watch_forwards)."""
+        self.follow_session()
         if module not in self._watched:
             self._watched.add(module)
             module.register_state_dict_pre_hook(finish_through(self._ref))
@@ -79,6 +80,7 @@ class EngineSchedule:
 
     def finish_deferred(self):
         """Applies every bucket still deferred, in the next forward's order."""
+        self.follow_session()
         if self.deferred:
             self._next_forward.finish()
             self.release(self._next_forward.take())

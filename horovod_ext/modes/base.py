@@ -118,5 +118,11 @@ class Mode:
         if ours is not None:
             self.load_state(ours)
 
+    def check_elastic(self):
+        """Raises ValueError when this mode cannot follow an elastic resize."""
+
     def on_reset(self):
-        """After Horovod elastic re-forms the job: ranks and size may have changed."""
+        """After Horovod was re-initialized (an elastic reset): ranks and size may have
+        changed, nothing of the old session may be waited for, and every rank must reach the
+        state a newly constructed optimizer of the new job would have (see NOTE: [elastic
+        reset] in elastic.py)."""

@@ -125,6 +125,7 @@ class GradientMode(Mode):
         else:
             self.engine = GradientEngine(params, settings.name_of, settings,
                                          self._staleness + 1, taps)
+        self.engine.follow_session = optimizer._follow_session
         self._apply = None         # the set p.grad shows for the coming inner step, if any
         self.synchronized = False
         self._flushing = False     # inside flush(apply): step() takes the gradient shown
@@ -247,8 +248,16 @@ class GradientMode(Mode):
         self.engine.load_state_dict(saved)
 
     def on_reset(self):
+        """Every rank back to what a new optimizer has but the gradients reduced and not yet
+        applied: the construction-time plan (agreed from the first rank after the next step),
+        schedule and tuner from its first step, the codec's state from zero (PowerSGD's Q from
+        the shared seed, taken from the first rank at the next launch)."""
         self._active = self.settings.process_set.included()
+        self.engine.restart()
         self.engine.reset_codec()
+        self._nonfinite.take_bad()
+        self._apply = None
+        self.synchronized = False
         if self.tuner is not None:
             self.tuner.restart()
         if self.gradient_stats is not None:

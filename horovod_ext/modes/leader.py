@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 import horovod.torch as hvd
 import torch
 
-from horovod_ext import checks
+from horovod_ext import checks, log
 from horovod_ext.failure import drain
 from horovod_ext.modes.averaging import AveragingConfig, AveragingMode, ranks_of
 from horovod_ext.wire import wire_bytes
@@ -125,6 +125,7 @@ class LeaderMode(AveragingMode):
     def _elect(self, level):
         """Every rank of the level learns each rank's mean recent loss; the lowest wins, ties to
         the lowest rank. A rank that passed no loss makes every rank raise, not wait."""
+        self.meet(f"the {level.tag} leader election after step {self._t}")
         recent = list(self._losses)[-level.window:]
         missing = any(m for _, m in recent)
         mean = sum(v for v, _ in recent) / len(recent)
@@ -177,6 +178,7 @@ class LeaderMode(AveragingMode):
 
     def _load_leader_params(self):
         level = self._levels[-1]  # the global level when there are two
+        self.meet("the leader's broadcast for consensus_params()")
         tmp = self._flats.empty()
         if hvd.rank() == level.leader:
             self._flats.copy_params_to(tmp)
@@ -210,12 +212,22 @@ class LeaderMode(AveragingMode):
                     b.copy_(s)
                 level.received = True
 
-    def on_reset(self):
+    def check_elastic(self):
         """The one-level mode follows the new ranks; the two-level one cannot."""
         if len(self._levels) > 1:
             raise ValueError("the two-level Leader mode cannot follow an elastic resize (its "
                              "groups are fixed process sets); use a one-level Leader")
+
+    def on_reset(self):
+        """An overlapped pull of the old session is dropped unwaited (said in the log); the
+        leaders and the step counter come from the first rank at the next step."""
+        self.check_elastic()
         for level in self._levels:
+            if level.handles is not None:  # a pull received (at a commit) is kept
+                log.logger.warning("Horovod was re-initialized with a leader pull still on the "
+                                   "wire; it is dropped")
+            level.handles = None
             level.ranks = ranks_of(level.process_set)
             if level.leader not in level.ranks:
                 level.leader = level.ranks[0]
+        super().on_reset()
