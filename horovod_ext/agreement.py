@@ -12,7 +12,7 @@ import torch
 from horovod_ext.names import parameter_names
 
 
-def _allgather_bytes(blob, process_set, name):
+def allgather_bytes(blob, process_set, name):
     lengths = hvd.allgather(torch.tensor([len(blob)], dtype=torch.int64), name=name + ".len",
                             process_set=process_set)
     data = hvd.allgather(torch.frombuffer(bytearray(blob), dtype=torch.uint8), name=name,
@@ -36,7 +36,7 @@ def check_agreement(params, names, config, process_set):
     if bool((hashes == hashes[0]).all()):
         return
     everyone = [pickle.loads(b) for b in
-                _allgather_bytes(mine, process_set, "hvd_ext.agreement.details")]
+                allgather_bytes(mine, process_set, "hvd_ext.agreement.details")]
     ranks = list(range(hvd.size())) if process_set.ranks is None else list(process_set.ranks)
     raise ValueError(describe_mismatch(everyone, ranks))
 

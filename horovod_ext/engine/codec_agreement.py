@@ -10,6 +10,8 @@ Error feedback is each rank's own: a rank that loaded nothing starts it at zero.
 import horovod.torch as hvd
 import torch
 
+from horovod_ext.same_point import same_point
+
 
 def broadcast_shared(codec, buckets, process_set, prefix):
     """Every bucket's shared codec tensors (PowerSGD's Q) from the first rank of
@@ -24,6 +26,8 @@ def broadcast_shared(codec, buckets, process_set, prefix):
 def agree_codec_state(engine):
     """Engine's step counter and every bucket's shared codec tensors from the first rank."""
     ps = engine.settings.process_set
+    same_point("the codec state from the first rank, at the first bucket launch since "
+               "construction, a load or a resize", ps, bounded=True)
     steps = torch.tensor([engine.grad_steps], dtype=torch.int64)
     hvd.broadcast_(steps, root_rank=ps.ranks[0], name="hvd_ext.codec.step", process_set=ps)
     delta = int(steps.item()) - engine.grad_steps

@@ -7,7 +7,6 @@ Every rank calls ``after_step()`` once per ``step()``, so every rank switches at
 the per-candidate time is averaged over ranks by a blocking allreduce, which is also the fence
 Horovod's setter needs (horovod_knobs.py): every collective launched before it has completed.
 """
-import itertools
 import statistics
 import time
 import weakref
@@ -16,9 +15,9 @@ import horovod.torch as hvd
 import torch
 
 from horovod_ext import horovod_knobs, log
+from horovod_ext.same_point import same_point
 from horovod_ext.tuning import MB, PLAN, SETTLING, TIMED, WARMUP, Search, SearchSpace
 
-_claims = itertools.count()  # claims agreed so far (the same sequence on every rank)
 _knob_owner = None  # weakref to the tuner now tuning Horovod's knobs (one at a time per process)
 
 
@@ -47,7 +46,10 @@ class OnlineTuner:
         self.restart()
 
     def restart(self):
-        """From the first step again (construction, elastic resize)."""
+        """From the first step again (construction, elastic resize); a no-op when no step was
+        taken since the last restart."""
+        if self.restarts >= 0 and self.steps == 0:
+            return
         self.restarts += 1
         planner, ps = self.engine.planner, self.settings.process_set
         cap, first = self._start_caps
@@ -101,6 +103,9 @@ class OnlineTuner:
             return
         fenced = self._candidate is not None  # the times' allreduce below waits for all
         if fenced:
+            same_point(f"the online tuner's timing exchange after tuning step {self.steps} "
+                       f"(candidate {len(self.search.tried) + 1})", self.settings.process_set,
+                       bounded=True)
             ms = hvd.allreduce(torch.tensor([statistics.median(self._timed) * 1e3]),
                                name=f"hvd_ext.tune.{self.steps}",
                                process_set=self.settings.process_set).item()
@@ -120,8 +125,10 @@ class OnlineTuner:
         """Whether every rank claimed Horovod's knobs: a rank may still hold an earlier
         optimizer's unfinished tuner that another rank has already collected, and ranks whose
         search spaces differed would time at different steps and wait on each other."""
+        same_point("the online tuner's claim of Horovod's knobs at its first step",
+                   self.settings.process_set, bounded=True)
         return hvd.allreduce(torch.tensor([int(claimed)]), op=hvd.Min,
-                             name=f"hvd_ext.tune.claim.{next(_claims)}",
+                             name="hvd_ext.tune.claim",
                              process_set=self.settings.process_set).item() == 1
 
     def _apply(self, s):

@@ -14,6 +14,7 @@ from horovod_ext.compression import Compression
 from horovod_ext.engine.flats import ParamFlats
 from horovod_ext.failure import nonfinite_error, nonfinite_names, stop_all_ranks
 from horovod_ext.modes.base import Mode, ModeConfig
+from horovod_ext.same_point import same_point
 from horovod_ext.wire import wire_bytes
 
 
@@ -72,6 +73,8 @@ class AveragingMode(Mode):
         rank keeps its ``own_state()`` (recent losses, a codec's error feedback)."""
         if self._agreed:
             return
+        self.meet("the state from the first rank, at the first step since construction, a load "
+                  "or a resize")
         root = ranks_of(self.process_set)[0]
         shared = broadcast_object(self.state() if hvd.rank() == root else None, root_rank=root,
                                   name=f"hvd_ext.{self.config.name}.agree",
@@ -79,6 +82,16 @@ class AveragingMode(Mode):
         shared.update(self.own_state())
         self.load_state(shared)
         self._agreed = True
+
+    def meet(self, what):
+        """Before each collective of the mode: every rank at the same point (same_point.py),
+        without a bound: the averaging modes issue no collective but after one."""
+        same_point(f"{what} (mode {self.config.name})", self.process_set, bounded=False)
+
+    def on_reset(self):
+        """The next step takes the first rank's step counter and shared state again (a rank
+        that joined has no other), as after a load."""
+        self._agreed = False
 
     def own_state(self):
         """The part of ``state()`` each rank keeps for itself through the agreement."""
@@ -122,8 +135,10 @@ class AveragingMode(Mode):
     def after_inner_step(self):
         raise NotImplementedError
 
-    def sum_params(self, sums):
-        """sums <- the sum over ranks of the parameters (one allreduce per flat buffer)."""
+    def sum_params(self, sums, why):
+        """sums <- the sum over ranks of the parameters (one allreduce per flat buffer);
+        ``why`` names the point (same_point.py)."""
+        self.meet(f"the sum of the parameters for {why} after step {self._t}")
         self._flats.copy_params_to(sums)
         for i, s in enumerate(sums):
             hvd.allreduce_(s, name=f"hvd_ext.{self.config.name}.sum.{i}", op=hvd.Sum,

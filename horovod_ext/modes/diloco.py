@@ -102,6 +102,7 @@ class DiLoCoMode(AveragingMode):
         cfg, fr = self.config, self._fragments[f]
         fr.copy_params_to(self._delta[f])
         rounds = (self._t - 1) // cfg.period  # this fragment's earlier rounds
+        self.meet(f"the outer round of fragment {f} after step {self._t}")
 
         def count(kind, tensor):
             self.count(kind, tensor, self.process_set)
@@ -165,4 +166,4 @@ class DiLoCoMode(AveragingMode):
         for bs in self._buckets:
             for b in bs:
                 self._codec.reset(b.codec_state)
-        self._agreed = False
+        super().on_reset()

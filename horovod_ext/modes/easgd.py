@@ -45,6 +45,7 @@ class EASGDMode(AveragingMode):
     def _init_center(self):
         self._center = self._flats.empty()
         self._flats.copy_params_to(self._center)
+        self.meet("the center from the first rank")
         root = ranks_of(self.process_set)[0]
         for i, c in enumerate(self._center):
             hvd.broadcast_(c, root_rank=root, name=f"hvd_ext.easgd.center.{i}",
@@ -53,7 +54,7 @@ class EASGDMode(AveragingMode):
 
     def after_inner_step(self):
         if self._t % self.config.period == 0:
-            self.sum_params(self._sums)
+            self.sum_params(self._sums, "the round")
             self._flats.easgd_update(self._center, self._sums, self._alpha,
                                      float(self.process_set.size()))
 
@@ -75,5 +76,6 @@ class EASGDMode(AveragingMode):
             self._center = [c.clone() for c in saved["center"]]
 
     def on_reset(self):
+        super().on_reset()
         if self.config.moving_rate is None:
             self._alpha = 0.9 / self.process_set.size()

@@ -28,8 +28,8 @@ class LocalSGDMode(AveragingMode):
     def buffers(self):
         return self._sums
 
-    def _average_params(self):
-        self.sum_params(self._sums)
+    def _average_params(self, why="the round"):
+        self.sum_params(self._sums, why)
         self._flats.load_params_from(self._sums, 1.0 / self.process_set.size())
 
     def after_inner_step(self):
@@ -38,4 +38,4 @@ class LocalSGDMode(AveragingMode):
 
     def consensus_params(self):
         """The average of all ranks' parameters. A collective: call it on every rank."""
-        return self.showing(self._average_params)
+        return self.showing(lambda: self._average_params("consensus_params()"))
