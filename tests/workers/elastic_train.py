@@ -41,7 +41,7 @@ def main():
     model = make_model()
     opt = hvd_ext.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
                                        named_parameters=model.named_parameters(), **MODES[mode])
-    state = hvd_ext.elastic.TorchState(model, opt, step=0)
+    state = hvd.elastic.TorchState(model, opt, step=0)  # as in a script for Horovod
     state.register_reset_callbacks([lambda: log("reset", step=state.step)])
     log("start")
 
