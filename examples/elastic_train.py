@@ -4,8 +4,8 @@ from the last ``commit()`` with the optimizer's state (pending gradients in dela
     horovodrun -np 2 --min-np 1 --max-np 4 --host-discovery-script ./discover_hosts.sh \\
         python examples/elastic_train.py --steps 500
 
-``hvd_ext.elastic.TorchState`` is Horovod's ``hvd.elastic.TorchState`` for our optimizers;
-everything else is Horovod's elastic recipe. It also runs under a plain ``horovodrun -np 2``.
+Horovod's elastic recipe as it is, with ``hvd_ext.DistributedOptimizer``: importing
+horovod_ext lets ``hvd.elastic.TorchState`` carry the optimizer's mode state. It also runs under a plain ``horovodrun -np 2``.
 """
 import argparse
 
@@ -28,7 +28,7 @@ def main():
     opt = hvd_ext.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
                                        named_parameters=model.named_parameters(),
                                        mode=hvd_ext.Delayed(staleness=1))
-    state = hvd_ext.elastic.TorchState(model, opt, step=0)
+    state = hvd.elastic.TorchState(model, opt, step=0)
     w = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
 
     @hvd.elastic.run
