@@ -1,5 +1,5 @@
 """The online tuner's search space and decision rule: which scheduling settings the first steps
-of training try, and which one is kept. Pure (no Horovod); ``modes/gradient_tuner.py`` applies
+of training try, and which one is kept. Pure (no Horovod); ``engine/tuner.py`` applies
 the settings and times the steps.
 
 Settings (a dict): ``schedule`` (when updates are applied: ``step`` or, where

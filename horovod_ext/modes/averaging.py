@@ -1,6 +1,6 @@
-"""What the model-averaging modes (Leader, EASGD, local SGD) share: no gradient is allreduced;
-every rank's inner step uses its own gradient, and every ``period`` steps a round pulls the ranks'
-parameters together. Parameters travel as one flat buffer per (dtype, device) (``ParamFlats``):
+"""What the model-averaging modes (Leader, EASGD, local SGD, DiLoCo) share: no gradient is
+allreduced; every rank's inner step uses its own gradient, and every ``period`` steps a round
+pulls the ranks' parameters together. Parameters travel as one flat buffer per (dtype, device) (``ParamFlats``):
 the pack kernel fills it, one collective moves it, a fused kernel applies it."""
 from collections import deque
 from contextlib import contextmanager
