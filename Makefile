@@ -35,14 +35,14 @@ test: install
 	cd tests && ../$(PY) -m pytest -v -rs .
 
 bench: install
-	OMP_NUM_THREADS=1 $(VENV)/bin/horovodrun --gloo -np $(NP) $(PY) benchmarks/throughput.py \
+	OMP_NUM_THREADS=1 $(VENV)/bin/horovodrun --gloo -np $(NP) $(PY) -m benchmarks.throughput \
 		$(BENCH_ARGS) --json results/throughput.json
 
 time-to-loss: install
-	$(PY) benchmarks/time_to_loss.py --np $(NP) --rate 10gbit --check sync,diloco-H32 --json $(TTL)/10gbit.json --train-json $(TTL)/train.json
-	$(PY) benchmarks/time_to_loss.py --np $(NP) --rate 1gbit --check sync,diloco-H32 --json $(TTL)/1gbit.json --train-json $(TTL)/train.json
-	$(PY) benchmarks/time_to_loss.py --np $(NP) --rate 100mbit --check diloco-H32 --json $(TTL)/100mbit.json --train-json $(TTL)/train.json
-	$(PY) benchmarks/time_to_loss.py --np $(NP) --rate 25mbit --check diloco-H32 --json $(TTL)/25mbit.json --train-json $(TTL)/train.json
+	$(PY) -m benchmarks.time_to_loss --np $(NP) --rate 10gbit --check sync,diloco-H32 --json $(TTL)/10gbit.json --train-json $(TTL)/train.json
+	$(PY) -m benchmarks.time_to_loss --np $(NP) --rate 1gbit --check sync,diloco-H32 --json $(TTL)/1gbit.json --train-json $(TTL)/train.json
+	$(PY) -m benchmarks.time_to_loss --np $(NP) --rate 100mbit --check diloco-H32 --json $(TTL)/100mbit.json --train-json $(TTL)/train.json
+	$(PY) -m benchmarks.time_to_loss --np $(NP) --rate 25mbit --check diloco-H32 --json $(TTL)/25mbit.json --train-json $(TTL)/train.json
 
 # The CUDA build (torch from the package index with CUDA, Horovod with NCCL, the CUDA kernels) in
 # .venv-cuda/, and the test suite against it; needs a CUDA toolkit, not a GPU.

@@ -1,13 +1,25 @@
 """Builds the extension horovod_ext._C (CUDA kernels when torch has CUDA and nvcc exists); the
 package's metadata is in pyproject.toml."""
 import glob
+import importlib.util
 import os
 import sys
 
 from setuptools import setup
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts"))
-from build_env import cuda_home, cxx_standard, wheel_cuda_includes  # noqa: E402
+
+def _build_env():
+    """scripts/build_env.py, which install_horovod.sh runs as a script."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "build_env.py")
+    spec = importlib.util.spec_from_file_location("build_env", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_env = _build_env()
+cuda_home, cxx_standard, wheel_cuda_includes = (_env.cuda_home, _env.cxx_standard,
+                                                _env.wheel_cuda_includes)
 
 toolkit = cuda_home()
 if toolkit is not None:

@@ -1,9 +1,9 @@
 """The advisor against measurement: its step-time predictions and its choice of mode, per link,
 against the stored time-to-loss runs of the text model.
 
-    python benchmarks/advisor_check.py measured       # horovod_ext/measured_steps.json from the grid
-    python benchmarks/advisor_check.py probe --rates 10gbit,1gbit,100mbit,25mbit
-    python benchmarks/advisor_check.py compare --json docs/results/advisor/check.json
+    python -m benchmarks.advisor_check measured       # horovod_ext/measured_steps.json from the grid
+    python -m benchmarks.advisor_check probe --rates 10gbit,1gbit,100mbit,25mbit
+    python -m benchmarks.advisor_check compare --json docs/results/advisor/check.json
 
 ``probe`` runs benchmarks/advisor_probe.py (2 ranks, the text model, AdamW, batch 32 per rank,
 as trained) under each link (run.py's namespaces) and stores its trace, then times every
@@ -19,11 +19,12 @@ import os
 import statistics
 import sys
 
+from horovod_ext import recommend
+
+from benchmarks import entry
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-sys.path.insert(0, ROOT)
-from horovod_ext import recommend  # noqa: E402
 
 TTL = os.path.join(ROOT, "docs", "results", "time_to_loss")
 ADVISOR = os.path.join(ROOT, "docs", "results", "advisor")
@@ -51,19 +52,19 @@ def measured(args):
 
 
 def probe(args):
-    from run import Namespace
+    from benchmarks.run import Namespace
     import subprocess
     os.makedirs(ADVISOR, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
     for rate in args.rates.split(","):
         cmd = [os.path.join(os.path.dirname(sys.executable), "horovodrun"), "--gloo", "-np",
-               str(args.np), sys.executable, os.path.join(HERE, "advisor_probe.py"), "--json",
+               str(args.np), *entry("advisor_probe"), "--json",
                os.path.join(ADVISOR, f"{rate}_trace.json"), "--steps", str(args.steps)]
         with Namespace(rate) as ns:
             subprocess.run(["ip", "netns", "exec", ns.name, *cmd], env=env, check=True)
         if not args.no_harness:
             modes = ",".join(["horovod"] + list(recommend.CANDIDATES))
-            subprocess.run([sys.executable, os.path.join(HERE, "run.py"), "--np", str(args.np),
+            subprocess.run([*entry("run"), "--np", str(args.np),
                             "--rate", rate, "--model", "chars", "--modes", modes, "--steps", "32",
                             "--rounds", str(args.rounds), "--warmup", "3", "--json",
                             os.path.join(ADVISOR, f"{rate}_steps.json")], env=env, check=True)

@@ -1,6 +1,6 @@
 """One probe of a model on the link it runs on (``horovod_ext.probing``), written as a trace.
 
-    horovodrun --gloo -np 2 python benchmarks/advisor_probe.py --model chars --json trace.json
+    horovodrun --gloo -np 2 python -m benchmarks.advisor_probe --model chars --json trace.json
 
 Any model of models.py with its inner optimizer and batch (throughput.py's); the text model
 draws its batches from the real text (its noise scale needs real data), the others from
@@ -9,7 +9,6 @@ make_batch. Rank 0 writes the trace.
 import argparse
 import json
 import os
-import sys
 
 import horovod.torch as hvd
 import torch
@@ -17,10 +16,8 @@ import torch.nn.functional as F
 
 import horovod_ext as hvd_ext
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "science"))
-from models import MODELS, TEXT_SHAPE, inner_optimizer, make_batch  # noqa: E402
+from benchmarks.models import MODELS, TEXT_SHAPE, inner_optimizer, make_batch
+
 
 
 def batches(name, batch):
@@ -28,7 +25,7 @@ def batches(name, batch):
     g = torch.Generator().manual_seed(1000 + hvd.rank())
     if name != "chars":
         return lambda: make_batch(name, batch, g)
-    from noise_scale import task
+    from benchmarks.science.noise_scale import task
     _, x, y, *_ = task("chars", **TEXT_SHAPE)
 
     def draw():

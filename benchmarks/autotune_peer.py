@@ -14,7 +14,7 @@ import csv
 import json
 import os
 
-from ratios import speedup_unpaired, verdict
+from benchmarks.ratios import speedup_unpaired, verdict
 
 NAME = "horovod-autotune"
 WARMUP_STEPS = 150

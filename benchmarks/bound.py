@@ -20,7 +20,7 @@ can be slower than the compute inside another method's fastest steps.
 import heapq
 import time
 
-from models import loss_fn
+from benchmarks.models import loss_fn
 
 CHUNK = 256 * 1024
 

@@ -4,8 +4,8 @@ so every number a reader sees comes from a stored run. Each table sits between
 several); this script rewrites what is between them, and fails on a marker it does not know or a
 table that appears nowhere.
 
-    python benchmarks/docs_tables.py            rewrite README.md and docs/*.md
-    python benchmarks/docs_tables.py --check    exit 1 when a page differs from the results
+    python -m benchmarks.docs_tables            rewrite README.md and docs/*.md
+    python -m benchmarks.docs_tables --check    exit 1 when a page differs from the results
 """
 import argparse
 import json
@@ -13,12 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent / "science"))
-
-import advisor_check  # noqa: E402
-import ttl_report  # noqa: E402
-import tuning_tables  # noqa: E402
+from benchmarks import advisor_check, ttl_report, tuning_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
@@ -50,7 +45,7 @@ def kernels_cpu():
 def compression(name):
     """Per optimizer of one throughput run: step time, bytes per step, and the speedup over the
     fastest peer, over DDP + PowerSGD and over DDP + fp16 (paired rounds, 95% intervals)."""
-    from ratios import speedup
+    from benchmarks.ratios import speedup
     path = RESULTS / "compression" / f"{name}.json"
     run = json.loads(path.read_text())
     c, by = run["config"], {r["mode"]: r for r in run["results"]}
@@ -77,7 +72,7 @@ def text_methods(filename):
     """Per method of a text experiment (benchmarks/science/diloco_text.py): the learning rate
     chosen on validation, the validation loss of each seed and its mean against sync's, the test
     loss, the bytes each rank sent and the largest step's."""
-    from labels import label
+    from benchmarks.science.labels import label
     path = RESULTS / filename
     run = json.loads(path.read_text())
     sync = {r["seed"]: r["val"] for r in run["methods"]["sync"]["runs"]}
@@ -105,7 +100,7 @@ def throughput_cells(pattern, rate=True, sweep_cols=False):
     """One row per stored throughput run (files matching ``pattern`` under docs/results, or a
     sweep.json list): its cell, the exact-sync bound, tuned Horovod's setting and, per optimizer,
     its median step with the speedup over the fastest peer (95% interval over rounds)."""
-    from ratios import cell
+    from benchmarks.ratios import cell
     runs = []
     for path in sorted(RESULTS.glob(pattern)):
         data = json.loads(path.read_text())
@@ -285,7 +280,7 @@ def main():
         new = render(old)
         if args.check and new != old:
             sys.exit(f"{page.relative_to(ROOT)}: tables differ from docs/results: run python "
-                     f"benchmarks/docs_tables.py")
+                     f"-m benchmarks.docs_tables")
         if not args.check:
             page.write_text(new)
     missing = set(TABLES) - shown

@@ -1,7 +1,7 @@
 """Kernel bandwidth: each operator of ``horovod_ext.ops`` against every torch way to compute the
 same result, and against one large copy of the same bytes, measured in the same run.
 
-    python benchmarks/kernels.py --json results/kernels.json      (CPU; --device cuda on a GPU)
+    python -m benchmarks.kernels --json results/kernels.json      (CPU; --device cuda on a GPU)
 
 Repetitions are interleaved: in each one, every case runs once, right after one large
 ``dst.copy_(src)`` of the operands' size (memory bandwidth on a shared machine drifts by 20% or
@@ -20,8 +20,8 @@ import torch
 
 from horovod_ext import ops
 from horovod_ext.progress import progress
-from ratios import speedup
-from record import stored_config
+from benchmarks.ratios import speedup
+from benchmarks.record import stored_config
 
 
 def resnet50_shapes():

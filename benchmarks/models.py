@@ -1,13 +1,9 @@
 """Models of the benchmarks, defined here (nothing downloaded); inputs are synthetic."""
-import os
-import sys
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "science"))
-from noise_scale import CharMLP  # noqa: E402
+from benchmarks.science.noise_scale import CharMLP
 
 # The character-level text model of the time-to-loss benchmark (time_to_loss.py trains it on
 # real text; here it gets synthetic characters): printable ASCII and newline, 3 tanh layers of

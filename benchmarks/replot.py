@@ -2,39 +2,37 @@
 (charts.py), the peer sweeps (sweep_report.py), the soak, the text experiments (science/
 diloco_plots.py) and the kernel benchmark: each PNG that lies beside its JSON.
 
-    python benchmarks/replot.py            # every figure it knows
-    python benchmarks/replot.py --list     # only say which
+    python -m benchmarks.replot            # every figure it knows
+    python -m benchmarks.replot --list     # only say which
 """
 import argparse
 import json
 import re
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE / "science")]
 RESULTS = HERE.parent / "docs" / "results"
 
 
 def drawer(path, data):
     """The function that draws ``data`` (the JSON at ``path``), or None."""
     if isinstance(data, list) and data and "best_peer" in data[0]:
-        from sweep_report import plot_sweep
+        from benchmarks.sweep_report import plot_sweep
         return lambda png: plot_sweep(data, png)
     if not isinstance(data, dict):
         return None
     if "methods" in data and "lrs" in data:
-        from diloco_plots import plot
+        from benchmarks.science.diloco_plots import plot
         return lambda png: plot(data, png)
     if path.name == "soak.json":
-        from soak import plot
+        from benchmarks.soak import plot
         return lambda png: plot(data["results"], png, data["size"], data["config"])
     if path.name == "kernels_cpu.json":
-        from kernels import plot
+        from benchmarks.kernels import plot
         return lambda png: plot(data, png)
     results = data.get("results")
     if isinstance(results, list) and results and "step_ms" in results[0] and "bound_ms" in data:
-        from charts import plot, plot_medians
+        from benchmarks.charts import plot, plot_medians
         rate = re.search(r"\d+[mg]bit", path.stem)  # runs stored before the link was recorded
         if not data["config"].get("link") and rate:
             data["config"]["link"] = rate.group(0)

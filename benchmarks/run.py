@@ -2,7 +2,7 @@
 link rate-limited with `tc ... tbf` inside a network namespace this script creates and always
 removes (also on Ctrl-C and errors).
 
-    python benchmarks/run.py --np 2 --rate 1gbit --model cnn --modes horovod,sync,delayed --steps 30 --json out.json
+    python -m benchmarks.run --np 2 --rate 1gbit --model cnn --modes horovod,sync,delayed --steps 30 --json out.json
 
 --sweep runs every combination of --rates x --models x --nps (one namespace per rate), writes
 one JSON per run under results/sweep/, a PNG of speedup over Horovod versus rate per model, and
@@ -28,10 +28,8 @@ import socket
 import subprocess
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import autotune_peer  # noqa: E402
-from sweep_report import report  # noqa: E402
+from benchmarks import autotune_peer, entry
+from benchmarks.sweep_report import report
 
 
 def shaping_problem():
@@ -162,7 +160,7 @@ def launch_switched(hosts, ranks_per_host, cmd):
 
 def launch_command(args, rest):
     bin_dir = os.path.dirname(sys.executable)
-    bench = [sys.executable, os.path.join(HERE, "throughput.py"), "--model", args.model,
+    bench = [*entry("throughput"), "--model", args.model,
              "--modes", args.modes, "--steps", str(args.steps), "--json", args.json, *rest]
     if args.mpi:
         return ["mpirun", "--oversubscribe", "--allow-run-as-root", "-np", str(args.np),
@@ -201,7 +199,7 @@ def launch_once(args, rest, rate, env, json_path):
             print(f"switched network: {hosts} hosts of {args.ranks_per_host} rank(s), each link "
                   f"limited to {rate} each way", flush=True)
             bench = cmd[cmd.index(sys.executable):]
-            return subprocess.run(["ip", "netns", "exec", sw.name, sys.executable, __file__,
+            return subprocess.run(["ip", "netns", "exec", sw.name, *entry("run"),
                                    "--launch-switched", ",".join(sw.hosts),
                                    "--ranks-per-host", str(args.ranks_per_host), "--", *bench],
                                   env=env).returncode

@@ -1,6 +1,6 @@
 """Soak: many steps of every mode on a small model; does anything grow?
 
-    horovodrun --gloo -np 2 python benchmarks/soak.py --steps 10000 --json results/soak.json
+    horovodrun --gloo -np 2 python -m benchmarks.soak --steps 10000 --json results/soak.json
 
 Per mode, after a warm-up and then every ``--every`` steps: resident memory (RSS), open file
 descriptors, Horovod's handle map (handles not synchronized yet), the optimizer's own buffers
@@ -21,9 +21,9 @@ from horovod.torch import mpi_ops
 
 from horovod_ext.progress import Progress
 
-from models import MLP, make_batch
-from record import stored_config
-from throughput import MODES, make, run_round
+from benchmarks.models import MLP, make_batch
+from benchmarks.record import stored_config
+from benchmarks.throughput import MODES, make, run_round
 
 
 def rss_mb():

@@ -3,7 +3,7 @@ its 95% interval, versus link rate, per model) and the README table on stdout.""
 import json
 import os
 
-from ratios import cell
+from benchmarks.ratios import cell
 
 
 def report(runs, out_dir):

@@ -2,7 +2,7 @@
 instead (Horovod as it comes, Horovod tuned for the cell, PyTorch DDP), in one job, rounds
 alternating so machine noise hits all alike.
 
-    horovodrun -np 2 python benchmarks/throughput.py --model cnn --modes horovod,horovod-tuned,ddp,sync,delayed
+    horovodrun -np 2 python -m benchmarks.throughput --model cnn --modes horovod,horovod-tuned,ddp,sync,delayed
 
 Prints images/sec per rank per round and overall (the shape of Horovod's synthetic benchmark),
 the median step time of each, and its speedup over Horovod and over the fastest peer with a 95%
@@ -28,14 +28,14 @@ import torch
 import horovod_ext as hvd_ext
 from horovod_ext.progress import Progress
 from horovod_ext.wire import wire_bytes
-import peers
-from bound import measured_bound
-from charts import plot, title as chart_title
-from models import BATCH, MODELS, inner_optimizer, loss_fn, make_batch
-from ratios import cell, speedup, verdict
-from record import stored_config
-from timeline import plot_timeline, read_timeline, summarize_trace
-from warmup import warm_up
+from benchmarks import peers
+from benchmarks.bound import measured_bound
+from benchmarks.charts import plot, title as chart_title
+from benchmarks.models import BATCH, MODELS, inner_optimizer, loss_fn, make_batch
+from benchmarks.ratios import cell, speedup, verdict
+from benchmarks.record import stored_config
+from benchmarks.timeline import plot_timeline, read_timeline, summarize_trace
+from benchmarks.warmup import warm_up
 
 
 def parse_args():

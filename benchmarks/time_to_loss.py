@@ -3,7 +3,7 @@ tuned Horovod, Horovod + fp16, DDP, DDP + fp16, DDP + PowerSGD) and ours (sync, 
 delayed, delayed + fp16, PowerSGD, int8, DiLoCo, local SGD), on the character-level text model
 of benchmarks/science (models.TEXT_SHAPE) trained with AdamW on real text.
 
-    python benchmarks/time_to_loss.py --np 2 --rate 100mbit --methods sync,diloco-H32,ddp-powersgd --seeds 0,1 --json out.json
+    python -m benchmarks.time_to_loss --np 2 --rate 100mbit --methods sync,diloco-H32,ddp-powersgd --seeds 0,1 --json out.json
 
 Steps to a loss do not depend on the link, so: (1) every method's training math runs once per
 learning rate and seed, unshaped (science/diloco_text.py: the learning rate of each method is
@@ -23,11 +23,10 @@ import os
 import subprocess
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from models import TEXT_SHAPE  # noqa: E402
-from run import Namespace, shaping_problem  # noqa: E402
-from ttl_report import combine, plot, table  # noqa: E402
+from benchmarks import entry
+from benchmarks.models import TEXT_SHAPE
+from benchmarks.run import Namespace, shaping_problem
+from benchmarks.ttl_report import combine, plot, table
 
 # method -> (its training math in science/diloco_text.py, its mode in throughput.py, a peer).
 # Exact methods share one training run: they apply the same average (the equality tests hold
@@ -103,7 +102,7 @@ def horovodrun(np_, cmd):
 def train_command(args, methods, seeds, lrs, out):
     curves = sorted({METHODS[m][0] for m in methods})
     return horovodrun(args.np, [
-        os.path.join(HERE, "science", "diloco_text.py"), "--methods", ",".join(curves),
+        "-m", "benchmarks.science.diloco_text", "--methods", ",".join(curves),
         "--steps", str(args.steps), "--eval-every", str(args.eval_every), "--batch",
         str(args.batch), "--lrs", lrs, "--seeds", seeds, "--json", out,
         "--hidden-layers", str(TEXT_SHAPE["hidden_layers"]), "--width", str(TEXT_SHAPE["width"])])
@@ -133,7 +132,7 @@ def step_times(args, methods, env):
     out = os.path.splitext(args.json)[0] + "_steps.json"
     modes = ",".join(dict.fromkeys(["horovod"] + [METHODS[m][1] for m in methods]))  # its base
     if not args.recombine:
-        subprocess.run([sys.executable, os.path.join(HERE, "run.py"), "--np", str(args.np),
+        subprocess.run([*entry("run"), "--np", str(args.np),
                         "--rate", args.rate, "--model", "chars", "--modes", modes,
                         "--steps", str(ROUND_STEPS), "--rounds", str(args.rounds), "--warmup",
                         "3", "--json", out], env=env, check=True)

@@ -4,7 +4,7 @@ and seed, the ratio to the best peer with a 95% bootstrap interval, the loss eac
 a fixed wall-clock budget; a table and a plot of validation loss against wall-clock."""
 import statistics
 
-from ratios import cell, speedup_unpaired
+from benchmarks.ratios import cell, speedup_unpaired
 
 
 def first_below(curve, target):

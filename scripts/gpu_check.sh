@@ -67,7 +67,7 @@ for tool in memcheck racecheck; do
 done
 
 step "kernel benchmark: the memory-bound operators at >= 0.85 of a device-to-device copy"
-"$PY" benchmarks/kernels.py --device cuda --json "$OUT/kernels.json" | grep -E "ours|copy [0-9]" \
+"$PY" -m benchmarks.kernels --device cuda --json "$OUT/kernels.json" | grep -E "ours|copy [0-9]" \
     || failed+=("kernel benchmark")
 "$PY" - "$OUT/kernels.json" <<'PY' || failed+=("0.85 of a device-to-device copy")
 import json, sys

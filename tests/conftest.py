@@ -10,6 +10,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# Every process the tests start finds the benchmarks package (python -m benchmarks.<entry>);
+# this process finds it through pytest's pythonpath setting (pyproject.toml).
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]])
 
 
 def _mpi_available():

@@ -2,15 +2,11 @@
 best step time of an exact synchronous schedule (bound.py), against cases worked by hand."""
 import os
 import random
-import sys
 
 import pytest
 
-from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from bound import exact_sync_bound  # noqa: E402
-from ratios import speedup, verdict  # noqa: E402
+from benchmarks.bound import exact_sync_bound
+from benchmarks.ratios import speedup, verdict
 
 MB = 1 << 20
 
@@ -74,7 +70,7 @@ def test_never_below_compute_or_wire(seed):
 def test_stored_config_names_no_directory_of_this_machine(tmp_path):
     """A stored result gives its output path relative to the repository, or by name outside."""
     import argparse
-    from record import ROOT, stored_config
+    from benchmarks.record import ROOT, stored_config
     inside = argparse.Namespace(json=os.path.join(ROOT, "docs", "results", "x.json"), steps=3)
     outside = argparse.Namespace(json=str(tmp_path / "y.json"))
     assert stored_config(inside, np=2) == {"json": "docs/results/x.json", "steps": 3, "np": 2}

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import BIN, ROOT
 
-RUN = [sys.executable, str(ROOT / "benchmarks" / "run.py")]
+RUN = [sys.executable, "-m", "benchmarks.run"]
 
 
 def namespaces():
@@ -112,10 +112,10 @@ def test_soak_finds_no_growth(tmp_path):
     descriptors, Python objects beyond the samples themselves) and RSS stays flat."""
     out = tmp_path / "soak.json"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([str(BIN / "horovodrun"), "--gloo", "-np", "2", sys.executable,
-                           str(ROOT / "benchmarks" / "soak.py"), "--steps", "300", "--warmup",
+    proc = subprocess.run([str(BIN / "horovodrun"), "--gloo", "-np", "2", sys.executable, "-m",
+                           "benchmarks.soak", "--steps", "300", "--warmup",
                            "200", "--every", "150", "--json", str(out)], capture_output=True,
-                          text=True, env=env, timeout=600, cwd=ROOT / "benchmarks")
+                          text=True, env=env, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     d = json.loads(out.read_text())
     assert set(d["results"]) >= {"sync", "delayed", "leader", "easgd", "localsgd", "sync+stats"}

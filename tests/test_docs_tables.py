@@ -6,10 +6,7 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import docs_tables  # noqa: E402
+from benchmarks import docs_tables
 
 
 def test_page_tables_match_stored_results():
@@ -18,13 +15,13 @@ def test_page_tables_match_stored_results():
         text = page.read_text()
         shown.update(t for t in docs_tables.TABLES if f"<!-- table:{t} -->" in text)
         assert docs_tables.render(text) == text, \
-            f"{page.name}'s tables differ from docs/results: run python benchmarks/docs_tables.py"
+            f"{page.name}'s tables differ from docs/results: run python -m benchmarks.docs_tables"
     assert shown == set(docs_tables.TABLES), "a generated table appears in no page"
 
 
 def test_kernel_benchmark_writes_every_operator_against_torch(tmp_path):
     out = tmp_path / "kernels.json"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kernels.py"), "--repeats", "2",
+    subprocess.run([sys.executable, "-m", "benchmarks.kernels", "--repeats", "2",
                     "--json", str(out)], check=True, capture_output=True, timeout=300)
     res = json.loads(out.read_text())["results"]
     assert [r["params"] for r in res] == ["ResNet-50", "transformer LM"]
@@ -40,7 +37,7 @@ def test_kernel_benchmark_writes_every_operator_against_torch(tmp_path):
 
 
 def test_figures_are_redrawn_from_their_json_with_model_ranks_and_link(tmp_path):
-    import replot
+    from benchmarks import replot
     drawn = 0
     for path in sorted(replot.RESULTS.rglob("*.json")):
         draw = replot.drawer(path, json.loads(path.read_text()))
@@ -52,6 +49,6 @@ def test_figures_are_redrawn_from_their_json_with_model_ranks_and_link(tmp_path)
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
             drawn += 1
     assert drawn == 2
-    from charts import title
+    from benchmarks.charts import title
     run = json.loads((replot.RESULTS / "compression" / "lm_300mbit.json").read_text())
     assert title(run).startswith("lm, 2 ranks, 300mbit")

@@ -2,6 +2,8 @@
 the benchmarks, and nothing that does not exist: a module added, moved or removed without the
 map fails here. In a row's first cell a bare name lies in the folder of the path before it."""
 import re
+import subprocess
+import sys
 from pathlib import PurePosixPath
 
 from conftest import ROOT
@@ -43,3 +45,21 @@ def test_the_map_reads_bare_names_in_the_folder_before_them():
     assert {"horovod_ext/modes/easgd.py", "benchmarks/science/labels.py",
             "horovod_ext/tuning.py", "horovod_ext/horovod_knobs.py"} <= names
     assert "easgd.py" not in names
+
+
+def test_no_module_edits_the_import_path():
+    edits = [str(p.relative_to(ROOT)) for top in ("horovod_ext", "benchmarks", "tests",
+                                                  "examples") for p in (ROOT / top).rglob("*.py")
+             if "sys.path" in p.read_text() and p.name != "test_layout_map.py"]
+    assert not edits and "sys.path" not in (ROOT / "setup.py").read_text(), edits
+
+
+def test_every_benchmark_entry_runs_as_a_module():
+    entries = sorted(str(p.relative_to(ROOT).with_suffix("")).replace("/", ".")
+                     for p in (ROOT / "benchmarks").rglob("*.py")
+                     if "ArgumentParser(" in p.read_text())
+    assert "benchmarks.run" in entries and "benchmarks.science.diloco_text" in entries
+    for entry in entries:  # from another directory: the package is found by PYTHONPATH
+        proc = subprocess.run([sys.executable, "-m", entry, "--help"], capture_output=True,
+                              text=True, cwd=ROOT / "docs", timeout=120)
+        assert proc.returncode == 0 and proc.stdout.startswith("usage:"), (entry, proc.stderr)

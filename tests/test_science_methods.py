@@ -1,16 +1,12 @@
 """The DiLoCo text experiment's method names (benchmarks/science/diloco_text.py) and the
 deeper text model it uses to show fragments: names map to the mode's fields, bad names fail
 before any training, and fragments of the 3-layer model split its bytes nearly evenly."""
-import sys
-
 import pytest
 
 import horovod_ext as hvd_ext
-from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "benchmarks" / "science"))
-from diloco_text import DEFAULT_METHODS, method  # noqa: E402
-from noise_scale import CharMLP  # noqa: E402
+from benchmarks.science.diloco_text import DEFAULT_METHODS, method
+from benchmarks.science.noise_scale import CharMLP
 
 
 def test_a_diloco_name_spells_every_field():

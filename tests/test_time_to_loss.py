@@ -10,10 +10,7 @@ from argparse import Namespace
 
 import pytest
 
-from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import ttl_report  # noqa: E402
+from benchmarks import ttl_report
 
 METHODS = {"sync": ("sync", "sync", False), "ddp": ("sync", "ddp", True),
            "horovod": ("sync", "horovod", True), "diloco-H8": ("diloco", "diloco-H8", False),
@@ -79,7 +76,7 @@ def test_time_is_steps_to_target_times_step_time(seed):
 
 
 def test_bad_arguments_are_refused_by_name():
-    run = [sys.executable, str(ROOT / "benchmarks" / "time_to_loss.py"), "--rate", "none"]
+    run = [sys.executable, "-m", "benchmarks.time_to_loss", "--rate", "none"]
     for extra, name in ((["--methods", "sync,nope"], "unknown method"),
                         (["--methods", "ddp"], "must include sync"),
                         (["--target-step", "100"], "--target-step"),
@@ -91,7 +88,7 @@ def test_bad_arguments_are_refused_by_name():
 def test_a_real_run_writes_times_to_target_and_the_check(tmp_path):
     out = tmp_path / "ttl.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "time_to_loss.py"), "--np", "2", "--rate",
+        [sys.executable, "-m", "benchmarks.time_to_loss", "--np", "2", "--rate",
          "none", "--methods", "sync,ddp,diloco-H8", "--steps", "64", "--target-step", "32",
          "--eval-every", "16", "--lrs", "0.003", "--seeds", "0", "--rounds", "2",
          "--check", "diloco-H8", "--json", str(out)], capture_output=True, text=True,

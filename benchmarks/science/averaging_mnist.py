@@ -2,7 +2,7 @@
 test accuracy of each mode's consensus model against wall-clock time and steps, and the bytes
 each rank sends per step.
 
-    horovodrun -np 4 python benchmarks/science/averaging_mnist.py --json results/averaging_mnist.json
+    horovodrun -np 4 python -m benchmarks.science.averaging_mnist --json results/averaging_mnist.json
 
 The learning rate is chosen for sync SGD on a validation split carved from the training images
 (never the test split) and then used by every mode.
@@ -14,8 +14,8 @@ import torch
 
 import horovod_ext as hvd_ext
 from horovod_ext.progress import progress
-from mnist_data import Net, mnist_split
-from training import accuracy, train_epochs, write_results
+from benchmarks.science.mnist_data import Net, mnist_split
+from benchmarks.science.training import accuracy, train_epochs, write_results
 
 
 def modes(period):

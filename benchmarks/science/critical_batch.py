@@ -1,6 +1,6 @@
 """The critical batch of the text task measured directly, against the advisor's estimate of it.
 
-    python benchmarks/science/critical_batch.py --json docs/results/critical_batch.json
+    python -m benchmarks.science.critical_batch --json docs/results/critical_batch.json
 
 Measured: the fewest steps to a training loss (--target) at each global batch of --batches, the
 learning rate chosen per batch from a grid (plain SGD, one process: noise_scale.train), and the
@@ -15,7 +15,6 @@ import argparse
 import json
 import math
 import os
-import sys
 
 import horovod.torch as hvd
 import numpy as np
@@ -24,12 +23,10 @@ import torch
 import horovod_ext as hvd_ext
 from horovod_ext.progress import progress
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
-from models import TEXT_SHAPE  # noqa: E402
-from noise_scale import best, fit_both, task, train  # noqa: E402
-from training import write_results  # noqa: E402
+from benchmarks.models import TEXT_SHAPE
+from benchmarks.science.noise_scale import best, fit_both, task, train
+from benchmarks.science.training import write_results
+
 
 
 def measure(t, batches, lrs, target, samples):

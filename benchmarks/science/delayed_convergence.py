@@ -2,7 +2,7 @@
 split): sync versus Delayed(k) for k = 1, 2, 4, with and without delay compensation, same
 initial model, epochs, batch and learning-rate schedule.
 
-    horovodrun -np 4 python benchmarks/science/delayed_convergence.py --json results/delayed_convergence.json
+    horovodrun -np 4 python -m benchmarks.science.delayed_convergence --json results/delayed_convergence.json
 
 Rank 0 writes the JSON (per config: test accuracy and training loss per epoch, final accuracy)
 and a PNG beside it.
@@ -14,8 +14,8 @@ import torch
 
 import horovod_ext as hvd_ext
 from horovod_ext.progress import progress
-from mnist_data import Net, mnist_split
-from training import accuracy, train_epochs, write_results
+from benchmarks.science.mnist_data import Net, mnist_split
+from benchmarks.science.training import accuracy, train_epochs, write_results
 
 
 def configs(c):

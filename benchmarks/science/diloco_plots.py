@@ -1,15 +1,14 @@
 """Plots of diloco_text.py's results: validation loss against steps and against bytes per rank,
 or, for a grid of DiLoCo outer settings, the best validation loss per (outer_lr, momentum).
 
-    python benchmarks/science/diloco_plots.py docs/results/diloco_outer_grid.json   # PNG beside it
+    python -m benchmarks.science.diloco_plots docs/results/diloco_outer_grid.json   # PNG beside it
 """
+import argparse
 import json
 import os
 import re
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from labels import label  # noqa: E402
+from benchmarks.science.labels import label
 
 OUTER = re.compile(r"diloco_H\d+_o(?P<lr>[\d.]+)_m(?P<mu>[\d.]+)")
 
@@ -75,7 +74,13 @@ def outer_heatmap(out, grid, png):
     fig.savefig(png, dpi=110)
 
 
-if __name__ == "__main__":
-    for path in sys.argv[1:]:
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("results", nargs="+", help="JSON of diloco_text.py; the PNG goes beside it")
+    for path in p.parse_args().results:
         with open(path) as f:
             plot(json.load(f), os.path.splitext(path)[0] + ".png")
+
+
+if __name__ == "__main__":
+    main()

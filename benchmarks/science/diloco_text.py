@@ -4,7 +4,7 @@ model (16 characters of context -> the next one, --hidden-layers tanh layers of 
 first 300k characters of Python's standard-library sources, 4 ranks, AdamW inside every method,
 the same steps and batch for all.
 
-    horovodrun --gloo -np 4 python benchmarks/science/diloco_text.py --json docs/results/diloco_text.json
+    horovodrun --gloo -np 4 python -m benchmarks.science.diloco_text --json docs/results/diloco_text.json
 
 For each method the inner learning rate is chosen from --lrs by the validation loss at the end
 (cosine schedule over --steps); the chosen run is repeated with every --seeds seed, and the
@@ -18,9 +18,7 @@ share cores: wall-clock is not compared here.
 import argparse
 import contextlib
 import math
-import os
 import re
-import sys
 import time
 
 import horovod.torch as hvd
@@ -30,10 +28,9 @@ import torch.nn.functional as F
 import horovod_ext as hvd_ext
 from horovod_ext.progress import progress
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from diloco_plots import plot  # noqa: E402
-from noise_scale import task  # noqa: E402
-from training import write_results  # noqa: E402
+from benchmarks.science.diloco_plots import plot
+from benchmarks.science.noise_scale import task
+from benchmarks.science.training import write_results
 
 H = 32
 METHODS = {
@@ -85,8 +82,7 @@ class DDPHooked:
 
     def __init__(self, name, model, opt):
         from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
-        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        from peers import make_ddp
+        from benchmarks.peers import make_ddp
         self.ddp, self.opt, self.bytes_sent = make_ddp(model), opt, 0.0
         self.param_groups = opt.param_groups
         if name == "ddp_fp16":

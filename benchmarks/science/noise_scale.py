@@ -2,9 +2,9 @@
 learners at a fixed sample budget, and the saturation of steps-to-target beyond the critical
 batch and delay.
 
-    python benchmarks/science/noise_scale.py budget --json results/fixed_budget.json
-    python benchmarks/science/noise_scale.py saturation --data mnist --json results/saturation_mnist.json
-    python benchmarks/science/noise_scale.py saturation --data chars --json results/saturation_chars.json
+    python -m benchmarks.science.noise_scale budget --json results/fixed_budget.json
+    python -m benchmarks.science.noise_scale saturation --data mnist --json results/saturation_mnist.json
+    python -m benchmarks.science.noise_scale saturation --data chars --json results/saturation_chars.json
 
 One process (Horovod with one rank): the global batch and the staleness are what an N-rank job
 would apply, through the real hvd_ext.DistributedOptimizer (Sync, or Delayed(k) for staleness
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 import horovod_ext as hvd_ext
 from horovod_ext.progress import progress
-from mnist_data import Net, mnist_split
+from benchmarks.science.mnist_data import Net, mnist_split
 
 LRS = {"mnist": (0.02, 0.05, 0.1, 0.2, 0.4), "chars": (0.1, 0.2, 0.4, 0.8, 1.6)}
 TARGETS = {"mnist": 0.1, "chars": 2.3}

@@ -3,15 +3,13 @@ test accuracy, and writing the results (JSON, and a PNG beside it) on rank 0."""
 import json
 import math
 import os
-import sys
 import time
 
 import horovod.torch as hvd
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from record import stored_path  # noqa: E402
+from benchmarks.record import stored_path
 
 
 def accuracy(model, x, y):
