@@ -55,7 +55,13 @@ def test_codecs_send_fewer_bytes(results):
     (dict(period=2, outer_momentum=1.0), "DiLoCo.outer_momentum"),
     (dict(period=2, outer_momentum=-0.1), "DiLoCo.outer_momentum"),
     (dict(period=2, fragments=3), "DiLoCo.fragments"), (dict(period=2, fragments=0), "DiLoCo.fragments"),
-    (dict(period=2, nesterov="yes"), "DiLoCo.nesterov")])
+    (dict(period=2, nesterov="yes"), "DiLoCo.nesterov"),
+    (dict(period=4, overlap=4), "DiLoCo.overlap must be < period // fragments"),
+    (dict(period=8, fragments=4, overlap=2), r"DiLoCo.overlap must be < period // fragments \(2\)"),
+    (dict(period=4, overlap=-1), "DiLoCo.overlap"), (dict(period=4, overlap=True), "DiLoCo.overlap"),
+    (dict(period=4, overlap=1.0), "DiLoCo.overlap"), (dict(period=4, mix=1.5), "DiLoCo.mix"),
+    (dict(period=4, mix=-0.1), "DiLoCo.mix"), (dict(period=4, mix=float("nan")), "DiLoCo.mix"),
+    (dict(period=4, mix="half"), "DiLoCo.mix")])
 def test_bad_fields_raise(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         hvd_ext.DiLoCo(**kwargs)

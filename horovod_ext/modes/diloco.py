@@ -1,10 +1,11 @@
 """DiLoCo (Douillard et al. 2023): local steps with the wrapped optimizer, then an outer Nesterov
-step on the ranks' averaged parameter change; streamed in fragments (Streaming DiLoCo, 2025)."""
+step on the ranks' averaged parameter change; streamed in fragments, each fragment's exchange
+overlapping the next inner steps (Streaming DiLoCo, Douillard et al. 2025)."""
 from dataclasses import dataclass
 
 import torch
 
-from horovod_ext import checks
+from horovod_ext import checks, log
 from horovod_ext.engine.bucket import Bucket
 from horovod_ext.engine.codec_agreement import broadcast_shared
 from horovod_ext.engine.flats import ParamFlats
@@ -22,13 +23,22 @@ class DiLoCo(AveragingConfig):
     0, so ``PowerSGD(start_step=s)`` sends the first s rounds whole),
     buf = outer_momentum * buf + delta, d = delta + outer_momentum * buf (Nesterov) or buf,
     theta -= outer_lr * d, and every rank's x becomes theta. With outer_lr=1 and
-    outer_momentum=0 it is LocalSGD(period)."""
+    outer_momentum=0 it is LocalSGD(period).
+
+    ``overlap=tau`` (0 <= tau < period // fragments) lets a round's exchange run during the next
+    tau inner steps: delta is taken after step t, the outer step is done after step t + tau,
+    and the fragment's x then becomes (1 - mix) * theta + mix * x (torchft's
+    ``fragment_sync_delay`` and ``fragment_update_alpha``). After each step the rounds due are
+    applied before new ones are launched; ``flush()`` applies every round in flight. With
+    ``overlap=0, mix=0`` (the defaults) a round is applied where it starts, as above."""
 
     period: int
     outer_lr: float = 0.7
     outer_momentum: float = 0.9
     nesterov: bool = True
     fragments: int = 1
+    overlap: int = 0
+    mix: float = 0.0
     name = "diloco"
     compresses_rounds = True  # compression applies to the pseudo-gradient
 
@@ -47,6 +57,14 @@ class DiLoCo(AveragingConfig):
         if self.fragments > self.period:
             raise ValueError(f"DiLoCo.fragments must be <= period ({self.period}); got "
                              f"{self.fragments}")
+        checks.non_negative_int("DiLoCo.overlap", self.overlap)
+        if self.overlap >= self.period // self.fragments:
+            raise ValueError(f"DiLoCo.overlap must be < period // fragments "
+                             f"({self.period // self.fragments}): a fragment's round is applied "
+                             f"before the next one starts; got {self.overlap}")
+        if isinstance(self.mix, bool) or not isinstance(self.mix, (int, float)) \
+                or not 0 <= self.mix <= 1:
+            raise ValueError(f"DiLoCo.mix must be a number in [0, 1]; got {self.mix!r}")
 
     def check(self, settings, optimizer):
         super().check(settings, optimizer)
@@ -77,6 +95,10 @@ class DiLoCoMode(AveragingMode):
                                   for i, (ps, _, _) in enumerate(fr.groups)])
             index += len(fr.groups)
         self._delta = [[b.flat for b in bs] for bs in self._buckets]
+        # Rounds launched and not applied yet, in launch order: (fragment, step it is due at).
+        # While a round is in flight its buckets' exchanges are on the wire, or done with the
+        # decoded mean in ``_delta[f]`` (waited for by ``state()``).
+        self._flight = []
 
     def buffers(self):
         codec = [t for bs in self._buckets for b in bs for t in self._codec.buffers(b.codec_state)]
@@ -93,29 +115,58 @@ class DiLoCoMode(AveragingMode):
             fr.copy_params_to(theta)
         self._buf = [[torch.zeros_like(t) for t in theta] for theta in self._theta]
 
+    def before_step(self, closure, synchronize):
+        """Runs the next stages of the exchanges in flight whose collective completed."""
+        for f, _ in self._flight:
+            for b in self._buckets[f]:
+                b.advance()
+        return super().before_step(closure, synchronize)
+
     def after_inner_step(self):
+        while self._flight and self._flight[0][1] == self._t:
+            self._apply(self._flight.pop(0)[0])
         for f, phase in enumerate(self._phase):
             if self._t % self.config.period == phase:
-                self._round(f)
+                self._launch(f)
+                if self.config.overlap == 0:
+                    self._apply(self._flight.pop()[0])
 
-    def _round(self, f):
-        cfg, fr = self.config, self._fragments[f]
+    def _launch(self, f):
+        fr = self._fragments[f]
         fr.copy_params_to(self._delta[f])
-        rounds = (self._t - 1) // cfg.period  # this fragment's earlier rounds
+        rounds = (self._t - 1) // self.config.period  # this fragment's earlier rounds
         self.meet(f"the outer round of fragment {f} after step {self._t}")
 
         def count(kind, tensor):
             self.count(kind, tensor, self.process_set)
 
-        for i, (theta, delta, buf) in enumerate(zip(self._theta[f], self._delta[f], self._buf[f])):
+        for i, (theta, delta) in enumerate(zip(self._theta[f], self._delta[f])):
             torch.sub(theta, delta, out=delta)                  # theta - x
-            bucket, name = self._buckets[f][i], f"hvd_ext.diloco.{f}.{i}"
-            bucket.start_allreduce(name, self.settings, rounds, count)
-            bucket.wait_allreduce(self.settings, name)          # delta <- decoded mean
-            buf.mul_(cfg.outer_momentum).add_(delta)
+            self._buckets[f][i].start_allreduce(f"hvd_ext.diloco.{f}.{i}", self.settings, rounds,
+                                                count)
+        self._flight.append((f, self._t + self.config.overlap))
+
+    def _apply(self, f):
+        """The outer step of fragment f's round in flight, then its x from theta (and mix)."""
+        cfg, fr = self.config, self._fragments[f]
+        for i, (theta, delta, buf) in enumerate(zip(self._theta[f], self._delta[f], self._buf[f])):
+            self._buckets[f][i].wait_allreduce(self.settings, f"hvd_ext.diloco.{f}.{i}")
+            buf.mul_(cfg.outer_momentum).add_(delta)            # delta: the decoded mean
             step = delta.add_(buf, alpha=cfg.outer_momentum) if cfg.nesterov else buf
             theta.sub_(step, alpha=cfg.outer_lr)
-        fr.load_params_from(self._theta[f])
+        if cfg.mix == 0:
+            fr.load_params_from(self._theta[f])
+            return
+        fr.copy_params_to(self._delta[f])
+        for theta, mixed in zip(self._theta[f], self._delta[f]):
+            mixed.mul_(cfg.mix).add_(theta, alpha=1 - cfg.mix)
+        fr.load_params_from(self._delta[f])
+
+    def flush(self, apply=None):
+        """Applies every round in flight, in launch order (``apply`` has nothing to do here:
+        DiLoCo keeps no gradient pending)."""
+        while self._flight:
+            self._apply(self._flight.pop(0)[0])
 
     def consensus_params(self):
         """theta, the outer parameters (the parameters themselves before the first step)."""
@@ -127,9 +178,16 @@ class DiLoCoMode(AveragingMode):
                 fr.load_params_from(theta)
 
     def state(self):
+        """Adds theta, the outer momentum, the codec's state and the rounds in flight (their
+        exchanges are waited for here; the decoded means are saved and applied when due)."""
         clone = (lambda parts: None if parts is None else [[t.clone() for t in p] for p in parts])
+        for f, _ in self._flight:
+            for i, b in enumerate(self._buckets[f]):
+                b.wait_allreduce(self.settings, f"hvd_ext.diloco.{f}.{i}")
+        flight = [dict(fragment=f, due=due, delta=[d.clone() for d in self._delta[f]])
+                  for f, due in self._flight]
         return dict(super().state(), theta=clone(self._theta), buf=clone(self._buf),
-                    codec=self._codec_saved())
+                    codec=self._codec_saved(), flight=flight)
 
     def own_state(self):
         """Each rank keeps its codec state through the agreement: error feedback is its own
@@ -143,6 +201,11 @@ class DiLoCoMode(AveragingMode):
 
     def load_state(self, saved):
         super().load_state(saved)
+        self._drop_flight(wait=True)
+        for entry in saved.get("flight", []):
+            for d, kept in zip(self._delta[entry["fragment"]], entry["delta"]):
+                d.copy_(kept)
+            self._flight.append((entry["fragment"], entry["due"]))
         if saved.get("theta") is not None:
             self._theta = [[t.clone() for t in p] for p in saved["theta"]]
             self._buf = [[t.clone() for t in p] for p in saved["buf"]]
@@ -163,7 +226,30 @@ class DiLoCoMode(AveragingMode):
     def on_reset(self):
         """Elastic resize: other ranks, other averages; the codec forgets what it learned and
         the next step agrees again."""
+        if self._drop_flight(wait=False):
+            log.logger.warning("Horovod was re-initialized with a DiLoCo round on the wire; "
+                               "it is dropped")
         for bs in self._buckets:
             for b in bs:
                 self._codec.reset(b.codec_state)
         super().on_reset()
+
+    def _drop_flight(self, wait):
+        """Forgets the rounds in flight whose exchange is still on the wire (``wait``: for its
+        collective, else abandoned: a Horovod session that is over); True when there was one.
+        A round already received (waited for by a commit's ``state()``) is kept, unless
+        ``wait`` (a load replaces every round)."""
+        on_wire, kept = False, []
+        for f, due in self._flight:
+            live = [b for b in self._buckets[f] if b.exchange is not None]
+            on_wire = on_wire or bool(live)
+            for b in live:
+                if wait:
+                    b.drop()
+                else:
+                    b.exchange.abandon()
+                    b.exchange = None
+            if not live and not wait:
+                kept.append((f, due))
+        self._flight = kept
+        return on_wire

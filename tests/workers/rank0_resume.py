@@ -2,7 +2,8 @@
 through a period of 4) rank 0's model and optimizer state_dict are the checkpoint. Then two
 ways to resume, 7 more steps each: every rank loads the checkpoint ("all"), or rank 0 alone
 loads it and every rank calls hvd.broadcast_parameters and hvd.broadcast_optimizer_state
-("rank0", Horovod's documented recipe). Both must give the same parameters on every rank.
+("rank0", Horovod's documented recipe). Both must give the same parameters on every rank,
+also with an overlapped DiLoCo round in flight at the save.
 
     rank0_resume.py OUT      rank r writes OUT.<r>: per mode, the largest difference of the
                              rank's own and of the consensus parameters, and the step counter
@@ -20,7 +21,11 @@ from delayed_reference import batch, make_model
 
 MODES = {"localsgd": hvd_ext.LocalSGD(period=4), "diloco": hvd_ext.DiLoCo(period=4),
          "diloco_fragments": hvd_ext.DiLoCo(period=4, fragments=2),
-         "easgd": hvd_ext.EASGD(period=4), "leader": hvd_ext.Leader(period=4, pull=0.5)}
+         "easgd": hvd_ext.EASGD(period=4), "leader": hvd_ext.Leader(period=4, pull=0.5),
+         # saved after step 6 with a round in flight: launched after step 4, due after 7
+         "diloco_overlap": hvd_ext.DiLoCo(period=4, overlap=3, mix=0.5),
+         # fragment 1's round launched after step 6, due after 7
+         "diloco_overlap_fragments": hvd_ext.DiLoCo(period=4, fragments=2, overlap=1)}
 
 
 def build(mode):

@@ -30,6 +30,11 @@ MODES = {
     "sync_int8": dict(mode="sync", compression=hvd_ext.Quantize(bits=8)),
     "delayed_powersgd": dict(mode=hvd_ext.Delayed(staleness=1),
                              compression=hvd_ext.PowerSGD(rank=1, start_step=1)),
+    # rounds in flight after steps 3-4 and 6-7 (flushed at the end)
+    "diloco_overlap": dict(mode=hvd_ext.DiLoCo(period=3, overlap=2, mix=0.5), optim="adam"),
+    # two fragments, rounds in flight after steps 2, 4 and 6, through 4-bit quantization
+    "diloco_overlap_int4": dict(mode=hvd_ext.DiLoCo(period=4, fragments=2, overlap=1, mix=0.25),
+                                compression=hvd_ext.Quantize(bits=4)),
 }
 
 
