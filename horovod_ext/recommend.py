@@ -23,48 +23,45 @@ when it is within 5% of it (a prediction is not closer than that).
 import json
 import math
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
+from horovod_ext import methods
 from horovod_ext.stats import recent_noise_scale
 
 
-# name -> (how it exchanges, wire format, period H, staleness k)
+# candidate -> its method in the catalog (horovod_ext/methods.py); the candidates' own names are
+# the keys of measured_steps.json and of the stored time-to-loss runs.
 CANDIDATES = {
-    "sync": ("sync", "fp32", 1, 0),
-    "sync-fp16": ("sync", "fp16", 1, 0),
-    "int8": ("sync", "int8", 1, 0),
-    "powersgd": ("sync", "powersgd", 1, 0),
-    "delayed": ("delayed", "fp32", 1, 1),
-    "delayed-fp16": ("delayed", "fp16", 1, 1),
-    "diloco-H8": ("periodic", "fp32", 8, 0),
-    "diloco-H32": ("periodic", "fp32", 32, 0),
-    "localsgd-H32": ("periodic", "fp32", 32, 0),
+    "sync": "sync",
+    "sync-fp16": "sync+fp16",
+    "int8": "sync+int8",
+    "powersgd": "sync+powersgd-r4",
+    "delayed": "delayed-k1",
+    "delayed-fp16": "delayed-k1+fp16",
+    "diloco-H8": "diloco-H8-o1.0-m0.5",
+    "diloco-H32": "diloco-H32-o1.0-m0.5",
+    "localsgd-H32": "localsgd-H32",
 }
 EXACT = "sync"  # Horovod's average, to the bit as hvd.DistributedOptimizer
 EXACT_MARGIN = 1.05  # sync within 5% of the fastest is recommended instead
-HOW = {  # what each candidate is, in the API
-    "sync": "Sync()", "sync-fp16": "Sync(), compression=Compression.fp16",
-    "int8": "Sync(), compression=Quantize(bits=8)", "powersgd": "Sync(), compression=PowerSGD(rank=4)",
-    "delayed": "Delayed(staleness=1)", "delayed-fp16": "Delayed(staleness=1), compression=Compression.fp16",
-    "diloco-H8": "DiLoCo(period=8, outer_lr=1.0, outer_momentum=0.5)",
-    "diloco-H32": "DiLoCo(period=32, outer_lr=1.0, outer_momentum=0.5)",
-    "localsgd-H32": "LocalSGD(period=32)"}
+HOW = {name: methods.spelled(m) for name, m in CANDIDATES.items()}  # what each is, in the API
+
+
+def shape(name: str) -> Tuple[str, str, int, int]:
+    """Candidate ``name``'s (how it exchanges: sync, delayed or periodic; wire format of the
+    probe's trace; period H; staleness k)."""
+    m = methods.parse(CANDIDATES[name])
+    s = dict(m.mode_settings)
+    return ("periodic" if "period" in s else m.mode, m.codec or "fp32", s.get("period", 1),
+            s.get("staleness", 0))
 
 
 def optimizer_kwargs(name: str) -> Dict[str, Any]:
     """The ``mode`` (and ``compression``) to give ``hvd_ext.DistributedOptimizer`` for
     candidate ``name`` (as HOW writes them)."""
-    from horovod_ext import Compression, Delayed, DiLoCo, LocalSGD, PowerSGD, Quantize, Sync
     if name not in CANDIDATES:
         raise ValueError(f"unknown candidate {name!r}; known: {', '.join(CANDIDATES)}")
-    how, fmt, period, k = CANDIDATES[name]
-    codec = {"fp32": None, "fp16": Compression.fp16, "int8": Quantize(bits=8),
-             "powersgd": PowerSGD(rank=4)}[fmt]
-    mode: Any = Delayed(staleness=k) if k else Sync()
-    if how == "periodic":
-        mode = LocalSGD(period=period) if name.startswith("localsgd") else \
-            DiLoCo(period=period, outer_lr=1.0, outer_momentum=0.5)
-    return {"mode": mode} if codec is None else {"mode": mode, "compression": codec}
+    return methods.parse(CANDIDATES[name]).kwargs()
 
 
 MEASURED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "measured_steps.json")
@@ -72,7 +69,7 @@ MEASURED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "measured_st
 
 def step_ms(trace: Dict[str, Any], name: str) -> float:
     """Predicted milliseconds per step of candidate ``name`` (see the module docstring)."""
-    how, fmt, period, _ = CANDIDATES[name]
+    how, fmt, period, _ = shape(name)
     compute = trace["compute_ms"]
     fb, opt = compute["forward_backward"], compute["optimizer_step"]
     codec = trace["codec_ms"][fmt] + compute["pack_unpack"]
@@ -91,7 +88,7 @@ def measured_factors(path: str = MEASURED) -> Dict[str, Any]:
 def steps_factor(name: str, trace: Dict[str, Any], critical_batch: Optional[float],
                  measured: Dict[str, Any]):
     """(factor over exact sync's steps to a loss, what it rests on)."""
-    k = CANDIDATES[name][3]
+    k = shape(name)[3]
     if name == EXACT:
         return 1.0, "exact"
     if k and critical_batch is not None and math.isfinite(critical_batch):

@@ -22,10 +22,17 @@ def test_fields_left_out_are_the_modes_defaults():
     assert spec["mode"].outer_lr == 0.7 and spec["mode"].outer_momentum == 0.9
 
 
-@pytest.mark.parametrize("name", ["diloco", "diloco_H32_x", "localsgd_H8", "diloco_H32_m0.5_o1.0"])
-def test_an_unknown_name_is_refused_by_name(name):
-    with pytest.raises(ValueError, match=f"unknown method '{name}'"):
+@pytest.mark.parametrize("name, needle", [("diloco", "needs period"),
+                                           ("diloco_H32_x", "unknown mode 'diloco_H32_x'"),
+                                           ("localsgd", "needs period")])
+def test_an_unknown_name_is_refused_by_name(name, needle):
+    with pytest.raises(ValueError, match=f"--methods: .*{needle}"):
         method(name)
+
+
+def test_catalog_names_and_stored_names_are_the_same_method():
+    assert method("localsgd_H8") == method("localsgd-H8") == dict(mode=hvd_ext.LocalSGD(period=8))
+    assert method("diloco_H32_m0.5_o1.0") == method("diloco-H32-o1.0-m0.5")
 
 
 def test_an_invalid_field_is_refused_by_the_mode():

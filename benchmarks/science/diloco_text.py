@@ -10,7 +10,8 @@ For each method the inner learning rate is chosen from --lrs by the validation l
 (cosine schedule over --steps); the chosen run is repeated with every --seeds seed, and the
 validation and test loss of the consensus model, bytes sent per rank for training (not for
 the evaluations' consensus) and the largest single step's bytes are recorded. Methods are
-named in METHODS, or any DiLoCo setting as diloco_H32_o1.0_m0.5_frag4_fp16 (see method()).
+named as the catalog names them (horovod_ext.methods: diloco-H32-o1.0-m0.5-f4+fp16); the
+stored runs' names (diloco_H32_o1.0_m0.5_frag4_fp16) read too.
 Validation loss every --eval-every steps, against steps and against bytes, goes to a PNG beside
 the JSON (a heatmap when every method is a DiLoCo outer setting; diloco_plots.py). Ranks may
 share cores: wall-clock is not compared here.
@@ -26,52 +27,29 @@ import torch
 import torch.nn.functional as F
 
 import horovod_ext as hvd_ext
+from horovod_ext import methods
 from horovod_ext.progress import progress
 
 from benchmarks.science.diloco_plots import plot
 from benchmarks.science.noise_scale import task
 from benchmarks.science.training import write_results
 
-H = 32
-METHODS = {
-    "sync": dict(mode=hvd_ext.Sync()),
-    "localsgd_H32": dict(mode=hvd_ext.LocalSGD(period=H)),
-    "easgd_H32": dict(mode=hvd_ext.EASGD(period=H)),
-    "leader_H32": dict(mode=hvd_ext.Leader(period=H, pull=0.5)),
-    "powersgd_r1": dict(mode=hvd_ext.Sync(), compression=hvd_ext.PowerSGD(rank=1)),
-    "powersgd_r4": dict(mode=hvd_ext.Sync(), compression=hvd_ext.PowerSGD(rank=4)),
-    "int8": dict(mode=hvd_ext.Sync(), compression=hvd_ext.Quantize(bits=8)),
-    "int4": dict(mode=hvd_ext.Sync(), compression=hvd_ext.Quantize(bits=4)),
-    "sync_fp16": dict(mode=hvd_ext.Sync(), compression=hvd_ext.Compression.fp16),
-    "delayed": dict(mode=hvd_ext.Delayed(staleness=1)),
-    "delayed_fp16": dict(mode=hvd_ext.Delayed(staleness=1), compression=hvd_ext.Compression.fp16),
-}
 DDP = ("ddp_powersgd_r4", "ddp_fp16")  # not ours: run() builds a DDPHooked
 DEFAULT_METHODS = ["sync", "localsgd_H32", "easgd_H32", "leader_H32"] + [
     "diloco_H8", "diloco_H8_o1.0_m0.5", "diloco_H32", "diloco_H32_o1.0_m0.5",
     "diloco_H32_o1.0_m0.5_frag4", "diloco_H32_o1.0_m0.5_fp16"]
-DILOCO = re.compile(r"diloco_H(?P<period>\d+)(_o(?P<outer_lr>[\d.]+))?(_m(?P<outer_momentum>[\d.]+))?"
-                    r"(_frag(?P<fragments>\d+))?(?P<fp16>_fp16)?")
 
 
 def method(name):
-    """The DistributedOptimizer arguments of a method: one of METHODS, or DiLoCo spelled
-    ``diloco_H<period>[_o<outer_lr>][_m<outer_momentum>][_frag<fragments>][_fp16]`` (the
-    mode's defaults for what is left out; _fp16 sends the pseudo-gradient in fp16)."""
-    if name in METHODS:
-        return METHODS[name]
+    """The DistributedOptimizer arguments of a method named as the catalog names them
+    (``horovod_ext.methods``: ``diloco-H32-o1.0-m0.5+fp16``), or as the stored runs do
+    (``diloco_H32_o1.0_m0.5_frag4_fp16``, ``powersgd_r4``); ``mode=None`` for a DDP peer."""
     if name in DDP:
         return dict(mode=None)
-    m = DILOCO.fullmatch(name)
-    if m is None:
-        raise ValueError(f"--methods: unknown method {name!r}; known: {', '.join(METHODS)} "
-                         "and diloco_H<period>[_o<outer_lr>][_m<outer_momentum>][_frag<n>][_fp16]")
-    fields = {k: (float(v) if k.startswith("outer") else int(v))
-              for k, v in m.groupdict().items() if v is not None and k != "fp16"}
-    spec = dict(mode=hvd_ext.DiLoCo(**fields))
-    if m["fp16"]:
-        spec["compression"] = hvd_ext.Compression.fp16
-    return spec
+    try:
+        return methods.parse(name).kwargs()
+    except ValueError as e:
+        raise ValueError(f"--methods: {e}") from None
 
 
 class DDPHooked:
