@@ -148,3 +148,9 @@ REGISTRY = {
     "ddp-powersgd": Peer("DistributedDataParallel + powerSGD_hook (rank 4)",
                          _ddp(make_ddp_powersgd), wire=None),
 }
+
+
+def tuned_name():
+    """The name of the registry's peer that runs under TunedHorovod's setting (there is one)."""
+    (name,) = [n for n, p in REGISTRY.items() if p.tuned]
+    return name

@@ -26,6 +26,7 @@ import horovod.torch as hvd
 import torch
 
 import horovod_ext as hvd_ext
+from horovod_ext import methods
 from horovod_ext.progress import Progress
 from horovod_ext.wire import wire_bytes
 from benchmarks import peers
@@ -66,27 +67,19 @@ def parse_args():
 # arguments; stats=True measures the gradient noise scale on the way.
 PEERS = tuple(peers.REGISTRY)
 TUNED = "@tuned"  # a mode of ours under horovod-tuned's settings (needs horovod-tuned in --modes)
+# this harness's name -> a method of the catalog (horovod_ext.methods); the periodic modes at
+# period 4 so that a few timed steps hold whole periods, PowerSGD compressing from step 2.
+METHODS = {"sync": "sync", "sync-fp16": "sync+fp16", "delayed-fp16": "delayed+fp16",
+           "powersgd": "sync+powersgd-r4-s2", "delayed-powersgd": "delayed+powersgd-r4-s2",
+           "int8": "sync+int8", "delayed-int8": "delayed+int8", "delayed": "delayed",
+           "delayed2": "delayed-k2", "leader": "leader-H4-p0.2", "easgd": "easgd-H4",
+           "localsgd": "localsgd-H4", "diloco": "diloco-H4", "diloco-H8": "diloco-H8-o1.0-m0.5",
+           "diloco-H32": "diloco-H32-o1.0-m0.5", "localsgd-H32": "localsgd-H32"}
 MODES = {**{name: name for name in PEERS},
-         "sync": dict(mode=hvd_ext.Sync()),
-         "sync-fp16": dict(mode=hvd_ext.Sync(), compression=hvd_ext.Compression.fp16),
-         "delayed-fp16": dict(mode=hvd_ext.Delayed(staleness=1),
-                              compression=hvd_ext.Compression.fp16),
-         "powersgd": dict(mode=hvd_ext.Sync(), compression=hvd_ext.PowerSGD(rank=4, start_step=2)),
-         "delayed-powersgd": dict(mode=hvd_ext.Delayed(staleness=1),
-                                  compression=hvd_ext.PowerSGD(rank=4, start_step=2)),
-         "int8": dict(mode=hvd_ext.Sync(), compression=hvd_ext.Quantize(bits=8)),
-         "delayed-int8": dict(mode=hvd_ext.Delayed(staleness=1),
-                              compression=hvd_ext.Quantize(bits=8)),
+         **{name: methods.parse(m).kwargs() for name, m in METHODS.items()},
+         # settings of the harness beside a method: Sync's forward overlap, the statistics, a
+         # bucket cap
          "sync-overlap": dict(mode=hvd_ext.Sync(overlap_forward=True)),
-         "delayed": dict(mode=hvd_ext.Delayed(staleness=1)),
-         "delayed2": dict(mode=hvd_ext.Delayed(staleness=2)),
-         "leader": dict(mode=hvd_ext.Leader(period=4, pull=0.2)),
-         "easgd": dict(mode=hvd_ext.EASGD(period=4)),
-         "localsgd": dict(mode=hvd_ext.LocalSGD(period=4)),
-         "diloco": dict(mode=hvd_ext.DiLoCo(period=4)),
-         "diloco-H8": dict(mode=hvd_ext.DiLoCo(period=8, outer_lr=1.0, outer_momentum=0.5)),
-         "diloco-H32": dict(mode=hvd_ext.DiLoCo(period=32, outer_lr=1.0, outer_momentum=0.5)),
-         "localsgd-H32": dict(mode=hvd_ext.LocalSGD(period=32)),
          "sync+stats": dict(mode=hvd_ext.Sync(), stats=True),
          "delayed+stats": dict(mode=hvd_ext.Delayed(staleness=1), stats=True),
          "sync-25mb": dict(mode=hvd_ext.Sync(), bucket_cap_mb=25)}
@@ -142,15 +135,15 @@ def main():
     torch.manual_seed(0)
     base = MODELS[args.model]()
     data, target = make_batch(args.model, args.batch_size)
-    names = args.modes.split(",")
+    names, tuned_peer = args.modes.split(","), peers.tuned_name()
     unknown = [n for n in names if n.removesuffix(TUNED) not in MODES
-               or (n.endswith(TUNED) and (n in PEERS or "horovod-tuned" not in names))]
+               or (n.endswith(TUNED) and (n in PEERS or tuned_peer not in names))]
     if unknown or names[0] != "horovod":
         raise SystemExit(f"--modes must start with horovod and name only {', '.join(MODES)} (a "
-                         f"mode of ours may end in {TUNED} when horovod-tuned is listed); got "
+                         f"mode of ours may end in {TUNED} when {tuned_peer} is listed); got "
                          f"{args.modes}")
-    if "horovod-tuned" in names and not peers.has_setter():
-        names = [n for n in names if n != "horovod-tuned" and not n.endswith(TUNED)]
+    if tuned_peer in names and not peers.has_setter():
+        names = [n for n in names if n != tuned_peer and not n.endswith(TUNED)]
         if hvd.rank() == 0:
             print(peers.SETTER_NEEDED, flush=True)
     runs = {n: make(n, base, args) for n in names}
@@ -158,7 +151,7 @@ def main():
     runs["compute"] = (local, inner_optimizer(args.model, local.parameters(), 1))
     flat = torch.zeros(sum(p.numel() for p in base.parameters()))
     rank0 = hvd.rank() == 0
-    tuned = peers.TunedHorovod() if "horovod-tuned" in names else None  # the only tuned peer
+    tuned = peers.TunedHorovod() if tuned_peer in names else None
     setting, tuning = warm_up(runs, tuned, args.warmup,
                               lambda n, k: run_round(*runs[n], data, target, k),
                               lambda line: print(line, flush=True) if rank0 else None)

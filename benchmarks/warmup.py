@@ -12,6 +12,7 @@ import contextlib
 import time
 
 from horovod_ext import horovod_knobs
+from benchmarks import peers
 
 
 @contextlib.contextmanager
@@ -49,10 +50,11 @@ def warm_up(runs, tuned_peer, warmup, run_steps, log):
         log(f"{n}: tuned in {record['steps']} steps ({record['seconds']:.1f} s): "
             f"{record['chosen']}")
     if tuned_peer is not None:
-        tuned_peer.tune(lambda k: run_steps("horovod-tuned", k))
+        name = peers.tuned_name()
+        tuned_peer.tune(lambda k: run_steps(name, k))
         for n in runs:
-            if n == "horovod-tuned" or n.endswith("@tuned"):
+            if n == name or n.endswith("@tuned"):
                 setting[n] = tuned_peer.applied
-        log(f"horovod-tuned: fusion threshold {tuned_peer.best[0]} MB, cycle time "
+        log(f"{name}: fusion threshold {tuned_peer.best[0]} MB, cycle time "
             f"{tuned_peer.best[1]} ms (the fastest of {len(tuned_peer.tried)} settings)")
     return setting, tuning
