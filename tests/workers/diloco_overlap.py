@@ -14,6 +14,7 @@ import torch.nn.functional as F
 import horovod_ext as hvd_ext
 from averaging_reference import inner
 from delayed_reference import batch, make_model, rel_diff
+from diloco_reference import build, train_step
 from horovod_ext.engine.layout import flat_offsets
 
 STEPS = 12
@@ -89,21 +90,6 @@ class Sim:
     def flush(self):
         while self.pending:
             self.apply(*self.pending.pop(0))
-
-
-def build(mode, kind, compression=None):
-    model = make_model()
-    opt = hvd_ext.DistributedOptimizer(inner(model.parameters(), kind), mode=mode,
-                                       named_parameters=model.named_parameters(),
-                                       compression=compression or hvd_ext.Compression.none)
-    return model, opt
-
-
-def train_step(model, opt, t):
-    x, y = batch(hvd.rank(), t, 0)
-    opt.zero_grad()
-    F.cross_entropy(model(x), y).backward()
-    opt.step()
 
 
 def outer_momentum(opt, sim):
