@@ -18,29 +18,49 @@ any order, and what is left out takes the class's default::
 so ``diloco-H32-o1.0-m0.5+int4`` is ``DiLoCo(period=32, outer_lr=1.0, outer_momentum=0.5)``
 with ``Quantize(bits=4)``, and ``sync+powersgd-r4`` is ``Sync()`` with ``PowerSGD(rank=4)``.
 ``canonical()`` maps the names of earlier result files ("sync-fp16", "sync_fp16",
-"diloco_H32_o1.0_m0.5_frag4_fp16", ...) to this grammar, so they still read.
+"diloco_H32_o1.0_m0.5_frag4_fp16", ...) to this grammar, so they still read. A new mode is its
+configuration class and one ``register_mode`` call here; a new codec is its class and one
+``horovod_ext.codecs.register`` call.
 """
 import re
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple
 
-# kind -> (its class's name in horovod_ext, {letter: (field, type)}, fields every name must give)
-MODES: Dict[str, Tuple[str, Dict[str, Tuple[str, type]], Tuple[str, ...]]] = {
-    "sync": ("Sync", {}, ()),
-    "delayed": ("Delayed", {"k": ("staleness", int)}, ()),
-    "localsgd": ("LocalSGD", {"H": ("period", int)}, ("period",)),
-    "easgd": ("EASGD", {"H": ("period", int)}, ("period",)),
-    "leader": ("Leader", {"H": ("period", int), "p": ("pull", float)}, ("period", "pull")),
-    "diloco": ("DiLoCo", {"H": ("period", int), "o": ("outer_lr", float),
-                          "m": ("outer_momentum", float), "f": ("fragments", int),
-                          "t": ("overlap", int), "a": ("mix", float)}, ("period",)),
-}
-CODECS: Dict[str, Tuple[Callable[..., Any], Dict[str, Tuple[str, type]]]] = {
-    "fp16": (lambda h: h.Compression.fp16, {}),
-    "int8": (lambda h: h.Quantize(bits=8), {}),
-    "int4": (lambda h: h.Quantize(bits=4), {}),
-    "powersgd": (lambda h, **kw: h.PowerSGD(**kw), {"r": ("rank", int), "s": ("start_step", int)}),
-}
+from horovod_ext import modes as _modes
+from horovod_ext.codecs import NAMED as CODECS
+
+
+@dataclass(frozen=True)
+class NamedMode:
+    """A mode by name: its configuration class, the settings a name may give (letter -> (field,
+    type)), the fields every name must give, and its words in labels."""
+
+    cls: Any
+    letters: Dict[str, Tuple[str, type]] = field(default_factory=dict)
+    required: Tuple[str, ...] = ()
+    words: str = ""
+
+
+MODES: Dict[str, NamedMode] = {}
+
+
+def register_mode(kind, cls, letters=None, required=(), words=None):
+    """Adds mode ``kind`` (a ``ModeConfig`` subclass) to the catalog (see ``NamedMode``)."""
+    if not isinstance(kind, str) or not kind.isidentifier() or kind in MODES:
+        raise ValueError(f"mode kind must be a new identifier; got {kind!r}")
+    MODES[kind] = NamedMode(cls, dict(letters or {}), tuple(required), words or kind)
+
+
+register_mode("sync", _modes.Sync)
+register_mode("delayed", _modes.Delayed, {"k": ("staleness", int)})
+register_mode("localsgd", _modes.LocalSGD, {"H": ("period", int)}, ("period",), "local SGD")
+register_mode("easgd", _modes.EASGD, {"H": ("period", int)}, ("period",), "EASGD")
+register_mode("leader", _modes.Leader, {"H": ("period", int), "p": ("pull", float)},
+              ("period", "pull"), "Leader")
+register_mode("diloco", _modes.DiLoCo, {"H": ("period", int), "o": ("outer_lr", float),
+                                        "m": ("outer_momentum", float), "f": ("fragments", int),
+                                        "t": ("overlap", int), "a": ("mix", float)},
+              ("period",), "DiLoCo")
 # Names of earlier result files and of the throughput harness, in the catalog's grammar.
 LEGACY = {"sync-fp16": "sync+fp16", "sync_fp16": "sync+fp16", "int8": "sync+int8",
           "int4": "sync+int4", "powersgd": "sync+powersgd-r4", "delayed-fp16": "delayed+fp16",
@@ -63,12 +83,9 @@ class Method:
     def kwargs(self) -> Dict[str, Any]:
         """``mode=`` (and ``compression=``) for ``hvd_ext.DistributedOptimizer``: new objects
         at every call."""
-        import horovod_ext as h
-        out: Dict[str, Any] = {"mode": getattr(h, MODES[self.mode][0])(**dict(self.mode_settings))}
+        out: Dict[str, Any] = {"mode": MODES[self.mode].cls(**dict(self.mode_settings))}
         if self.codec is not None:
-            make = CODECS[self.codec][0]
-            out["compression"] = make(h, **dict(self.codec_settings)) if self.codec_settings \
-                else make(h)
+            out["compression"] = CODECS[self.codec].make(**dict(self.codec_settings))
         return out
 
 
@@ -103,7 +120,7 @@ def parse(name: str) -> Method:
     kind = mode_part.split("-")[0]
     if kind not in MODES:
         raise ValueError(f"method {name!r}: unknown mode {kind!r}; known: {', '.join(MODES)}")
-    _, letters, required = MODES[kind]
+    letters, required = MODES[kind].letters, MODES[kind].required
     mode = _settings(mode_part, kind, letters, name)
     missing = [f for f in required if f not in mode]
     if missing:
@@ -115,7 +132,7 @@ def parse(name: str) -> Method:
         if codec not in CODECS:
             raise ValueError(f"method {name!r}: unknown codec {codec!r}; known: "
                              f"{', '.join(CODECS)}")
-        codec_settings = _settings(codec_part, codec, CODECS[codec][1], name)
+        codec_settings = _settings(codec_part, codec, CODECS[codec].letters, name)
     method = Method(text, kind, tuple(mode.items()), codec, tuple(codec_settings.items()))
     method.kwargs()  # the classes check their fields: a bad value fails here, named
     return method
@@ -144,8 +161,7 @@ def canonical(name: str) -> str:
     return "-".join([m["kind"]] + out) + codec
 
 
-_MODE_LABELS = {"sync": "sync", "delayed": "delayed", "localsgd": "local SGD", "easgd": "EASGD",
-                "leader": "Leader", "diloco": "DiLoCo"}
+_LABELLED = ("sync", "delayed", "localsgd", "easgd", "leader", "diloco")  # settings worded below
 
 
 def label(name: str) -> str:
@@ -155,7 +171,7 @@ def label(name: str) -> str:
         m = parse(name)
     except ValueError:
         return name
-    s, parts = dict(m.mode_settings), [_MODE_LABELS[m.mode]]
+    s, parts = dict(m.mode_settings), [MODES[m.mode].words]
     if "staleness" in s:
         parts.append(f"staleness {s['staleness']}")
     if "period" in s:
@@ -172,18 +188,14 @@ def label(name: str) -> str:
             parts.append(f"overlap {s['overlap']}")
         if "mix" in s:
             parts.append(f"mix {s['mix']}")
+    if m.mode not in _LABELLED:
+        parts += [f"{f} {v}" for f, v in m.mode_settings]
     if m.codec is not None:
-        c = dict(m.codec_settings)
-        codec = {"fp16": "fp16", "int8": "8-bit quantization", "int4": "4-bit quantization"}.get(
-            m.codec) or ", ".join([f"PowerSGD, rank {c.get('rank', 4)}"]
-                                  + ([f"from step {c['start_step']}"] if "start_step" in c else []))
+        codec = CODECS[m.codec].label(dict(m.codec_settings))
         if m.mode == "diloco" and m.codec == "fp16":
             codec = "fp16 pseudo-gradient"
         parts = [codec] if m.mode == "sync" and m.codec != "fp16" else parts + [codec]
     return ", ".join(parts)
-
-
-_CODEC_CALLS = {"fp16": "Compression.fp16", "int8": "Quantize(bits=8)", "int4": "Quantize(bits=4)"}
 
 
 def spelled(name: str) -> str:
@@ -194,7 +206,7 @@ def spelled(name: str) -> str:
     def call(cls, settings):
         return f"{cls}({', '.join(f'{k}={v}' for k, v in settings)})"
 
-    out = call(MODES[m.mode][0], m.mode_settings)
+    out = call(MODES[m.mode].cls.__name__, m.mode_settings)
     if m.codec is not None:
-        out += ", compression=" + (_CODEC_CALLS.get(m.codec) or call("PowerSGD", m.codec_settings))
+        out += ", compression=" + CODECS[m.codec].spelled(dict(m.codec_settings))
     return out

@@ -1,10 +1,9 @@
 """The stateless codecs: Horovod's ``Compressor``s (``none``, ``fp16``, user subclasses)."""
-import horovod.torch as hvd
 import torch
 from horovod.torch.mpi_ops import Average, Sum
 
 from horovod_ext import ops
-from horovod_ext.codecs.base import Codec, allreduce
+from horovod_ext.codecs.base import Codec, Collective, allreduce
 
 
 class CompressorCodec(Codec):
@@ -15,11 +14,11 @@ class CompressorCodec(Codec):
         self.compressor = compressor
         self.name = getattr(compressor, "__name__", type(compressor).__name__)
 
-    def exchange(self, bucket, name, st, step, count):
-        tensor, ctx = self.compressor.compress(bucket.flat)
-        out = yield allreduce(tensor, name, st, count)
-        if out is not bucket.flat:
-            bucket.flat.copy_(self.compressor.decompress(out, ctx).view(-1))
+    def exchange(self, view, prefix, st, step):
+        tensor, ctx = self.compressor.compress(view.flat)
+        out = yield allreduce(tensor, prefix, st)
+        if out is not view.flat:
+            view.flat.copy_(self.compressor.decompress(out, ctx).view(-1))
 
 
 class CastCodec(Codec):
@@ -30,24 +29,22 @@ class CastCodec(Codec):
     def __init__(self, dtype, name):
         self.dtype, self.name = dtype, name
 
-    def new_state(self, bucket):
-        if bucket.flat.dtype == self.dtype:
+    def new_state(self, view):
+        if view.dtype == self.dtype:
             return None
-        return torch.empty(bucket.flat.numel(), dtype=self.dtype, device=bucket.flat.device)
+        return torch.empty(view.flat.numel(), dtype=self.dtype, device=view.device)
 
     def buffers(self, state):
         return [] if state is None else [state]
 
-    def exchange(self, bucket, name, st, step, count):
-        comm = bucket.codec_state
+    def exchange(self, view, prefix, st, step):
+        comm = view.state
         if comm is None:
-            yield allreduce(bucket.flat, name, st, count)
+            yield allreduce(view.flat, prefix, st)
             return
         average = st.op == Average
         f = st.gradient_predivide_factor
-        ops.pack([bucket.flat], comm, [0], 1.0 / f if average else 1.0)
-        count("allreduce", comm)
-        yield hvd.allreduce_async_(comm, name=name, op=Sum if average else st.op,
-                                   process_set=st.process_set)
+        ops.pack([view.flat], comm, [0], 1.0 / f if average else 1.0)
+        yield Collective("allreduce", comm, prefix, Sum if average else st.op)
         scale = f / st.process_set.size() if average else 1.0
-        ops.unpack(comm, [0], [bucket.flat], scale, False)
+        ops.unpack(comm, [0], [view.flat], scale, False)

@@ -65,16 +65,15 @@ def wire_numels(mats, whole_numel):
 class _BucketState:
     """Which tensors of a bucket are compressed, their Q and error, and the two wire buffers."""
 
-    def __init__(self, codec, bucket):
-        self.mats, self.whole = factors(codec, [p.shape for p in bucket.params])
-        flat = bucket.flat
-        p_numel, q_numel = wire_numels(
-            self.mats, sum(bucket.params[k].numel() for k in self.whole))
+    def __init__(self, codec, view):
+        self.mats, self.whole = factors(codec, view.shapes)
+        flat = view.flat
+        p_numel, q_numel = wire_numels(self.mats, sum(view.numel_of(k) for k in self.whole))
         self.pbuf, self.qbuf = flat.new_empty(p_numel), flat.new_empty(q_numel)
         self.q = {}
         self.error = {}
         for k, n, m, r in self.mats:
-            self.q[k] = codec.initial_q(m, r, k, bucket.index, flat)
+            self.q[k] = codec.initial_q(m, r, k, view.index, flat)
             self.error[k] = torch.zeros(n, m, dtype=flat.dtype, device=flat.device) \
                 if codec.error_feedback else None
 
@@ -108,24 +107,24 @@ class PowerSGD(Codec):
     def check(self, settings):
         check_linear_op(self, settings)
 
-    def new_state(self, bucket):
-        state = _BucketState(self, bucket)
+    def new_state(self, view):
+        state = _BucketState(self, view)
         log.debug("PowerSGD bucket %d: %s; whole (1-D, or shrinking by less than %g): %s",
-                  bucket.index, ", ".join(f"{n}x{m} at rank {r}" for _, n, m, r in state.mats)
+                  view.index, ", ".join(f"{n}x{m} at rank {r}" for _, n, m, r in state.mats)
                   or "nothing compressed", self.min_compression_rate,
-                  ", ".join(str(tuple(bucket.params[k].shape)) for k in state.whole) or "none")
+                  ", ".join(str(tuple(view.shapes[k])) for k in state.whole) or "none")
         return state
 
     def buffers(self, state):
         return [state.pbuf, state.qbuf] + list(state.q.values()) + \
             [e for e in state.error.values() if e is not None]
 
-    def exchange(self, bucket, name, st, step, count):
-        s = bucket.codec_state
+    def exchange(self, view, prefix, st, step):
+        s = view.state
         if step < self.start_step or not s.mats:
-            yield allreduce(bucket.flat, name, st, count)
+            yield allreduce(view.flat, prefix, st)
             return
-        ms = {k: bucket.views[k].view(n, m) for k, n, m, _ in s.mats}
+        ms = {k: view.views[k].view(n, m) for k, n, m, _ in s.mats}
         p_views, at = {}, 0
         for k, n, m, r in s.mats:
             if s.error[k] is not None:
@@ -133,17 +132,17 @@ class PowerSGD(Codec):
             p_views[k] = s.pbuf[at:at + n * r].view(n, r)
             at += n * r
             torch.matmul(ms[k], s.q[k], out=p_views[k])
-        whole = [bucket.views[k] for k in s.whole]
+        whole = [view.views[k] for k in s.whole]
         whole_offsets = _offsets(at, whole)
         ops.pack(whole, s.pbuf, whole_offsets, 1.0)
-        yield allreduce(s.pbuf, name + ".P", st, count)
+        yield allreduce(s.pbuf, prefix + ".P", st)
         q_views, at = {}, 0
         for k, n, m, r in s.mats:
             orthonormalize(p_views[k])
             q_views[k] = s.qbuf[at:at + m * r].view(m, r)
             at += m * r
             torch.matmul(ms[k].t(), p_views[k], out=q_views[k])
-        yield allreduce(s.qbuf, name + ".Q", st, count)
+        yield allreduce(s.qbuf, prefix + ".Q", st)
         for k, n, m, r in s.mats:  # two passes over M: the error (fused GEMM), the update
             if s.error[k] is not None:
                 torch.addmm(ms[k], p_views[k], q_views[k].t(), alpha=-1, out=s.error[k])
@@ -151,7 +150,7 @@ class PowerSGD(Codec):
             if self.warm_start:
                 s.q[k].copy_(q_views[k])
             else:
-                s.q[k].copy_(self.initial_q(m, r, k, bucket.index, s.q[k], step + 1))
+                s.q[k].copy_(self.initial_q(m, r, k, view.index, s.q[k], step + 1))
         ops.unpack(s.pbuf, whole_offsets, whole, 1.0, False)
 
     def shared_tensors(self, state):

@@ -12,12 +12,11 @@ Bytes per rank: (N - 1)/N of the quantized bucket twice, plus the scales.
 """
 from dataclasses import dataclass
 
-import horovod.torch as hvd
 import torch
 from horovod.torch.mpi_ops import Average
 
 from horovod_ext import checks, ops
-from horovod_ext.codecs.base import Codec, check_linear_op
+from horovod_ext.codecs.base import Codec, Collective, check_linear_op
 
 
 def piece_layout(numel, n, bits, chunk):
@@ -48,12 +47,12 @@ class _BucketState:
     error outside the shard this rank owns now is folded into its sender error, times N, which
     adds the same amount to the next average."""
 
-    def __init__(self, codec, bucket):
+    def __init__(self, codec, view):
         on = codec.error_feedback
-        self.error = torch.zeros_like(bucket.flat) if on else None
-        self.owner = torch.zeros_like(bucket.flat) if on else None
-        self.offsets = bucket.offsets
-        self.sizes = [p.numel() for p in bucket.params]
+        self.error = torch.zeros_like(view.flat) if on else None
+        self.owner = torch.zeros_like(view.flat) if on else None
+        self.offsets = view.offsets
+        self.sizes = [s.numel() for s in view.shapes]
         self.loaded = False  # owner error loaded from another layout: fold what is outside
 
 
@@ -78,18 +77,18 @@ class Quantize(Codec):
     def check(self, settings):
         check_linear_op(self, settings)
 
-    def new_state(self, bucket):
-        if bucket.flat.dtype != torch.float32:
+    def new_state(self, view):
+        if view.dtype != torch.float32:
             raise ValueError(f"compression={self!r} quantizes float32 gradients; parameter "
-                             f"{bucket.params[0].shape} is {bucket.flat.dtype}")
-        return _BucketState(self, bucket)
+                             f"{view.names[0]} {tuple(view.shapes[0])} is {view.dtype}")
+        return _BucketState(self, view)
 
     def buffers(self, state):
         return [t for t in (state.error, state.owner) if t is not None]
 
-    def exchange(self, bucket, name, st, step, count):
-        state, flat = bucket.codec_state, bucket.flat
-        n, numel, bits = st.process_set.size(), bucket.flat.numel(), self.bits
+    def exchange(self, view, prefix, st, step):
+        state, flat = view.state, view.flat
+        n, numel, bits = st.process_set.size(), flat.numel(), self.bits
         s, c, payload, scale_bytes = piece_layout(numel, n, bits, self.chunk)
         bounds = [(min(j * s, numel), min((j + 1) * s, numel)) for j in range(n + 1)]
         lo, hi = bounds[st.process_set.rank()]
@@ -102,17 +101,13 @@ class Quantize(Codec):
         send = torch.empty(n, payload + scale_bytes, dtype=torch.uint8, device=flat.device)
         for j, (a, b) in enumerate(bounds[:n]):
             encode(flat[a:b], None if state.error is None else state.error[a:b], send[j], bits, c)
-        count("alltoall", send)
-        received, _ = yield hvd.alltoall_async(send, name=name + ".shards",
-                                               process_set=st.process_set)
+        received, _ = yield Collective("alltoall", send, prefix + ".shards")
         mine = torch.empty(hi - lo, dtype=flat.dtype, device=flat.device)
         for i in range(n):
             decode(received[i], mine, bits, c, 1.0 / n if st.op == Average else 1.0, i > 0)
         piece = torch.empty(1, payload + scale_bytes, dtype=torch.uint8, device=flat.device)
         encode(mine, None if state.error is None else state.owner[lo:hi], piece[0], bits, c)
-        count("allgather", piece)
-        gathered = yield hvd.allgather_async(piece, name=name + ".sums",
-                                             process_set=st.process_set)
+        gathered = yield Collective("allgather", piece, prefix + ".sums")
         for j, (a, b) in enumerate(bounds[:n]):
             decode(gathered[j], flat[a:b], bits, c)
 

@@ -5,7 +5,7 @@ averaging modes). The way of a gradient, as verbs:
   -> ``GradientEngine._on_grad_ready`` (post-accumulate hook)  (gradient_engine.py)
   -> ``_mark_ready``: the bucket's last gradient of the step is final
   -> the launcher (``Fifo`` at once, or ``Priority`` in a window)  (priority.py)
-  -> ``_launch``: taps' on_launch, ``Bucket.start_allreduce`` (Horovod ``allreduce_async_``)
+  -> ``_launch``: taps' on_launch, ``Bucket.start_exchange`` (the codec's first collective)
      (a gathered sparse gradient goes to ``SparseLane.launch`` instead)  (sparse.py)
   -> ``close_step`` (from ``synchronize()``): launches what no hook launched, queues the set
   -> ``wait``: unpacks the reduced buckets, taps' on_reduced
@@ -15,5 +15,5 @@ averaging modes). The way of a gradient, as verbs:
 
 Which gradients share a bucket is a pure function (plan.py), rebuilt once from the order in
 which gradients really became ready (planner.py); ``staleness + 1`` bucket sets form a ring
-(bucket_set.py). Every flat buffer uses one offset layout (layout.py).
+(bucket_set.py). Every flat buffer uses one offset layout (codecs/view.py).
 """

@@ -4,12 +4,9 @@ Gradients live in the buffer: each parameter's ``p.grad`` is a view of its slice
 accumulates straight into the bucket and nothing is copied in the common case.
 """
 import torch
-from horovod.common.exceptions import HorovodInternalError
 
 from horovod_ext import ops
-from horovod_ext.codecs import Exchange
-from horovod_ext.engine.layout import flat_offsets
-from horovod_ext.failure import another_rank_failed
+from horovod_ext.codecs import BucketView, Exchange
 
 
 class Bucket:
@@ -18,27 +15,33 @@ class Bucket:
     device; ``launched`` is True from the launch of this bucket's allreduce until the set it
     belongs to is applied; ``exchange`` is the codec's exchange (codecs/base.py) from its launch
     until its result is taken; ``pending`` is the number of params whose gradient is not final
-    for this step yet; ``codec_state`` is what the codec keeps for this bucket.
+    for this step yet; ``view`` is what its codec sees (codecs/view.py), ``codec_state`` what the
+    codec keeps for this bucket.
     """
 
-    def __init__(self, index, params, codec, snapshot=False, extra=0):
+    def __init__(self, index, params, codec, snapshot=False, extra=0, names=None):
         self.index = index
         self.params = params
-        self.offsets, total = flat_offsets(p.numel() for p in params)
+        total = sum(p.numel() for p in params)
         self.numel = total
         p0 = params[0]
         # ``extra`` trailing elements travel with the gradients (the local squared norm of
         # gradient statistics rides there); ``grads`` is the flat gradient without them.
         self.flat = torch.zeros(total + extra, dtype=p0.dtype, device=p0.device)
         self.grads = self.flat[:total]
-        self.views = [self.flat[o:o + p.numel()].view_as(p) for o, p in zip(self.offsets, params)]
+        self.view = BucketView(index, self.flat, [p.shape for p in params], names)
+        self.offsets, self.views = self.view.offsets, self.view.views
         # The parameters at which the gradient was computed (delay compensation only).
         self.snap = torch.empty_like(self.flat) if snapshot else None
         self.pending = len(params)
         self.launched = False
         self.exchange = None
         self.codec = codec
-        self.codec_state = codec.new_state(self)
+        self.view.state = codec.new_state(self.view)
+
+    @property
+    def codec_state(self):
+        return self.view.state
 
     @property
     def handle(self):
@@ -72,11 +75,11 @@ class Bucket:
                     ops.pack([g.detach().contiguous()], self.flat, [self.offsets[k]], 1.0)
             p.grad = view
 
-    def start_allreduce(self, name, st, step, count):
+    def start_exchange(self, name, st, step, count):
         """Starts the bucket's exchange (its codec's first collective) under ``Settings`` st for
         the gradient of ``step``; ``count(kind, tensor)`` adds the bytes sent. Its gradients are
         final for this step and every ``p.grad`` is its view."""
-        self.exchange = Exchange(self.codec.exchange(self, name, st, step, count))
+        self.exchange = Exchange(self.codec, self.view, name, st, step, count)
         self.launched = True
 
     def advance(self):
@@ -84,16 +87,14 @@ class Bucket:
         if self.exchange is not None:
             self.exchange.advance(block=False)
 
-    def wait_allreduce(self, st, name):
+    def wait_exchange(self, name):
         """Waits for the exchange in flight, if any, which leaves the average in ``flat``;
         ``name`` (of the first parameter) is for the message when another rank failed."""
         if self.exchange is None:
             return
         try:
-            self.exchange.advance(block=True)
-        except HorovodInternalError as e:
-            raise another_rank_failed(f"the allreduce of gradient bucket {self.index} (first "
-                                      f"parameter {name!r}) did not complete", e) from e
+            self.exchange.wait(f"the exchange of gradient bucket {self.index} (first parameter "
+                               f"{name!r})")
         finally:
             self.exchange = None
 

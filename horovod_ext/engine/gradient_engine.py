@@ -46,7 +46,7 @@ class GradientEngine(EngineCheckpoint, EngineSchedule):
         self._lag = n_sets - 1 if lag is None else lag  # sets queued before the oldest is applied
         # The launcher and when sets are applied (schedule.py); step_bucket allows "forward".
         self._start_schedule(
-            lambda b: b.wait_allreduce(self.settings, self.name_of[b.params[0]]), step_bucket)
+            lambda b: b.wait_exchange(self.name_of[b.params[0]]), step_bucket)
         self.sparse = SparseLane(params, settings, name_of)
         self.planner = Planner(params, settings)
         self._start_plan()
@@ -157,7 +157,7 @@ class GradientEngine(EngineCheckpoint, EngineSchedule):
         # Named after its first parameter too, so that two optimizers' buckets in flight at once
         # (delayed mode, a GAN's) differ, as Horovod's parameter-named collectives do.
         name = f"hvd_ext.grad.{s.generation}.{s.slot}.{bucket.index}.{self.name_of[bucket.params[0]]}"
-        bucket.start_allreduce(name, self.settings, s.step, self._count)
+        bucket.start_exchange(name, self.settings, s.step, self._count)
         s.launched.append(bucket)
 
     def _count(self, kind, tensor):

@@ -11,7 +11,7 @@ from horovod.torch.functions import broadcast_object
 from horovod.torch.mpi_ops import Average
 
 from horovod_ext.compression import Compression
-from horovod_ext.engine.flats import ParamFlats
+from horovod_ext.modes.flats import ParamFlats
 from horovod_ext.failure import nonfinite_error, nonfinite_names, stop_all_ranks
 from horovod_ext.modes.base import Mode, ModeConfig
 from horovod_ext.same_point import same_point

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 import torch
 
 from horovod_ext import checks, log
-from horovod_ext.engine.bucket import Bucket
-from horovod_ext.engine.codec_agreement import broadcast_shared
-from horovod_ext.engine.flats import ParamFlats
+from horovod_ext.codecs import BucketView
+from horovod_ext.codecs.base import Wire
+from horovod_ext.codecs.shared import broadcast_shared
+from horovod_ext.modes.flats import ParamFlats
 from horovod_ext.modes.averaging import AveragingConfig, AveragingMode
 
 
@@ -86,22 +87,26 @@ class DiLoCoMode(AveragingMode):
         self._phase = [(f * H // F) % H for f in range(F)]  # a round when t % H == phase
         self._theta = None   # per fragment, flat buffers per dtype (equal on every rank)
         self._buf = None     # outer momentum, same layout
-        # The pseudo-gradient of each fragment and dtype lives in a bucket of the fragment's
+        # The pseudo-gradient of each fragment and dtype is a bucket view of the fragment's
         # parameters (the layout of ParamFlats), so it crosses the wire through the codec.
         self._codec = settings.codec
-        self._buckets, index = [], 0
+        self._wires, index = [], 0
         for fr in self._fragments:
-            self._buckets.append([Bucket(index + i, ps, self._codec)
-                                  for i, (ps, _, _) in enumerate(fr.groups)])
+            self._wires.append([
+                Wire(self._codec, BucketView(index + i, torch.zeros(n, dtype=ps[0].dtype,
+                                                                    device=ps[0].device),
+                                             [p.shape for p in ps],
+                                             [settings.name_of.get(p, "?") for p in ps]))
+                for i, (ps, _, n) in enumerate(fr.groups)])
             index += len(fr.groups)
-        self._delta = [[b.flat for b in bs] for bs in self._buckets]
+        self._delta = [[w.view.flat for w in ws] for ws in self._wires]
         # Rounds launched and not applied yet, in launch order: (fragment, step it is due at).
         # While a round is in flight its buckets' exchanges are on the wire, or done with the
         # decoded mean in ``_delta[f]`` (waited for by ``state()``).
         self._flight = []
 
     def buffers(self):
-        codec = [t for bs in self._buckets for b in bs for t in self._codec.buffers(b.codec_state)]
+        codec = [t for ws in self._wires for w in ws for t in self._codec.buffers(w.view.state)]
         return [t for part in (self._theta or []) + (self._buf or []) + self._delta
                 for t in part] + codec
 
@@ -118,8 +123,8 @@ class DiLoCoMode(AveragingMode):
     def before_step(self, closure, synchronize):
         """Runs the next stages of the exchanges in flight whose collective completed."""
         for f, _ in self._flight:
-            for b in self._buckets[f]:
-                b.advance()
+            for w in self._wires[f]:
+                w.advance()
         return super().before_step(closure, synchronize)
 
     def after_inner_step(self):
@@ -142,15 +147,14 @@ class DiLoCoMode(AveragingMode):
 
         for i, (theta, delta) in enumerate(zip(self._theta[f], self._delta[f])):
             torch.sub(theta, delta, out=delta)                  # theta - x
-            self._buckets[f][i].start_allreduce(f"hvd_ext.diloco.{f}.{i}", self.settings, rounds,
-                                                count)
+            self._wires[f][i].start(f"hvd_ext.diloco.{f}.{i}", self.settings, rounds, count)
         self._flight.append((f, self._t + self.config.overlap))
 
     def _apply(self, f):
         """The outer step of fragment f's round in flight, then its x from theta (and mix)."""
         cfg, fr = self.config, self._fragments[f]
         for i, (theta, delta, buf) in enumerate(zip(self._theta[f], self._delta[f], self._buf[f])):
-            self._buckets[f][i].wait_allreduce(self.settings, f"hvd_ext.diloco.{f}.{i}")
+            self._wires[f][i].wait(f"the exchange of DiLoCo's fragment {f}, dtype bucket {i}")
             buf.mul_(cfg.outer_momentum).add_(delta)            # delta: the decoded mean
             step = delta.add_(buf, alpha=cfg.outer_momentum) if cfg.nesterov else buf
             theta.sub_(step, alpha=cfg.outer_lr)
@@ -182,8 +186,8 @@ class DiLoCoMode(AveragingMode):
         exchanges are waited for here; the decoded means are saved and applied when due)."""
         clone = (lambda parts: None if parts is None else [[t.clone() for t in p] for p in parts])
         for f, _ in self._flight:
-            for i, b in enumerate(self._buckets[f]):
-                b.wait_allreduce(self.settings, f"hvd_ext.diloco.{f}.{i}")
+            for i, w in enumerate(self._wires[f]):
+                w.wait(f"the exchange of DiLoCo's fragment {f}, dtype bucket {i}")
         flight = [dict(fragment=f, due=due, delta=[d.clone() for d in self._delta[f]])
                   for f, due in self._flight]
         return dict(super().state(), theta=clone(self._theta), buf=clone(self._buf),
@@ -196,8 +200,8 @@ class DiLoCoMode(AveragingMode):
 
     def _codec_saved(self):
         """The codec's state per fragment, dtype bucket and parameter."""
-        return [[[self._codec.save(b.codec_state, k) for k in range(len(b.params))] for b in bs]
-                for bs in self._buckets]
+        return [[[self._codec.save(w.view.state, k) for k in range(len(w.view.shapes))]
+                 for w in ws] for ws in self._wires]
 
     def load_state(self, saved):
         super().load_state(saved)
@@ -209,10 +213,10 @@ class DiLoCoMode(AveragingMode):
         if saved.get("theta") is not None:
             self._theta = [[t.clone() for t in p] for p in saved["theta"]]
             self._buf = [[t.clone() for t in p] for p in saved["buf"]]
-        for bs, entry in zip(self._buckets, saved.get("codec", [])):
-            for b, per_param in zip(bs, entry):
+        for ws, entry in zip(self._wires, saved.get("codec", [])):
+            for w, per_param in zip(ws, entry):
                 for k, kept in enumerate(per_param):
-                    self._codec.load(b.codec_state, k, kept)
+                    self._codec.load(w.view.state, k, kept)
 
     def agree_once(self):
         """The mode's agreement (NOTE: [rank-0 resume]), then the codec state every rank must
@@ -220,8 +224,8 @@ class DiLoCoMode(AveragingMode):
         if self._agreed:
             return
         super().agree_once()
-        broadcast_shared(self._codec, [b for bs in self._buckets for b in bs], self.process_set,
-                         "hvd_ext.diloco.codec")
+        broadcast_shared(self._codec, [w.view for ws in self._wires for w in ws],
+                         self.process_set, "hvd_ext.diloco.codec")
 
     def on_reset(self):
         """Elastic resize: other ranks, other averages; the codec forgets what it learned and
@@ -229,9 +233,9 @@ class DiLoCoMode(AveragingMode):
         if self._drop_flight(wait=False):
             log.logger.warning("Horovod was re-initialized with a DiLoCo round on the wire; "
                                "it is dropped")
-        for bs in self._buckets:
-            for b in bs:
-                self._codec.reset(b.codec_state)
+        for ws in self._wires:
+            for w in ws:
+                self._codec.reset(w.view.state)
         super().on_reset()
 
     def _drop_flight(self, wait):
@@ -241,15 +245,9 @@ class DiLoCoMode(AveragingMode):
         ``wait`` (a load replaces every round)."""
         on_wire, kept = False, []
         for f, due in self._flight:
-            live = [b for b in self._buckets[f] if b.exchange is not None]
-            on_wire = on_wire or bool(live)
-            for b in live:
-                if wait:
-                    b.drop()
-                else:
-                    b.exchange.abandon()
-                    b.exchange = None
-            if not live and not wait:
+            live = [w.drop(wait) for w in self._wires[f]]
+            on_wire = on_wire or any(live)
+            if not any(live) and not wait:
                 kept.append((f, due))
         self._flight = kept
         return on_wire

@@ -34,15 +34,16 @@ def build():
     return model, opt
 
 
-def buckets(opt):
+def views(opt):
+    """What the codec sees of each bucket (codecs/view.py)."""
     mode = opt._mode_object
     if MODE == "diloco":
-        return [b for bs in mode._buckets for b in bs]
-    return mode.engine.current.buckets
+        return [w.view for ws in mode._wires for w in ws]
+    return [b.view for b in mode.engine.current.buckets]
 
 
 def qs(opt):
-    return [q.flatten().tolist() for b in buckets(opt) for q in b.codec_state.q.values()]
+    return [q.flatten().tolist() for v in views(opt) for q in v.state.q.values()]
 
 
 def agree(opt):

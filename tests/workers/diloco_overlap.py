@@ -15,7 +15,7 @@ import horovod_ext as hvd_ext
 from averaging_reference import inner
 from delayed_reference import batch, make_model, rel_diff
 from diloco_reference import build, train_step
-from horovod_ext.engine.layout import flat_offsets
+from horovod_ext.codecs.view import flat_offsets
 
 STEPS = 12
 CASES = {

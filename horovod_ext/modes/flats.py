@@ -1,9 +1,9 @@
-"""The parameters as flat buffers, one per (dtype, device), in the layout of ``layout.py``: what
+"""The parameters as flat buffers, one per (dtype, device), in the layout of ``codecs/view.py``: what
 the averaging modes move with one collective per buffer and update with one fused kernel."""
 import torch
 
 from horovod_ext import ops
-from horovod_ext.engine.layout import flat_offsets
+from horovod_ext.codecs.view import flat_offsets
 
 
 class ParamFlats:
