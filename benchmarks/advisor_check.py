@@ -1,7 +1,7 @@
 """The advisor against measurement: its step-time predictions and its choice of mode, per link,
 against the stored time-to-loss runs of the text model.
 
-    python -m benchmarks.advisor_check measured       # horovod_ext/measured_steps.json from the grid
+    python -m benchmarks.advisor_check measured       # horovod_ext/advisor/measured_steps.json from the grid
     python -m benchmarks.advisor_check probe --rates 10gbit,1gbit,100mbit,25mbit
     python -m benchmarks.advisor_check compare --json docs/results/advisor/check.json
 
@@ -19,9 +19,8 @@ import os
 import statistics
 import sys
 
-from horovod_ext import recommend
-
 from benchmarks import entry
+from horovod_ext.advisor import recommend
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -52,8 +51,9 @@ def measured(args):
 
 
 def probe(args):
-    from benchmarks.run import Namespace
     import subprocess
+
+    from benchmarks.run import Namespace
     os.makedirs(ADVISOR, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
     for rate in args.rates.split(","):

@@ -1,4 +1,4 @@
-"""One probe of a model on the link it runs on (``horovod_ext.probing``), written as a trace.
+"""One probe of a model on the link it runs on (``horovod_ext.advisor.probing``), written as a trace.
 
     horovodrun --gloo -np 2 python -m benchmarks.advisor_probe --model chars --json trace.json
 
@@ -15,9 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import horovod_ext as hvd_ext
-
 from benchmarks.models import MODELS, TEXT_SHAPE, inner_optimizer, make_batch
-
 
 
 def batches(name, batch):

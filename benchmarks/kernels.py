@@ -18,10 +18,10 @@ import time
 
 import torch
 
-from horovod_ext import ops
-from horovod_ext.progress import progress
 from benchmarks.ratios import speedup
 from benchmarks.record import stored_config
+from horovod_ext import ops
+from horovod_ext.runtime.progress import progress
 
 
 def resnet50_shapes():

@@ -4,7 +4,7 @@ time), Horovod with its fp16 compression, PyTorch DDP on Gloo, and DDP with its 
 communication hooks.
 
 Horovod's fusion threshold and cycle time are changed at run time through
-``horovod_ext.horovod_knobs`` (the Horovod build of scripts/install_horovod.sh), so one job can
+``horovod_ext.runtime.horovod_knobs`` (the Horovod build of scripts/install_horovod.sh), so one job can
 time Horovod with its defaults and tuned in alternating rounds. The tuned values
 are the best of GRID, measured on this cell in the same job before the timed rounds.
 """
@@ -18,7 +18,7 @@ from typing import Callable
 import horovod.torch as hvd
 import torch
 
-from horovod_ext.horovod_knobs import has_setter, set_knobs, started_with
+from horovod_ext.runtime.horovod_knobs import has_setter, set_knobs, started_with
 
 GRID = list(itertools.product((1, 8, 128), (1.0, 5.0, 20.0)))  # (fusion MB, cycle ms)
 SETTER_NEEDED = ("horovod-tuned skipped: it needs the Horovod build of scripts/install_horovod.sh "
@@ -70,6 +70,7 @@ def init_ddp():
     address and a free port agreed through Horovod). The interface is Horovod's Gloo one where
     horovodrun names it (the benchmark's namespaces), else the loopback."""
     import socket
+
     import torch.distributed as dist
     if dist.is_initialized():
         return

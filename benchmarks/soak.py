@@ -19,11 +19,10 @@ import horovod.torch as hvd
 import torch
 from horovod.torch import mpi_ops
 
-from horovod_ext.progress import Progress
-
 from benchmarks.models import MLP, make_batch
 from benchmarks.record import stored_config
 from benchmarks.throughput import MODES, make, run_round
+from horovod_ext.runtime.progress import Progress
 
 
 def rss_mb():

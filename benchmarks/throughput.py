@@ -26,17 +26,18 @@ import horovod.torch as hvd
 import torch
 
 import horovod_ext as hvd_ext
-from horovod_ext import methods
-from horovod_ext.progress import Progress
-from horovod_ext.wire import wire_bytes
 from benchmarks import peers
 from benchmarks.bound import measured_bound
-from benchmarks.charts import plot, title as chart_title
+from benchmarks.charts import plot
+from benchmarks.charts import title as chart_title
 from benchmarks.models import BATCH, MODELS, inner_optimizer, loss_fn, make_batch
 from benchmarks.ratios import cell, speedup, verdict
 from benchmarks.record import stored_config
 from benchmarks.timeline import plot_timeline, read_timeline, summarize_trace
 from benchmarks.warmup import warm_up
+from horovod_ext import methods
+from horovod_ext.runtime.progress import Progress
+from horovod_ext.runtime.wire import wire_bytes
 
 
 def parse_args():

@@ -11,8 +11,8 @@ its own rounds.
 import contextlib
 import time
 
-from horovod_ext import horovod_knobs
 from benchmarks import peers
+from horovod_ext.runtime import horovod_knobs
 
 
 @contextlib.contextmanager

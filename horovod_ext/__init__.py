@@ -1,31 +1,47 @@
 """horovod_ext: a Horovod plug-in for PyTorch. ``import horovod_ext as hvd_ext`` and swap
-``hvd.DistributedOptimizer`` for ``hvd_ext.DistributedOptimizer``."""
+``hvd.DistributedOptimizer`` for ``hvd_ext.DistributedOptimizer``.
+
+The faces below are imported on first use, so that ``import horovod_ext.ops`` (the kernels) or
+``python -m horovod_ext.advise`` does not import Horovod and the rest of the package first.
+"""
 import importlib
 
-try:
-    import horovod.torch  # noqa: F401
-except ImportError as e:  # pragma: no cover - the message is the point
-    raise ImportError(
-        "horovod_ext needs Horovod with PyTorch support, built against the torch installed here "
-        f"({e}): run scripts/install_horovod.sh from the horovod_ext sources, or "
-        "HOROVOD_WITH_PYTORCH=1 pip install --no-build-isolation horovod") from e
+from horovod_ext._version import __version__
 
-from horovod_ext._version import __version__  # noqa: E402
-from horovod_ext import elastic
-from horovod_ext.codecs import PowerSGD, Quantize
-from horovod_ext.compression import Compression
-from horovod_ext.modes import EASGD, Delayed, DiLoCo, Leader, LocalSGD, Sync
-from horovod_ext.optimizer import DistributedOptimizer
-from horovod_ext.probing import probe
-from horovod_ext.stats import GradientStats
+# public name -> the module that defines it
+_FACES = {"Compression": "horovod_ext.compression", "PowerSGD": "horovod_ext.codecs",
+          "Quantize": "horovod_ext.codecs", "DistributedOptimizer": "horovod_ext.optimizer",
+          "probe": "horovod_ext.advisor.probing", "GradientStats": "horovod_ext.stats",
+          **{m: "horovod_ext.modes" for m in ("EASGD", "Delayed", "DiLoCo", "Leader", "LocalSGD",
+                                              "Sync")}}
+_MODULES = ("advise", "elastic", "methods")
 
-__all__ = ["advise", "Compression", "Delayed", "DiLoCo", "DistributedOptimizer", "EASGD", "elastic",
-           "GradientStats", "Leader", "LocalSGD", "PowerSGD", "probe", "Quantize", "Sync", "__version__"]
+__all__ = sorted([*_FACES, *_MODULES, "__version__"])
+
+
+def _horovod():
+    try:
+        import horovod.torch  # noqa: F401
+    except ImportError as e:  # pragma: no cover - the message is the point
+        raise ImportError(
+            "horovod_ext needs Horovod with PyTorch support, built against the torch installed "
+            f"here ({e}): run scripts/install_horovod.sh from the horovod_ext sources, or "
+            "HOROVOD_WITH_PYTORCH=1 pip install --no-build-isolation horovod") from e
+    importlib.import_module("horovod_ext.elastic")  # its state handler registers with Horovod
 
 
 def __getattr__(name):
-    # ``hvd_ext.advise`` is imported on first use, so that ``python -m horovod_ext.advise`` runs
-    # a module that is not already imported (runpy warns otherwise).
-    if name == "advise":
-        return importlib.import_module("horovod_ext.advise")
-    raise AttributeError(f"module 'horovod_ext' has no attribute {name!r}")
+    if name in _FACES:
+        _horovod()
+        value = getattr(importlib.import_module(_FACES[name]), name)
+    elif name in _MODULES:
+        _horovod()
+        value = importlib.import_module(f"horovod_ext.{name}")
+    else:
+        raise AttributeError(f"module 'horovod_ext' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

@@ -6,7 +6,7 @@ gradient statistics and a probe of its model and link.
 
 ``trace.json`` is what ``hvd_ext.probe(...).save(path)`` writes; ``recommendation(trace)`` (or
 ``recommendation_text``) gives, for each mode and codec, the predicted step time, its steps to a
-loss over exact sync's, and the one to use (horovod_ext.recommend says what each rests on).
+loss over exact sync's, and the one to use (horovod_ext.advisor.recommend says what each rests on).
 
 ``stats.json`` is what ``optimizer.gradient_stats.save(path)`` writes; in a running job,
 ``print(horovod_ext.advise.report(optimizer.gradient_stats))`` gives the same text. Every line
@@ -21,8 +21,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from horovod_ext.recommend import optimizer_kwargs, recommendation  # noqa: F401 (API)
-from horovod_ext.recommend import report as _recommendation_report
+from horovod_ext.advisor.recommend import optimizer_kwargs, recommendation  # noqa: F401 (API)
+from horovod_ext.advisor.recommend import report as _recommendation_report
 
 RANKS = (1, 2, 4, 8, 16, 32, 64)
 STALENESS = (0, 1, 2, 4, 8, 16)

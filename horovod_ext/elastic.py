@@ -50,7 +50,7 @@ class _ExtOptimizerHandler(StateHandler):
         self.value.load_state_dict(self._saved)
 
     def sync(self):
-        self.value.check_agreement()
+        self.value.check_same_setup()
         state = broadcast_object(self.value.state_dict() if hvd.rank() == 0 else None,
                                  root_rank=0, name="hvd_ext.elastic.optimizer")
         self.value.load_state_dict(state)

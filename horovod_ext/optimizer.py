@@ -1,5 +1,5 @@
 """The optimizer front: ``horovod_ext.DistributedOptimizer``, a drop-in for
-``hvd.DistributedOptimizer``. It validates the arguments, runs the agreement check, builds the
+``hvd.DistributedOptimizer``. It validates the arguments, runs the same-setup check, builds the
 user-facing subclass and delegates every call to the mode object its ``mode=`` builds
 (``horovod_ext.modes``); how gradients travel is the engine's business (``horovod_ext.engine``).
 """
@@ -11,22 +11,22 @@ import horovod.torch.optimizer as horovod_optimizer
 import torch
 from horovod.torch.mpi_ops import Adasum, Average, global_process_set
 
-from horovod_ext import checks, log
-from horovod_ext.agreement import agree_at_construction, check_agreement
 from horovod_ext.codecs import codec_for
 from horovod_ext.compression import Compression
-from horovod_ext.failure import check_nonfinite
 from horovod_ext.modes import resolve_mode
 from horovod_ext.modes.base import ModeConfig, Settings
-from horovod_ext.names import parameter_names
-from horovod_ext.session import SessionWatch
+from horovod_ext.runtime import checks, log
+from horovod_ext.runtime.failure import check_nonfinite
+from horovod_ext.runtime.names import parameter_names
+from horovod_ext.runtime.same_setup import check_same_setup, same_setup_at_construction
+from horovod_ext.runtime.session import SessionWatch
 from horovod_ext.stats import GradientStats
 
 
 class _DistributedOptimizer(torch.optim.Optimizer):
     """The methods of every optimizer ``DistributedOptimizer`` returns (see NOTE: [class])."""
 
-    def __init__(self, params, config, settings, agreement):
+    def __init__(self, params, config, settings, setup):
         super(self.__class__, self).__init__(params)
         self.mode = config
         self.nonfinite = settings.nonfinite
@@ -39,7 +39,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self._parameter_names = dict(sorted(settings.name_of.items(), key=lambda item: item[1]))
         self._requires_update = {p for p in settings.name_of if p.requires_grad}  # Horovod's
         self._groups = settings.groups
-        self._agreement = agreement        # check_agreement()'s arguments
+        self._setup = setup                # check_same_setup()'s arguments
         self._should_synchronize = True    # False inside skip_synchronize()
         self._session = SessionWatch()     # the Horovod session the mode's state belongs to
         # The wrapped optimizer's own methods, bound to this object, for the mode to call.
@@ -127,14 +127,14 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self._follow_session()
         self._mode_object.load_state_dict(state_dict)
 
-    def check_agreement(self):
-        """Runs the construction-time agreement check again, across the ranks there are now."""
-        check_agreement(*self._agreement)
+    def check_same_setup(self):
+        """Runs the construction-time same-setup check again, across the ranks there are now."""
+        check_same_setup(*self._setup)
 
     def reset_after_resize(self):
         """After Horovod elastic re-forms the job: the mode follows the new ranks and size (or
         raises when it cannot). Every entry point of the optimizer does this by itself when it
-        finds that Horovod was re-initialized (horovod_ext/session.py); calling it is needed
+        finds that Horovod was re-initialized (horovod_ext/runtime/session.py); calling it is needed
         only where a re-initialization keeps Horovod's session token (see there)."""
         self._session.follow()
         self._mode_object.on_reset()
@@ -153,7 +153,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
 
     @property
     def bytes_sent(self) -> float:
-        """Bytes this rank sent for every collective it launched (see ``horovod_ext.wire``)."""
+        """Bytes this rank sent for every collective it launched (see ``horovod_ext.runtime.wire``)."""
         return self._mode_object.bytes_sent
 
     @property
@@ -209,7 +209,7 @@ def DistributedOptimizer(
     ``bucket_cap_mb`` caps a bucket's size (default None: about 32 buckets for the model, each
     0.25 to 25 MB) and the first bucket holds at most ``first_bucket_mb`` (default None: 1 MB).
     ``tune=True`` (sync and delayed modes): the first steps of training (at most 30, see
-    ``horovod_ext.tuning``) try other bucket caps, first bucket sizes and, where the Horovod in
+    ``horovod_ext.engine.search_space``) try other bucket caps, first bucket sizes and, where the Horovod in
     use can change them at run time, its fusion threshold and cycle time, timed on every rank,
     and keep the fastest (``optimizer.tuned`` says what and how); only the schedule changes,
     never the result. Settings given explicitly (``bucket_cap_mb``, ``first_bucket_mb``,
@@ -233,7 +233,7 @@ def DistributedOptimizer(
     """
     if named_parameters is not None:
         named_parameters = list(named_parameters)
-    agreement = agree_at_construction(optimizer, named_parameters, process_set, dict(
+    setup = same_setup_at_construction(optimizer, named_parameters, process_set, dict(
         mode=repr(mode), optimizer=type(optimizer).__name__, compression=repr(compression),
         backward_passes_per_step=repr(backward_passes_per_step), op=repr(op),
         gradient_predivide_factor=repr(gradient_predivide_factor), num_groups=repr(num_groups),
@@ -286,4 +286,4 @@ def DistributedOptimizer(
     # real step() with an allreduce the others never join.
     cls = type(optimizer.__class__.__name__, (optimizer.__class__,),
                dict(_DistributedOptimizer.__dict__, __module__=horovod_optimizer.__name__))
-    return cls(optimizer.param_groups, config, settings, agreement)
+    return cls(optimizer.param_groups, config, settings, setup)

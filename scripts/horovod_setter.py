@@ -1,7 +1,7 @@
 """Adds ``horovod_ext_set_knobs(threshold_bytes, cycle_time_ms)`` to Horovod's operations.cc: it
 sets the tensor fusion threshold and the cycle time of a running job. Exported like Horovod's
 other ``horovod_*`` C functions (its linker script keeps ``*horovod*``), so Python reaches it
-through ctypes (horovod_ext/horovod_knobs.py). Every rank must set the same values between
+through ctypes (horovod_ext/runtime/horovod_knobs.py). Every rank must set the same values between
 collectives; a negative value leaves that knob as it is.
 
 The values are set as Horovod's defaults are (not "fixed"): with its autotuner off, Horovod uses

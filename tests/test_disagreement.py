@@ -1,6 +1,6 @@
 """Ranks that disagree about where they are in the optimizer's own collectives (the tuner's
 timing exchange, the bucket plan, the codec state, the averaging rounds) raise on every rank,
-naming the points, instead of waiting on each other forever (horovod_ext/same_point.py)."""
+naming the points, instead of waiting on each other forever (horovod_ext/runtime/same_point.py)."""
 import json
 
 import pytest

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import BIN, MPI, ROOT, launch
-from horovod_ext import recommend
+from horovod_ext.advisor import recommend
 
 
 def rank0(proc, pattern):

@@ -5,10 +5,10 @@ the part of the name that is wrong."""
 import pytest
 
 import horovod_ext as hvd_ext
-from horovod_ext import methods, recommend
-
 from benchmarks import throughput
 from benchmarks.science.labels import label
+from horovod_ext import methods
+from horovod_ext.advisor import recommend
 
 
 @pytest.mark.parametrize("name, mode, codec", [

@@ -5,7 +5,7 @@ import io
 import subprocess
 import sys
 
-from horovod_ext.progress import Progress, progress
+from horovod_ext.runtime.progress import Progress, progress
 
 
 def test_one_line_per_item_without_a_terminal():

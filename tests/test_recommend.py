@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from conftest import ROOT, launch
-from horovod_ext import recommend
-from horovod_ext.recommend import CANDIDATES, recommendation, step_ms
+from horovod_ext.advisor import recommend
+from horovod_ext.advisor.recommend import CANDIDATES, recommendation, step_ms
 
 
 def trace(**over):

@@ -7,7 +7,7 @@ import torch
 
 import horovod_ext as hvd_ext
 from conftest import MPI, launch, launch_json
-from horovod_ext import tuning
+from horovod_ext.engine import search_space as tuning
 
 CASES = ["sgd_momentum", "adam", "fp16_compression", "op_sum", "predivide_2",
          "backward_passes_2", "synchronize_clip", "unused_parameter", "set_to_none",

@@ -7,8 +7,8 @@ import random
 import pytest
 
 from conftest import MPI, launch
-from horovod_ext import tuning
 from horovod_ext.engine import priority
+from horovod_ext.engine import search_space as tuning
 
 KNOBS = ("schedule", "bucket_cap_mb", "first_bucket_mb", "cycle_ms", "fusion_mb")
 
@@ -129,7 +129,8 @@ def test_one_tuner_at_a_time_tunes_horovods_knobs(tmp_path, how):
     """Horovod's knobs are process-wide: a second optimizer tunes them only once the first is
     done; tuning at the same time, it tunes its bucket plan alone."""
     import horovod.torch as hvd
-    from horovod_ext import horovod_knobs
+
+    from horovod_ext.runtime import horovod_knobs
     hvd.init()
     if not horovod_knobs.has_setter():
         pytest.skip("this Horovod has no run-time setter")

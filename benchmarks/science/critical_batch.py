@@ -21,12 +21,10 @@ import numpy as np
 import torch
 
 import horovod_ext as hvd_ext
-from horovod_ext.progress import progress
-
 from benchmarks.models import TEXT_SHAPE
 from benchmarks.science.noise_scale import best, fit_both, task, train
 from benchmarks.science.training import write_results
-
+from horovod_ext.runtime.progress import progress
 
 
 def measure(t, batches, lrs, target, samples):

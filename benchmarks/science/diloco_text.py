@@ -27,12 +27,11 @@ import torch
 import torch.nn.functional as F
 
 import horovod_ext as hvd_ext
-from horovod_ext import methods
-from horovod_ext.progress import progress
-
 from benchmarks.science.diloco_plots import plot
 from benchmarks.science.noise_scale import task
 from benchmarks.science.training import write_results
+from horovod_ext import methods
+from horovod_ext.runtime.progress import progress
 
 DDP = ("ddp_powersgd_r4", "ddp_fp16")  # not ours: run() builds a DDPHooked
 DEFAULT_METHODS = ["sync", "localsgd_H32", "easgd_H32", "leader_H32"] + [
@@ -60,6 +59,7 @@ class DDPHooked:
 
     def __init__(self, name, model, opt):
         from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
+
         from benchmarks.peers import make_ddp
         self.ddp, self.opt, self.bytes_sent = make_ddp(model), opt, 0.0
         self.param_groups = opt.param_groups

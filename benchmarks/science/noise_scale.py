@@ -28,8 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import horovod_ext as hvd_ext
-from horovod_ext.progress import progress
 from benchmarks.science.mnist_data import Net, mnist_split
+from horovod_ext.runtime.progress import progress
 
 LRS = {"mnist": (0.02, 0.05, 0.1, 0.2, 0.4), "chars": (0.1, 0.2, 0.4, 0.8, 1.6)}
 TARGETS = {"mnist": 0.1, "chars": 2.3}

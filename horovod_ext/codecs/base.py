@@ -17,7 +17,7 @@ import torch
 from horovod.common.exceptions import HorovodInternalError
 from horovod.torch.mpi_ops import Average, Sum
 
-from horovod_ext.failure import another_rank_failed, drain
+from horovod_ext.runtime.failure import another_rank_failed, drain
 
 KINDS = ("allreduce", "alltoall", "allgather")
 
@@ -90,7 +90,7 @@ class Codec:
 
     def shared_tensors(self, state):
         """The tensors of a bucket's state that must be equal on every rank: taken from the first
-        rank after construction, a load or a resize (NOTE: [codec agreement] in shared.py)."""
+        rank after construction, a load or a resize (NOTE: [shared codec state] in shared.py)."""
         return []
 
     def save(self, state, k):

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
-from horovod_ext import checks, log, ops
-from horovod_ext.codecs.base import Codec, check_linear_op, allreduce
+from horovod_ext import ops
+from horovod_ext.codecs.base import Codec, allreduce, check_linear_op
+from horovod_ext.runtime import checks, log
 
 EPS = 1e-12  # Gram-Schmidt: a column below this fraction of the largest is numerical zero
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import torch
 from horovod.torch.mpi_ops import Average
 
-from horovod_ext import checks, ops
+from horovod_ext import ops
 from horovod_ext.codecs.base import Codec, Collective, check_linear_op
+from horovod_ext.runtime import checks
 
 
 def piece_layout(numel, n, bits, chunk):

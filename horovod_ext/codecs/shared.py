@@ -1,6 +1,6 @@
 """The codec state every rank must hold alike, taken from the first rank.
 
-NOTE: [codec agreement] A codec whose ranks must share state (PowerSGD's Q, and the step it
+NOTE: [shared codec state] A codec whose ranks must share state (PowerSGD's Q, and the step it
 starts compressing at) takes it from the first rank at the first launch after construction, a
 load or a resize: under Horovod's resume recipe only rank 0 loaded a checkpoint, and ranks that
 disagreed on the step would run different collectives. Every rank reaches its first launch of a

@@ -1,7 +1,7 @@
 """What a GradientEngine saves and restores: the bucket sets still pending and every set's codec
 state, in the order the sets take gradients (gradient_engine.py mixes this in); and the restart
 after Horovod re-initialized."""
-from horovod_ext import log
+from horovod_ext.runtime import log
 
 
 class EngineCheckpoint:

@@ -6,12 +6,12 @@ import torch
 
 from horovod_ext.engine.bucket_set import BucketSet
 from horovod_ext.engine.checkpoint import EngineCheckpoint
-from horovod_ext.engine.codec_agreement import agree_codec_state
 from horovod_ext.engine.planner import Planner
 from horovod_ext.engine.schedule import EngineSchedule
+from horovod_ext.engine.shared_codec_state import take_shared_codec_state
 from horovod_ext.engine.sparse import SparseLane
-from horovod_ext.failure import raise_hook_failure
-from horovod_ext.wire import wire_bytes
+from horovod_ext.runtime.failure import raise_hook_failure
+from horovod_ext.runtime.wire import wire_bytes
 
 
 class GradientEngine(EngineCheckpoint, EngineSchedule):
@@ -35,7 +35,7 @@ class GradientEngine(EngineCheckpoint, EngineSchedule):
         # Called first by every entry from autograd and module hooks: the mode's check for a new
         # Horovod session (session.py), which restarts the engine before anything waits.
         self.follow_session = lambda: None
-        self._agree_codec = self.codec.shared  # see agree_codec_state()
+        self._agree_codec = self.codec.shared  # see take_shared_codec_state()
         self._extra = sum(t.extra for t in taps)
         self._snapshot = any(t.snapshot for t in taps)
         self._passes = [0] * len(params)  # backward passes seen this step, per parameter
@@ -151,7 +151,7 @@ class GradientEngine(EngineCheckpoint, EngineSchedule):
         """Starts the allreduce of one bucket of set s (its gradients are final for this step and
         every ``p.grad`` is its view: the hooks check their own parameter, close_step the rest)."""
         if self._agree_codec:
-            self.agree_codec_state()
+            self.take_shared_codec_state()
         for tap in self.taps:
             tap.on_launch(s, bucket, len(s.launched) == len(s.buckets) - 1)
         # Named after its first parameter too, so that two optimizers' buckets in flight at once
@@ -165,10 +165,10 @@ class GradientEngine(EngineCheckpoint, EngineSchedule):
         self.bytes_sent += wire_bytes(kind, tensor.numel() * tensor.element_size(),
                                       self.settings.process_set.size())
 
-    def agree_codec_state(self):
-        """See NOTE: [codec agreement] in codec_agreement.py."""
+    def take_shared_codec_state(self):
+        """See NOTE: [shared codec state] in shared_codec_state.py."""
         self._agree_codec = False
-        agree_codec_state(self)
+        take_shared_codec_state(self)
 
     def reset_codec(self):
         """Elastic resize: every rank's codec state starts over, agreed again."""

@@ -1,9 +1,9 @@
 """Which bucket plan the engine's sets are built from, and when it changes."""
 from horovod.torch.functions import broadcast_object
 
-from horovod_ext import log
-from horovod_ext.same_point import same_point
 from horovod_ext.engine.plan import bucket_caps, plan_buckets, split_groups
+from horovod_ext.runtime import log
+from horovod_ext.runtime.same_point import same_point
 
 
 class Planner:

@@ -11,9 +11,9 @@ tuner chooses between them, engine/tuner.py).
 """
 import weakref
 
-from horovod_ext import horovod_knobs
 from horovod_ext.engine.overlap import NextForward, finish_through, watch_forwards
 from horovod_ext.engine.priority import Fifo, Priority
+from horovod_ext.runtime import horovod_knobs
 
 SCHEDULES = ("step", "forward")
 

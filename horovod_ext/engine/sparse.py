@@ -22,8 +22,8 @@ import horovod.torch as hvd
 import torch
 from horovod.common.exceptions import HorovodInternalError
 
-from horovod_ext.failure import another_rank_failed
-from horovod_ext.wire import wire_bytes
+from horovod_ext.runtime.failure import another_rank_failed
+from horovod_ext.runtime.wire import wire_bytes
 
 
 class SparseLane:

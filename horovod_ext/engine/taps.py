@@ -13,7 +13,7 @@ for a ``snapshot`` buffer of the parameters.
 import torch
 
 from horovod_ext import ops
-from horovod_ext.failure import nonfinite_names
+from horovod_ext.runtime.failure import nonfinite_names
 
 
 class Tap:

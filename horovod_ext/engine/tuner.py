@@ -1,5 +1,5 @@
 """The online tuner of the gradient modes: times the first steps of training under the settings
-``horovod_ext.tuning`` proposes, averaged over ranks, and keeps the fastest. Only scheduling
+``horovod_ext.engine.search_space`` proposes, averaged over ranks, and keeps the fastest. Only scheduling
 changes (when updates are applied, bucket plan, Horovod's fusion threshold and cycle time), never
 what is summed, so every step's result is the same as untuned.
 
@@ -14,9 +14,9 @@ import weakref
 import horovod.torch as hvd
 import torch
 
-from horovod_ext import horovod_knobs, log
-from horovod_ext.same_point import same_point
-from horovod_ext.tuning import MB, PLAN, SETTLING, TIMED, WARMUP, Search, SearchSpace
+from horovod_ext.engine.search_space import MB, PLAN, SETTLING, TIMED, WARMUP, Search, SearchSpace
+from horovod_ext.runtime import horovod_knobs, log
+from horovod_ext.runtime.same_point import same_point
 
 _knob_owner = None  # weakref to the tuner now tuning Horovod's knobs (one at a time per process)
 

@@ -7,15 +7,15 @@ from contextlib import contextmanager
 
 import horovod.torch as hvd
 import torch
+from horovod.torch.compression import Compression
 from horovod.torch.functions import broadcast_object
 from horovod.torch.mpi_ops import Average
 
-from horovod_ext.compression import Compression
-from horovod_ext.modes.flats import ParamFlats
-from horovod_ext.failure import nonfinite_error, nonfinite_names, stop_all_ranks
 from horovod_ext.modes.base import Mode, ModeConfig
-from horovod_ext.same_point import same_point
-from horovod_ext.wire import wire_bytes
+from horovod_ext.modes.flats import ParamFlats
+from horovod_ext.runtime.failure import nonfinite_error, nonfinite_names, stop_all_ranks
+from horovod_ext.runtime.same_point import same_point
+from horovod_ext.runtime.wire import wire_bytes
 
 
 class AveragingConfig(ModeConfig):
@@ -52,7 +52,7 @@ class AveragingMode(Mode):
         self._t = 0                  # steps taken
         self._sent = 0.0
         self._losses = deque(maxlen=loss_window)  # (loss, missing) of the last steps
-        self._agreed = False         # see agree_once()
+        self._agreed = False         # see adopt_first_rank_state()
 
     @property
     def bytes_sent(self):
@@ -62,7 +62,7 @@ class AveragingMode(Mode):
         """Adds one collective of ``tensor`` over ``process_set`` to ``bytes_sent``."""
         self._sent += wire_bytes(kind, tensor.numel() * tensor.element_size(), process_set.size())
 
-    def agree_once(self):
+    def adopt_first_rank_state(self):
         """NOTE: [rank-0 resume] Horovod's resume recipe loads the checkpoint on rank 0 alone,
         then ``hvd.broadcast_optimizer_state`` sends the wrapped optimizer's state, which does
         not hold this mode's: the other ranks would count steps from 0 and run their rounds at
@@ -94,17 +94,17 @@ class AveragingMode(Mode):
         self._agreed = False
 
     def own_state(self):
-        """The part of ``state()`` each rank keeps for itself through the agreement."""
+        """The part of ``state()`` each rank keeps for itself when it adopts the first rank's."""
         return {"losses": list(self._losses)}
 
     def prepare(self):
-        """Before each step, after the agreement: state a mode starts lazily (theta, center)."""
+        """Before each step, after adopting the first rank's state: state a mode starts lazily (theta, center)."""
 
     def before_step(self, closure, synchronize):
         """The closure (when given and ``nonfinite`` checks) runs first: its gradient is the one
         to check. Each rank checks its own gradient; a skip needs no agreement (the averaging
         rounds still run)."""
-        self.agree_once()
+        self.adopt_first_rank_state()
         self.prepare()
         result = None
         if closure is not None and self.settings.nonfinite != "ignore":

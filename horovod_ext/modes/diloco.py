@@ -5,12 +5,12 @@ from dataclasses import dataclass
 
 import torch
 
-from horovod_ext import checks, log
 from horovod_ext.codecs import BucketView
 from horovod_ext.codecs.base import Wire
 from horovod_ext.codecs.shared import broadcast_shared
-from horovod_ext.modes.flats import ParamFlats
 from horovod_ext.modes.averaging import AveragingConfig, AveragingMode
+from horovod_ext.modes.flats import ParamFlats
+from horovod_ext.runtime import checks, log
 
 
 @dataclass(frozen=True)
@@ -194,8 +194,8 @@ class DiLoCoMode(AveragingMode):
                     codec=self._codec_saved(), flight=flight)
 
     def own_state(self):
-        """Each rank keeps its codec state through the agreement: error feedback is its own
-        (the shared part, PowerSGD's Q, is then broadcast by ``agree_once``)."""
+        """Each rank keeps its codec state when it adopts the first rank's: error feedback is its own
+        (the shared part, PowerSGD's Q, is then broadcast by ``adopt_first_rank_state``)."""
         return dict(super().own_state(), codec=self._codec_saved())
 
     def _codec_saved(self):
@@ -218,12 +218,12 @@ class DiLoCoMode(AveragingMode):
                 for k, kept in enumerate(per_param):
                     self._codec.load(w.view.state, k, kept)
 
-    def agree_once(self):
-        """The mode's agreement (NOTE: [rank-0 resume]), then the codec state every rank must
+    def adopt_first_rank_state(self):
+        """The first rank's state (NOTE: [rank-0 resume]), then the codec state every rank must
         hold alike (PowerSGD's Q) from the first rank."""
         if self._agreed:
             return
-        super().agree_once()
+        super().adopt_first_rank_state()
         broadcast_shared(self._codec, [w.view for ws in self._wires for w in ws],
                          self.process_set, "hvd_ext.diloco.codec")
 

@@ -4,8 +4,8 @@ from typing import Optional
 
 import horovod.torch as hvd
 
-from horovod_ext import checks
 from horovod_ext.modes.averaging import AveragingConfig, AveragingMode, ranks_of
+from horovod_ext.runtime import checks
 
 
 @dataclass(frozen=True)

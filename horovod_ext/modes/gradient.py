@@ -5,16 +5,16 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+from horovod.torch.compression import Compression
 from horovod.torch.mpi_ops import Average
 
-from horovod_ext import checks
-from horovod_ext.compression import Compression
 from horovod_ext.engine.gradient_engine import GradientEngine
 from horovod_ext.engine.overlap import bucket_step, steps_per_parameter
 from horovod_ext.engine.taps import DelayCompensation, NonfiniteCheck, StatisticsTap
 from horovod_ext.engine.tuner import OnlineTuner
-from horovod_ext.failure import nonfinite_error
 from horovod_ext.modes.base import Mode, ModeConfig
+from horovod_ext.runtime import checks
+from horovod_ext.runtime.failure import nonfinite_error
 
 
 class _GradientConfig(ModeConfig):

@@ -7,10 +7,10 @@ from typing import Any, Dict, Optional
 import horovod.torch as hvd
 import torch
 
-from horovod_ext import checks, log
-from horovod_ext.failure import drain
 from horovod_ext.modes.averaging import AveragingConfig, AveragingMode, ranks_of
-from horovod_ext.wire import wire_bytes
+from horovod_ext.runtime import checks, log
+from horovod_ext.runtime.failure import drain
+from horovod_ext.runtime.wire import wire_bytes
 
 _GROUP_SETS: Dict[tuple, Any] = {}  # ranks -> Horovod process set, shared by every optimizer of the process
 

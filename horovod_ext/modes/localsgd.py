@@ -1,8 +1,8 @@
 """Local SGD (periodic model averaging)."""
 from dataclasses import dataclass
 
-from horovod_ext import checks
 from horovod_ext.modes.averaging import AveragingConfig, AveragingMode
+from horovod_ext.runtime import checks
 
 
 @dataclass(frozen=True)

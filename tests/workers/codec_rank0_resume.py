@@ -12,11 +12,10 @@ import sys
 
 import horovod.torch as hvd
 import torch
-
-import horovod_ext as hvd_ext
 from delayed_reference import make_model
 from rank0_resume import train
 
+import horovod_ext as hvd_ext
 
 MODE = sys.argv[2] if len(sys.argv) > 2 else "sync"
 
@@ -50,9 +49,9 @@ def agree(opt):
     """What the first launch (sync) or the first step (DiLoCo) does; Q is read right after."""
     mode = opt._mode_object
     if MODE == "diloco":
-        mode.agree_once()
+        mode.adopt_first_rank_state()
         return mode._t
-    mode.engine.agree_codec_state()
+    mode.engine.take_shared_codec_state()
     return mode.engine.grad_steps
 
 

@@ -25,8 +25,8 @@ import time
 import horovod.torch as hvd
 import torch
 
-from horovod_ext.agreement import allgather_bytes
-from horovod_ext.failure import stop_all_ranks
+from horovod_ext.runtime.failure import stop_all_ranks
+from horovod_ext.runtime.same_setup import allgather_bytes
 
 NAME = "hvd_ext.same_point"
 TIMEOUT_ENV = "HOROVOD_EXT_SAME_POINT_TIMEOUT"

@@ -1,13 +1,13 @@
-"""The engine's step counter and codec state from the first rank (NOTE: [codec agreement] in
+"""The engine's step counter and codec state from the first rank (NOTE: [shared codec state] in
 codecs/shared.py)."""
 import horovod.torch as hvd
 import torch
 
 from horovod_ext.codecs.shared import broadcast_shared
-from horovod_ext.same_point import same_point
+from horovod_ext.runtime.same_point import same_point
 
 
-def agree_codec_state(engine):
+def take_shared_codec_state(engine):
     """Engine's step counter and every bucket's shared codec tensors from the first rank."""
     ps = engine.settings.process_set
     same_point("the codec state from the first rank, at the first bucket launch since "

@@ -1,6 +1,6 @@
 """Which mode and codec reach a loss first on this model and link: the advisor's predictions.
 
-Step time (from a probe's trace, ``horovod_ext.probing``), per candidate, with C the measured
+Step time (from a probe's trace, ``horovod_ext.advisor.probing``), per candidate, with C the measured
 forward + backward + optimizer step and K its codec's measured arithmetic plus the engine's
 copies of the gradients into its buckets and back:
 - gradient sync with a codec: C + K + E, E the wire time left after backward when the
@@ -27,7 +27,6 @@ from typing import Any, Dict, Optional, Tuple
 
 from horovod_ext import methods
 from horovod_ext.stats import recent_noise_scale
-
 
 # candidate -> its method in the catalog (horovod_ext/methods.py); the candidates' own names are
 # the keys of measured_steps.json and of the stored time-to-loss runs.

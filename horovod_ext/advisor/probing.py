@@ -34,9 +34,9 @@ import torch
 from horovod.torch.compression import Compression
 from horovod.torch.mpi_ops import Average, Max
 
-from horovod_ext import checks
 from horovod_ext.codecs import NAMED, BucketView, codec_for, replay
 from horovod_ext.engine.plan import bucket_caps, plan_buckets
+from horovod_ext.runtime import checks
 from horovod_ext.stats import GradientStats
 
 STEADY = 1 << 20  # the step a codec is replayed at: past any warm-up (PowerSGD's start_step)

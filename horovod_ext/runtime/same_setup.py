@@ -1,4 +1,4 @@
-"""Construction-time agreement check: every rank must wrap the same parameters (name, shape,
+"""Construction-time same-setup check: every rank must wrap the same parameters (name, shape,
 dtype, in order) with the same configuration, or the bucket allreduces would pair different
 tensors and wait forever. One small allgather of a hash; the details travel only on mismatch,
 and then every rank raises the same ValueError naming the first difference and the ranks."""
@@ -9,7 +9,7 @@ import pickle
 import horovod.torch as hvd
 import torch
 
-from horovod_ext.names import parameter_names
+from horovod_ext.runtime.names import parameter_names
 
 
 def allgather_bytes(blob, process_set, name):
@@ -24,7 +24,7 @@ def allgather_bytes(blob, process_set, name):
     return out
 
 
-def check_agreement(params, names, config, process_set):
+def check_same_setup(params, names, config, process_set):
     """params, names: in the optimizer's order; config: a dict of what every rank must share."""
     if not hvd.is_initialized() or not process_set.included() or process_set.size() < 2:
         return
@@ -32,11 +32,11 @@ def check_agreement(params, names, config, process_set):
     mine = pickle.dumps((sorted(config.items()), entries))
     digest = int.from_bytes(hashlib.sha256(mine).digest()[:8], "little", signed=True)
     hashes = hvd.allgather(torch.tensor([digest], dtype=torch.int64),
-                           name="hvd_ext.agreement", process_set=process_set)
+                           name="hvd_ext.same_setup", process_set=process_set)
     if bool((hashes == hashes[0]).all()):
         return
     everyone = [pickle.loads(b) for b in
-                allgather_bytes(mine, process_set, "hvd_ext.agreement.details")]
+                allgather_bytes(mine, process_set, "hvd_ext.same_setup.details")]
     ranks = list(range(hvd.size())) if process_set.ranks is None else list(process_set.ranks)
     raise ValueError(describe_mismatch(everyone, ranks))
 
@@ -69,10 +69,10 @@ def describe_mismatch(everyone, ranks):
     return "ranks differ in their DistributedOptimizer arguments"
 
 
-def agree_at_construction(optimizer, named_parameters, process_set, config):
+def same_setup_at_construction(optimizer, named_parameters, process_set, config):
     """Runs before any local check of the arguments, so that a rank whose arguments differ raises
     with the others instead of leaving them waiting; names that fail Horovod's rules are
-    compared as such. Returns the check's arguments, for ``check_agreement(*them)`` later.
+    compared as such. Returns the check's arguments, for ``check_same_setup(*them)`` later.
     Under Horovod elastic a worker may be constructed while the others train, so the check runs
     in ``hvd_ext.elastic.TorchState.sync()`` instead."""
     params = [p for g in getattr(optimizer, "param_groups", []) for p in g["params"]]
@@ -81,7 +81,7 @@ def agree_at_construction(optimizer, named_parameters, process_set, config):
     except (ValueError, TypeError) as e:
         config = dict(config, named_parameters=str(e))
         names = {p: f"#{i}" for i, p in enumerate(params)}
-    agreement = (params, names, config, process_set)
+    setup = (params, names, config, process_set)
     if os.environ.get("HOROVOD_ELASTIC") != "1":
-        check_agreement(*agreement)
-    return agreement
+        check_same_setup(*setup)
+    return setup

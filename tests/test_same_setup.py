@@ -1,4 +1,4 @@
-"""Construction-time agreement: ranks that wrap different parameters or pass different
+"""Construction-time same-setup check: ranks that wrap different parameters or pass different
 arguments all raise a ValueError naming the first difference and the ranks, within seconds."""
 import json
 
@@ -9,7 +9,7 @@ from conftest import MPI, launch
 
 @pytest.fixture(scope="module", params=["gloo", pytest.param("mpi", marks=MPI)])
 def outcomes(request):
-    out = launch("agreement_mismatch.py", 2, request.param, timeout=120).stdout
+    out = launch("same_setup_mismatch.py", 2, request.param, timeout=120).stdout
     decoder, rows, at = json.JSONDecoder(), [], out.find('{"case"')
     while at >= 0:  # the ranks' lines may interleave
         row, end = decoder.raw_decode(out, at)
