@@ -23,7 +23,7 @@ def batches(name, batch):
     g = torch.Generator().manual_seed(1000 + hvd.rank())
     if name != "chars":
         return lambda: make_batch(name, batch, g)
-    from benchmarks.science.noise_scale import task
+    from benchmarks.tasks import task
     _, x, y, *_ = task("chars", **TEXT_SHAPE)
 
     def draw():

@@ -110,10 +110,3 @@ def measured_bound(model, data, target, compute_s, allreduce_s):
             [(size, first * scale, ready * scale) for size, first, ready in params])
     other = max(0.0, compute_s - prof[0] - prof[1])
     return exact_sync_bound(prof, allreduce_s / total, other), prof[0], prof[1]
-
-
-if __name__ == "__main__":  # the bound on a toy profile, to see the shape of it
-    toy = (0.1, 0.2, [(1 << 20, 0.0, 0.2), (1 << 20, 0.05, 0.1), (1 << 20, 0.09, 0.0)])
-    for spb in (1e-9, 5e-8, 2e-7):
-        print(f"{spb:g} s/byte: bound {exact_sync_bound(toy, spb) * 1e3:.1f} ms, "
-              f"max(T_compute, T_allreduce) {max(0.3, 3 * (1 << 20) * spb) * 1e3:.1f} ms")

@@ -75,3 +75,52 @@ def plot(out, path):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_soak(results, path, size, config):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, r in results.items():
+        ax.plot([s["step"] for s in r["samples"]], [s["rss_mb"] for s in r["samples"]], label=name)
+    ax.set_xlabel("steps after warm-up")
+    ax.set_ylabel("RSS of rank 0 (MiB)")
+    ax.set_title(f"Soak: MLP (width {config['width']}), {size} ranks, Gloo, batch "
+                 f"{config['batch_size']}/rank: RSS of rank 0 per mode", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def plot_kernels(out, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    res = out["results"]
+    fig, axes = plt.subplots(1, len(res), figsize=(6.5 * len(res), 5), sharex=True)
+    for ax, r in zip(axes, res):
+        ours = [row for row in r["rows"] if row["impl"] == "ours"]
+        best = [next(x for x in r["rows"] if x["op"] == row["op"] and x["impl"] == row["fastest_torch"])
+                for row in ours]
+        y = range(len(ours))
+        for k, (rows, label, color) in enumerate([(ours, "horovod_ext", "#1f77b4"),
+                                                  (best, "fastest torch equivalent", "#999999")]):
+            err = [[row["of_copy"] - row["of_copy_ci95"][0] for row in rows],
+                   [row["of_copy_ci95"][1] - row["of_copy"] for row in rows]]
+            ax.barh([i + 0.4 * k for i in y], [row["of_copy"] for row in rows], height=0.4,
+                    xerr=err, color=color, label=label, capsize=2)
+        for i, row in zip(y, ours):
+            ax.annotate(f"{row['vs_torch']:.2f}x torch", (row["of_copy_ci95"][1], i), fontsize=7,
+                        xytext=(4, -2), textcoords="offset points")
+        ax.set_yticks([i + 0.2 for i in y], [row["op"] for row in ours], fontsize=8)
+        ax.invert_yaxis()
+        ax.axvline(1.0, color="k", lw=1, ls="--")
+        ax.set_xlabel("bandwidth / one large copy's (95% CI over repetitions)")
+        c = out["config"]
+        ax.set_title(f"{r['params']}: {r['tensors']} tensors, {r['numel'] / 1e6:.1f}M fp32; "
+                     f"{c['device']}, {c['threads']} threads, {c['cpu_isa']}; copy "
+                     f"{r['copy_gb_per_s']:.1f} GB/s", fontsize=8)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)

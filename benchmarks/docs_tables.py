@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-from benchmarks import advisor_check, ttl_report, tuning_tables
+from benchmarks import advisor_tables, ttl_report, tuning_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
@@ -72,7 +72,7 @@ def text_methods(filename):
     """Per method of a text experiment (benchmarks/science/diloco_text.py): the learning rate
     chosen on validation, the validation loss of each seed and its mean against sync's, the test
     loss, the bytes each rank sent and the largest step's."""
-    from benchmarks.science.labels import label
+    from benchmarks.labels import label
     path = RESULTS / filename
     run = json.loads(path.read_text())
     sync = {r["seed"]: r["val"] for r in run["methods"]["sync"]["runs"]}
@@ -246,7 +246,7 @@ TABLES = {"kernels_cpu": kernels_cpu,
           "tuner_sweep": lambda: throughput_cells("tuner/sweep/sweep.json", sweep_cols=True),
           "autotune": lambda: tuning_tables.autotune(RESULTS / "tuner/autotune_1gbit_lm.json"),
           "tuner_cost": lambda: tuning_tables.tuning_cost([RESULTS / "tuner/sweep/sweep.json"]),
-          **advisor_check.TABLES,
+          **advisor_tables.TABLES,
           "time_to_loss_which": lambda: ttl_report.which_method(
               [json.loads(p.read_text()) for p in RESULTS.glob("time_to_loss/*bit.json")]),
           **{f"time_to_loss_{rate}": (lambda rate=rate: ttl_report.table(json.loads(

@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from benchmarks.charts import plot_kernels
 from benchmarks.ratios import speedup
 from benchmarks.record import stored_config
 from horovod_ext import ops
@@ -174,39 +175,6 @@ def bench(name, shapes, device, repeats, sync):
             "copy_gb_per_s": 8 * n / copy_s / 1e9, "rows": rows}
 
 
-def plot(out, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    res = out["results"]
-    fig, axes = plt.subplots(1, len(res), figsize=(6.5 * len(res), 5), sharex=True)
-    for ax, r in zip(axes, res):
-        ours = [row for row in r["rows"] if row["impl"] == "ours"]
-        best = [next(x for x in r["rows"] if x["op"] == row["op"] and x["impl"] == row["fastest_torch"])
-                for row in ours]
-        y = range(len(ours))
-        for k, (rows, label, color) in enumerate([(ours, "horovod_ext", "#1f77b4"),
-                                                  (best, "fastest torch equivalent", "#999999")]):
-            err = [[row["of_copy"] - row["of_copy_ci95"][0] for row in rows],
-                   [row["of_copy_ci95"][1] - row["of_copy"] for row in rows]]
-            ax.barh([i + 0.4 * k for i in y], [row["of_copy"] for row in rows], height=0.4,
-                    xerr=err, color=color, label=label, capsize=2)
-        for i, row in zip(y, ours):
-            ax.annotate(f"{row['vs_torch']:.2f}x torch", (row["of_copy_ci95"][1], i), fontsize=7,
-                        xytext=(4, -2), textcoords="offset points")
-        ax.set_yticks([i + 0.2 for i in y], [row["op"] for row in ours], fontsize=8)
-        ax.invert_yaxis()
-        ax.axvline(1.0, color="k", lw=1, ls="--")
-        ax.set_xlabel("bandwidth / one large copy's (95% CI over repetitions)")
-        c = out["config"]
-        ax.set_title(f"{r['params']}: {r['tensors']} tensors, {r['numel'] / 1e6:.1f}M fp32; "
-                     f"{c['device']}, {c['threads']} threads, {c['cpu_isa']}; copy "
-                     f"{r['copy_gb_per_s']:.1f} GB/s", fontsize=8)
-        ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
@@ -233,7 +201,7 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(out, f, indent=1)
-    plot(out, os.path.splitext(args.json)[0] + ".png")
+    plot_kernels(out, os.path.splitext(args.json)[0] + ".png")
 
 
 if __name__ == "__main__":

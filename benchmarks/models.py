@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchmarks.science.noise_scale import CharMLP
+from benchmarks.tasks import CharMLP
 
 # The character-level text model of the time-to-loss benchmark (time_to_loss.py trains it on
 # real text; here it gets synthetic characters): printable ASCII and newline, 3 tanh layers of

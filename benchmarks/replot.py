@@ -1,6 +1,6 @@
 """Redraws the figures of docs/results from their stored JSON (no rerun): each throughput run
-(charts.py), the peer sweeps (sweep_report.py), the soak, the text experiments (science/
-diloco_plots.py) and the kernel benchmark: each PNG that lies beside its JSON.
+(charts.py), the peer sweeps (sweep_report.py), the soak, the text experiments
+(diloco_charts.py) and the kernel benchmark: each PNG that lies beside its JSON.
 
     python -m benchmarks.replot            # every figure it knows
     python -m benchmarks.replot --list     # only say which
@@ -22,14 +22,14 @@ def drawer(path, data):
     if not isinstance(data, dict):
         return None
     if "methods" in data and "lrs" in data:
-        from benchmarks.science.diloco_plots import plot
+        from benchmarks.diloco_charts import plot
         return lambda png: plot(data, png)
     if path.name == "soak.json":
-        from benchmarks.soak import plot
-        return lambda png: plot(data["results"], png, data["size"], data["config"])
+        from benchmarks.charts import plot_soak
+        return lambda png: plot_soak(data["results"], png, data["size"], data["config"])
     if path.name == "kernels_cpu.json":
-        from benchmarks.kernels import plot
-        return lambda png: plot(data, png)
+        from benchmarks.charts import plot_kernels
+        return lambda png: plot_kernels(data, png)
     results = data.get("results")
     if isinstance(results, list) and results and "step_ms" in results[0] and "bound_ms" in data:
         from benchmarks.charts import plot, plot_medians

@@ -22,108 +22,13 @@ mpirun instead of horovodrun --gloo. Any other argument goes to benchmarks/throu
 import argparse
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 
 from benchmarks import autotune_peer, entry
+from benchmarks.cluster import Namespace, Switch, shaping_problem
 from benchmarks.sweep_report import report
-
-
-def shaping_problem():
-    """Why the link cannot be shaped here, or None."""
-    if os.geteuid() != 0:
-        return "shaping the link needs root (network namespaces and tc)"
-    missing = [b for b in ("ip", "tc") if shutil.which(b) is None]
-    if missing:
-        return f"shaping the link needs iproute2 ({', '.join(missing)} not found: apt-get install iproute2)"
-    return None
-
-
-def tbf(dev, rate):
-    """The tc command that limits what leaves `dev` to `rate`."""
-    return ["tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate, "burst", "512kb",
-            "latency", "100ms"]
-
-
-class Namespace:
-    """A network namespace whose loopback is limited to `rate`; removed on exit, whatever happens."""
-
-    def __init__(self, rate):
-        self.name, self.rate = f"hvdext-{os.getpid()}", rate
-
-    def __enter__(self):
-        subprocess.run(["ip", "netns", "add", self.name], check=True)
-        try:
-            self.exec(["ip", "link", "set", "lo", "up"])
-            self.exec(tbf("lo", self.rate))
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def exec(self, cmd, **kw):
-        return subprocess.run(["ip", "netns", "exec", self.name, *cmd], check=True, **kw)
-
-    def __exit__(self, *exc):
-        subprocess.run(["ip", "netns", "del", self.name], check=False)
-
-
-class Switch:
-    """One namespace per host, each linked to a bridge in a switch namespace by a veth pair whose
-    two ends are limited to `rate` (host uplink and downlink); removed on exit, whatever happens."""
-
-    SUBNET, SWITCH_IP = "10.77.0.{}", "10.77.0.254"
-
-    def __init__(self, hosts, rate):
-        tag = f"hvdext-{os.getpid()}"
-        self.name, self.rate = f"{tag}-sw", rate
-        self.hosts = [f"{tag}-h{k}" for k in range(hosts)]
-
-    def __enter__(self):
-        made = [self.name]
-        try:
-            subprocess.run(["ip", "netns", "add", self.name], check=True)
-            sw = ["ip", "netns", "exec", self.name]
-            for cmd in (["ip", "link", "set", "lo", "up"], ["ip", "link", "add", "br0", "type", "bridge"],
-                        ["ip", "addr", "add", f"{self.SWITCH_IP}/24", "dev", "br0"],
-                        ["ip", "link", "set", "br0", "up"]):
-                subprocess.run(sw + cmd, check=True)
-            for k, host in enumerate(self.hosts):
-                subprocess.run(["ip", "netns", "add", host], check=True)
-                made.append(host)
-                # Horovod 0.28.1 builds the Gloo context of a process set on the address this
-                # machine's name resolves to (not HOROVOD_GLOO_IFACE): `ip netns exec` reads
-                # /etc/netns/<ns>/hosts as /etc/hosts, so inside each host it is that host's.
-                os.makedirs(f"/etc/netns/{host}", exist_ok=True)
-                with open(f"/etc/netns/{host}/hosts", "w") as f:
-                    f.write(f"127.0.0.1 localhost\n{self.SUBNET.format(k + 1)} {socket.gethostname()}\n")
-                h = ["ip", "netns", "exec", host]
-                port = f"port{k}"
-                for cmd in (sw + ["ip", "link", "add", port, "type", "veth", "peer", "name", "eth0",
-                                  "netns", host],
-                            sw + ["ip", "link", "set", port, "master", "br0"],
-                            sw + ["ip", "link", "set", port, "up"],
-                            sw + tbf(port, self.rate),
-                            h + ["ip", "addr", "add", f"{self.SUBNET.format(k + 1)}/24", "dev", "eth0"],
-                            h + ["ip", "link", "set", "eth0", "up"],
-                            h + ["ip", "link", "set", "lo", "up"],
-                            h + tbf("eth0", self.rate)):
-                    subprocess.run(cmd, check=True)
-        except BaseException:
-            self.remove(made)
-            raise
-        return self
-
-    def remove(self, names):
-        for name in names:
-            subprocess.run(["ip", "netns", "del", name], check=False)
-            shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)
-
-    def __exit__(self, *exc):
-        self.remove([self.name, *self.hosts])
 
 
 def launch_switched(hosts, ranks_per_host, cmd):
@@ -131,6 +36,7 @@ def launch_switched(hosts, ranks_per_host, cmd):
     its host's namespace with the environment horovodrun would give it. Returns the first
     non-zero exit code (the other ranks are then stopped), or 0."""
     import time
+
     from horovod.runner.common.util.hosts import get_host_assignments, parse_hosts
     from horovod.runner.gloo_run import create_run_env_vars, create_slot_env_vars
     from horovod.runner.http.http_server import RendezvousServer

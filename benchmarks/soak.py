@@ -19,9 +19,10 @@ import horovod.torch as hvd
 import torch
 from horovod.torch import mpi_ops
 
+from benchmarks.charts import plot_soak
 from benchmarks.models import MLP, make_batch
+from benchmarks.optimizers import MODES, make, run_round
 from benchmarks.record import stored_config
-from benchmarks.throughput import MODES, make, run_round
 from horovod_ext.runtime.progress import Progress
 
 
@@ -64,22 +65,6 @@ def soak(name, args):
                    for k in ("fds", "handles", "buffer_bytes", "objects")})
 
 
-def plot(results, path, size, config):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, r in results.items():
-        ax.plot([s["step"] for s in r["samples"]], [s["rss_mb"] for s in r["samples"]], label=name)
-    ax.set_xlabel("steps after warm-up")
-    ax.set_ylabel("RSS of rank 0 (MiB)")
-    ax.set_title(f"Soak: MLP (width {config['width']}), {size} ranks, Gloo, batch "
-                 f"{config['batch_size']}/rank: RSS of rank 0 per mode", fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--modes", default=",".join(MODES), help=f"of {', '.join(MODES)}")
@@ -115,7 +100,7 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(dict(config=stored_config(args), size=hvd.size(), results=results), f, indent=1)
-    plot(results, os.path.splitext(args.json)[0] + ".png", hvd.size(), vars(args))
+    plot_soak(results, os.path.splitext(args.json)[0] + ".png", hvd.size(), vars(args))
     print(f"wrote {args.json}")
 
 

@@ -25,17 +25,16 @@ import horovod
 import horovod.torch as hvd
 import torch
 
-import horovod_ext as hvd_ext
 from benchmarks import peers
 from benchmarks.bound import measured_bound
 from benchmarks.charts import plot
 from benchmarks.charts import title as chart_title
-from benchmarks.models import BATCH, MODELS, inner_optimizer, loss_fn, make_batch
+from benchmarks.models import BATCH, MODELS, inner_optimizer, make_batch
+from benchmarks.optimizers import MODES, PEERS, TUNED, known, load_plugins, make, run_round
 from benchmarks.ratios import cell, speedup, verdict
 from benchmarks.record import stored_config
 from benchmarks.timeline import plot_timeline, read_timeline, summarize_trace
 from benchmarks.warmup import warm_up
-from horovod_ext import methods
 from horovod_ext.runtime.progress import Progress
 from horovod_ext.runtime.wire import wire_bytes
 
@@ -53,8 +52,13 @@ def parse_args():
     p.add_argument("--bucket-cap-mb", type=float, default=None,
                    help="bucket_cap_mb of every hvd_ext optimizer (default: sized to the model)")
     p.add_argument("--modes", default="horovod,sync",
-                   help=f"comma-separated, from: {', '.join(MODES)}; a mode of ours followed by "
+                   help=f"comma-separated, from: {', '.join(MODES)}, or any method of the catalog "
+                        "(horovod_ext.methods); a mode of ours followed by "
                         "@tuned runs under horovod-tuned's fusion threshold and cycle time")
+    p.add_argument("--plugin", action="append", default=[],
+                   help="a Python file or module imported first, which may register codecs "
+                        "(horovod_ext.codecs.register) and modes (horovod_ext.methods."
+                        "register_mode) that --modes then names; repeatable")
     p.add_argument("--json", default="results/throughput.json")
     p.add_argument("--link", default="unshaped",
                    help="the link's rate, for the record (run.py passes the rate it shapes)")
@@ -62,67 +66,6 @@ def parse_args():
                    help="after the timed rounds, trace a few steps of each optimizer with "
                         "Horovod's timeline (written beside --json) and report where the time went")
     return p.parse_args()
-
-
-# Benchmarked optimizers: the peers (peers.REGISTRY) and ours, name -> hvd_ext.DistributedOptimizer
-# arguments; stats=True measures the gradient noise scale on the way.
-PEERS = tuple(peers.REGISTRY)
-TUNED = "@tuned"  # a mode of ours under horovod-tuned's settings (needs horovod-tuned in --modes)
-# this harness's name -> a method of the catalog (horovod_ext.methods); the periodic modes at
-# period 4 so that a few timed steps hold whole periods, PowerSGD compressing from step 2.
-METHODS = {"sync": "sync", "sync-fp16": "sync+fp16", "delayed-fp16": "delayed+fp16",
-           "powersgd": "sync+powersgd-r4-s2", "delayed-powersgd": "delayed+powersgd-r4-s2",
-           "int8": "sync+int8", "delayed-int8": "delayed+int8", "delayed": "delayed",
-           "delayed2": "delayed-k2", "leader": "leader-H4-p0.2", "easgd": "easgd-H4",
-           "localsgd": "localsgd-H4", "diloco": "diloco-H4", "diloco-H8": "diloco-H8-o1.0-m0.5",
-           "diloco-H32": "diloco-H32-o1.0-m0.5", "localsgd-H32": "localsgd-H32"}
-MODES = {**{name: name for name in PEERS},
-         **{name: methods.parse(m).kwargs() for name, m in METHODS.items()},
-         # settings of the harness beside a method: Sync's forward overlap, the statistics, a
-         # bucket cap
-         "sync-overlap": dict(mode=hvd_ext.Sync(overlap_forward=True)),
-         "sync+stats": dict(mode=hvd_ext.Sync(), stats=True),
-         "delayed+stats": dict(mode=hvd_ext.Delayed(staleness=1), stats=True),
-         "sync-25mb": dict(mode=hvd_ext.Sync(), bucket_cap_mb=25)}
-
-
-def make(args_name, base, args):
-    name = args_name.removesuffix(TUNED)
-    model = copy.deepcopy(base)
-    opt = inner_optimizer(args.model, model.parameters(), hvd.size())
-    if name in PEERS:
-        return peers.REGISTRY[name].wrap(model, opt)
-    else:
-        kwargs = dict(MODES[name])
-        if kwargs.pop("stats", False):
-            kwargs["stats"] = hvd_ext.GradientStats(
-                batch_size=args.batch_size, history=getattr(args, "stats_history", 10_000))
-        kwargs.setdefault("bucket_cap_mb", args.bucket_cap_mb)
-        if name != args_name:  # @tuned: under horovod-tuned's settings, nothing of its own
-            kwargs["tune"] = False
-        opt = hvd_ext.DistributedOptimizer(opt, named_parameters=model.named_parameters(),
-                                           **kwargs)
-    return model, opt
-
-
-def run_round(model, opt, data, target, n, marks=None):
-    """n training steps, then flush() where the optimizer has one, so every gradient of the
-    round has crossed the wire inside the timed window (a delayed mode's last allreduces
-    included). Returns the mean step time of the round (seconds). ``marks``, a list, gets each
-    step's (start, backward end, step end) in microseconds since the epoch, the clock of
-    Horovod's timeline."""
-    t0 = time.perf_counter()
-    ours = hasattr(opt, "flush")
-    for _ in range(n):
-        a = time.time()
-        opt.zero_grad()
-        (loss := loss_fn(model(data), target)).backward()
-        b = time.time()
-        opt.step(loss=loss) if ours else opt.step()  # leader modes elect by the loss
-        if marks is not None:
-            marks.append((a * 1e6, b * 1e6, time.time() * 1e6))
-    opt.flush() if ours else None
-    return (time.perf_counter() - t0) / n
 
 
 def main():
@@ -136,11 +79,13 @@ def main():
     torch.manual_seed(0)
     base = MODELS[args.model]()
     data, target = make_batch(args.model, args.batch_size)
+    load_plugins(args.plugin)
     names, tuned_peer = args.modes.split(","), peers.tuned_name()
-    unknown = [n for n in names if n.removesuffix(TUNED) not in MODES
+    unknown = [n for n in names if not known(n.removesuffix(TUNED))
                or (n.endswith(TUNED) and (n in PEERS or tuned_peer not in names))]
     if unknown or names[0] != "horovod":
-        raise SystemExit(f"--modes must start with horovod and name only {', '.join(MODES)} (a "
+        raise SystemExit(f"--modes must start with horovod and name only {', '.join(MODES)} or "
+                         f"methods of the catalog (a "
                          f"mode of ours may end in {TUNED} when {tuned_peer} is listed); got "
                          f"{args.modes}")
     if tuned_peer in names and not peers.has_setter():

@@ -24,8 +24,8 @@ import subprocess
 import sys
 
 from benchmarks import entry
+from benchmarks.cluster import Namespace, shaping_problem
 from benchmarks.models import TEXT_SHAPE
-from benchmarks.run import Namespace, shaping_problem
 from benchmarks.ttl_report import combine, plot, table
 
 # method -> (its training math in science/diloco_text.py, its mode in throughput.py, a peer).

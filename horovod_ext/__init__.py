@@ -7,6 +7,7 @@ The faces below are imported on first use, so that ``import horovod_ext.ops`` (t
 import importlib
 
 from horovod_ext._version import __version__
+from horovod_ext.runtime import log  # noqa: F401  (HVD_EXT_LOG_LEVEL is read, and checked, here)
 
 # public name -> the module that defines it
 _FACES = {"Compression": "horovod_ext.compression", "PowerSGD": "horovod_ext.codecs",

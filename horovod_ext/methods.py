@@ -164,14 +164,8 @@ def canonical(name: str) -> str:
 _LABELLED = ("sync", "delayed", "localsgd", "easgd", "leader", "diloco")  # settings worded below
 
 
-def label(name: str) -> str:
-    """The method's readable name for tables and plots ("DiLoCo, H=32, outer lr 1.0 / momentum
-    0.5, 4 fragments, fp16 pseudo-gradient"); the name itself when it is not in the catalog."""
-    try:
-        m = parse(name)
-    except ValueError:
-        return name
-    s, parts = dict(m.mode_settings), [MODES[m.mode].words]
+def _settings_words(m):
+    s, parts = dict(m.mode_settings), []
     if "staleness" in s:
         parts.append(f"staleness {s['staleness']}")
     if "period" in s:
@@ -182,14 +176,21 @@ def label(name: str) -> str:
         parts.append(f"outer lr {s.get('outer_lr', 0.7)} / momentum "
                      f"{s.get('outer_momentum', 0.9)}" if {"outer_lr", "outer_momentum"} & set(s)
                      else "the paper's outer lr 0.7 / momentum 0.9")
-        if "fragments" in s:
-            parts.append(f"{s['fragments']} fragments")
-        if "overlap" in s:
-            parts.append(f"overlap {s['overlap']}")
-        if "mix" in s:
-            parts.append(f"mix {s['mix']}")
-    if m.mode not in _LABELLED:
-        parts += [f"{f} {v}" for f, v in m.mode_settings]
+        parts += [f"{s[k]} {w}" if k == "fragments" else f"{w} {s[k]}"
+                  for k, w in (("fragments", "fragments"), ("overlap", "overlap"), ("mix", "mix"))
+                  if k in s]
+    return parts
+
+
+def label(name: str) -> str:
+    """The method's readable name for tables and plots ("DiLoCo, H=32, outer lr 1.0 / momentum
+    0.5, 4 fragments, fp16 pseudo-gradient"); the name itself when it is not in the catalog."""
+    try:
+        m = parse(name)
+    except ValueError:
+        return name
+    parts = [MODES[m.mode].words] + (_settings_words(m) if m.mode in _LABELLED else
+                                     [f"{f} {v}" for f, v in m.mode_settings])
     if m.codec is not None:
         codec = CODECS[m.codec].label(dict(m.codec_settings))
         if m.mode == "diloco" and m.codec == "fp16":

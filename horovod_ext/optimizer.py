@@ -18,7 +18,7 @@ from horovod_ext.modes.base import ModeConfig, Settings
 from horovod_ext.runtime import checks, log
 from horovod_ext.runtime.failure import check_nonfinite
 from horovod_ext.runtime.names import parameter_names
-from horovod_ext.runtime.same_setup import check_same_setup, same_setup_at_construction
+from horovod_ext.runtime.same_setup import check_same_setup, described, same_setup_at_construction
 from horovod_ext.runtime.session import SessionWatch
 from horovod_ext.stats import GradientStats
 
@@ -234,7 +234,8 @@ def DistributedOptimizer(
     if named_parameters is not None:
         named_parameters = list(named_parameters)
     setup = same_setup_at_construction(optimizer, named_parameters, process_set, dict(
-        mode=repr(mode), optimizer=type(optimizer).__name__, compression=repr(compression),
+        mode=described(mode), optimizer=type(optimizer).__name__,
+        compression=described(compression),
         backward_passes_per_step=repr(backward_passes_per_step), op=repr(op),
         gradient_predivide_factor=repr(gradient_predivide_factor), num_groups=repr(num_groups),
         groups=repr(groups if not isinstance(groups, list) else [len(g) for g in groups]),

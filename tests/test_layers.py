@@ -66,4 +66,40 @@ def test_kernels_import_without_horovod():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('horovod', 'horovod_ext')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert eval(out.stdout) == ["horovod_ext", "horovod_ext._C", "horovod_ext._version",
-                                "horovod_ext.ops"]
+                                "horovod_ext.ops", "horovod_ext.runtime", "horovod_ext.runtime.log"]
+
+
+def _benchmark_modules():
+    for p in sorted((ROOT / "benchmarks").rglob("*.py")):
+        yield ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"), p
+
+
+ENTRIES = {m for m, p in _benchmark_modules() if 'if __name__ == "__main__"' in p.read_text()}
+
+
+def _benchmark_imports(path):
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("benchmarks"):
+            out |= ({f"{node.module}.{a.name}" for a in node.names}
+                    if node.module in ("benchmarks", "benchmarks.science") else {node.module})
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("benchmarks")}
+    return out
+
+
+@pytest.mark.parametrize("module,path", list(_benchmark_modules()), ids=lambda x: str(x))
+def test_benchmarks_import_shared_modules_only(module, path):
+    """An entry point (``python -m benchmarks.<entry>``) imports shared modules, never another
+    entry point; the experiments (benchmarks.science) build on the benchmarks' shared modules,
+    which import nothing of the experiments."""
+    got = _benchmark_imports(path)
+    assert not got & ENTRIES, f"{module} imports entry points {sorted(got & ENTRIES)}"
+    if not module.startswith("benchmarks.science"):
+        down = sorted(m for m in got if m.startswith("benchmarks.science"))
+        assert not down, f"{module} imports from the experiments: {down}"
+
+
+def test_entry_points_are_found():
+    assert {"benchmarks.throughput", "benchmarks.run", "benchmarks.soak",
+            "benchmarks.science.diloco_text"} <= ENTRIES

@@ -42,7 +42,7 @@ def test_the_map_names_only_what_exists():
 
 def test_the_map_reads_bare_names_in_the_folder_before_them():
     names = listed()
-    assert {"horovod_ext/modes/easgd.py", "benchmarks/science/labels.py",
+    assert {"horovod_ext/modes/easgd.py", "benchmarks/diloco_charts.py",
             "horovod_ext/engine/search_space.py", "horovod_ext/runtime/horovod_knobs.py"} <= names
     assert "easgd.py" not in names
 

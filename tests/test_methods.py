@@ -5,8 +5,8 @@ the part of the name that is wrong."""
 import pytest
 
 import horovod_ext as hvd_ext
-from benchmarks import throughput
-from benchmarks.science.labels import label
+from benchmarks import optimizers
+from benchmarks.labels import label
 from horovod_ext import methods
 from horovod_ext.advisor import recommend
 
@@ -68,9 +68,9 @@ def test_the_advisors_candidates_are_catalog_methods():
 
 
 def test_the_throughput_harness_takes_its_methods_from_the_catalog():
-    assert throughput.MODES["leader"] == dict(mode=hvd_ext.Leader(period=4, pull=0.2))
-    assert throughput.MODES["powersgd"]["compression"] == hvd_ext.PowerSGD(rank=4, start_step=2)
-    assert set(throughput.METHODS) <= set(throughput.MODES)
+    assert optimizers.MODES["leader"] == dict(mode=hvd_ext.Leader(period=4, pull=0.2))
+    assert optimizers.MODES["powersgd"]["compression"] == hvd_ext.PowerSGD(rank=4, start_step=2)
+    assert set(optimizers.METHODS) <= set(optimizers.MODES)
 
 
 @pytest.mark.parametrize("name, needle", [

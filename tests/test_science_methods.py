@@ -4,9 +4,8 @@ before any training, and fragments of the 3-layer model split its bytes nearly e
 import pytest
 
 import horovod_ext as hvd_ext
-
 from benchmarks.science.diloco_text import DEFAULT_METHODS, method
-from benchmarks.science.noise_scale import CharMLP
+from benchmarks.tasks import CharMLP
 
 
 def test_a_diloco_name_spells_every_field():

@@ -3,7 +3,7 @@
     python -m benchmarks.science.critical_batch --json docs/results/critical_batch.json
 
 Measured: the fewest steps to a training loss (--target) at each global batch of --batches, the
-learning rate chosen per batch from a grid (plain SGD, one process: noise_scale.train), and the
+learning rate chosen per batch from a grid (plain SGD, one process: tasks.train), and the
 fit S(B) = S_min (1 + B_crit/B) (McCandlish et al. 2018; the same curve as
 (S/S_min - 1)(E/E_min - 1) = 1 with E = S B). Estimated: at each batch of --estimate-at, the best
 run is repeated with GradientStats fed two half-batch gradients per step (two virtual ranks,
@@ -22,8 +22,8 @@ import torch
 
 import horovod_ext as hvd_ext
 from benchmarks.models import TEXT_SHAPE
-from benchmarks.science.noise_scale import best, fit_both, task, train
 from benchmarks.science.training import write_results
+from benchmarks.tasks import best, fit_both, task, train
 from horovod_ext.runtime.progress import progress
 
 

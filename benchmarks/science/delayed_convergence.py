@@ -13,7 +13,7 @@ import horovod.torch as hvd
 import torch
 
 import horovod_ext as hvd_ext
-from benchmarks.science.mnist_data import Net, mnist_split
+from benchmarks.mnist_data import Net, mnist_split
 from benchmarks.science.training import accuracy, train_epochs, write_results
 from horovod_ext.runtime.progress import progress
 

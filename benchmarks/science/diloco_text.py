@@ -13,13 +13,12 @@ the evaluations' consensus) and the largest single step's bytes are recorded. Me
 named as the catalog names them (horovod_ext.methods: diloco-H32-o1.0-m0.5-f4+fp16); the
 stored runs' names (diloco_H32_o1.0_m0.5_frag4_fp16) read too.
 Validation loss every --eval-every steps, against steps and against bytes, goes to a PNG beside
-the JSON (a heatmap when every method is a DiLoCo outer setting; diloco_plots.py). Ranks may
+the JSON (a heatmap when every method is a DiLoCo outer setting; benchmarks/diloco_charts.py). Ranks may
 share cores: wall-clock is not compared here.
 """
 import argparse
 import contextlib
 import math
-import re
 import time
 
 import horovod.torch as hvd
@@ -27,9 +26,9 @@ import torch
 import torch.nn.functional as F
 
 import horovod_ext as hvd_ext
-from benchmarks.science.diloco_plots import plot
-from benchmarks.science.noise_scale import task
+from benchmarks.diloco_charts import plot
 from benchmarks.science.training import write_results
+from benchmarks.tasks import task
 from horovod_ext import methods
 from horovod_ext.runtime.progress import progress
 

@@ -23,7 +23,7 @@ when it is within 5% of it (a prediction is not closer than that).
 import json
 import math
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from horovod_ext import methods
 from horovod_ext.stats import recent_noise_scale
@@ -47,9 +47,9 @@ HOW = {name: methods.spelled(m) for name, m in CANDIDATES.items()}  # what each 
 
 
 def shape(name: str) -> Tuple[str, str, int, int]:
-    """Candidate ``name``'s (how it exchanges: sync, delayed or periodic; wire format of the
-    probe's trace; period H; staleness k)."""
-    m = methods.parse(CANDIDATES[name])
+    """Candidate ``name``'s (a candidate or any method of the catalog: how it exchanges: sync,
+    delayed or periodic; wire format of the probe's trace; period H; staleness k)."""
+    m = methods.parse(CANDIDATES.get(name, name))
     s = dict(m.mode_settings)
     return ("periodic" if "period" in s else m.mode, m.codec or "fp32", s.get("period", 1),
             s.get("staleness", 0))
@@ -99,10 +99,12 @@ def steps_factor(name: str, trace: Dict[str, Any], critical_batch: Optional[floa
 
 
 def recommendation(trace: Dict[str, Any], stats: Any = None,
-                   measured: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                   measured: Optional[Dict[str, Any]] = None,
+                   extra: Sequence[str] = ()) -> Dict[str, Any]:
     """Per candidate: predicted step time, steps factor, time to a loss relative to sync; and
     the candidate with the least. ``stats``: a GradientStats or its JSON (default: the trace's
-    own, from the probe's few steps)."""
+    own, from the probe's few steps). ``extra``: methods of the catalog to predict beside the
+    candidates (their wire format must be in the trace: a codec the probe measured)."""
     measured = measured or measured_factors()
     if stats is not None and not isinstance(stats, dict):
         stats = stats.to_json()
@@ -110,11 +112,12 @@ def recommendation(trace: Dict[str, Any], stats: Any = None,
     crit = recent_noise_scale(stats["history"]) if stats and stats.get("history") else None
     sync_ms = step_ms(trace, "sync")
     rows = {}
-    for name in CANDIDATES:
+    for name in [*CANDIDATES, *extra]:
         ms = step_ms(trace, name)
         factor, basis = steps_factor(name, trace, crit, measured)
         rows[name] = {"step_ms": ms, "steps_factor": factor, "steps_basis": basis,
-                      "time_vs_sync": factor * ms / sync_ms, "how": HOW[name]}
+                      "time_vs_sync": factor * ms / sync_ms,
+                      "how": HOW.get(name) or methods.spelled(name)}
     best = min((n for n in rows if math.isfinite(rows[n]["time_vs_sync"])),
                key=lambda n: rows[n]["time_vs_sync"])
     if rows[EXACT]["time_vs_sync"] <= EXACT_MARGIN * rows[best]["time_vs_sync"]:

@@ -9,9 +9,6 @@ what each codec decided per tensor. Without the variable the logger is left to t
 import logging
 import os
 
-import horovod.torch as hvd
-from horovod.torch import mpi_ops
-
 logger = logging.getLogger("horovod_ext")
 _ENV = "HVD_EXT_LOG_LEVEL"
 
@@ -30,9 +27,14 @@ def _configure():
     logger.propagate = False
 
 
+def _first_rank():
+    import horovod.torch as hvd  # here: the package's face reads the level without Horovod
+    return hvd.is_initialized() and hvd.rank() == 0
+
+
 def shown():
     """True when a DEBUG record would be printed here (the first rank, DEBUG enabled)."""
-    return logger.isEnabledFor(logging.DEBUG) and hvd.is_initialized() and hvd.rank() == 0
+    return logger.isEnabledFor(logging.DEBUG) and _first_rank()
 
 
 def debug(message, *args):
@@ -43,12 +45,13 @@ def debug(message, *args):
 
 def info(message, *args):
     """An INFO record on the first rank."""
-    if logger.isEnabledFor(logging.INFO) and hvd.is_initialized() and hvd.rank() == 0:
+    if logger.isEnabledFor(logging.INFO) and _first_rank():
         logger.info(message, *args)
 
 
 def op_name(op):
     """Horovod's reduction op by name (they are integers)."""
+    from horovod.torch import mpi_ops
     names = {getattr(mpi_ops, n): n for n in ("Average", "Sum", "Adasum", "Min", "Max", "Product")
              if hasattr(mpi_ops, n)}
     return names.get(op, repr(op))

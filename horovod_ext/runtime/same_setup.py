@@ -41,6 +41,17 @@ def check_same_setup(params, names, config, process_set):
     raise ValueError(describe_mismatch(everyone, ranks))
 
 
+def described(obj):
+    """``repr(obj)``, the same on every rank for equal arguments: an object with the default
+    repr (which shows its address, as a codec class of the user's may) is named by its class and
+    its attributes instead."""
+    text = repr(obj)
+    if type(obj).__repr__ is not object.__repr__:
+        return text
+    fields = ", ".join(f"{k}={v!r}" for k, v in sorted(vars(obj).items()) if not k.startswith("_"))
+    return f"{type(obj).__qualname__}({fields})"
+
+
 def describe_mismatch(everyone, ranks):
     """The first difference between the ranks' (config, entries), as one sentence."""
     (config0, entries0), r0 = everyone[0], ranks[0]

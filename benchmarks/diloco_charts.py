@@ -1,14 +1,10 @@
 """Plots of diloco_text.py's results: validation loss against steps and against bytes per rank,
 or, for a grid of DiLoCo outer settings, the best validation loss per (outer_lr, momentum).
-
-    python -m benchmarks.science.diloco_plots docs/results/diloco_outer_grid.json   # PNG beside it
+``python -m benchmarks.replot`` redraws them from the stored JSON.
 """
-import argparse
-import json
-import os
 import re
 
-from benchmarks.science.labels import label
+from benchmarks.labels import label
 
 OUTER = re.compile(r"diloco_H\d+_o(?P<lr>[\d.]+)_m(?P<mu>[\d.]+)")
 
@@ -72,15 +68,3 @@ def outer_heatmap(out, grid, png):
     ax.set_title(title(out), fontsize=9)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
-
-
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("results", nargs="+", help="JSON of diloco_text.py; the PNG goes beside it")
-    for path in p.parse_args().results:
-        with open(path) as f:
-            plot(json.load(f), os.path.splitext(path)[0] + ".png")
-
-
-if __name__ == "__main__":
-    main()
