@@ -20,9 +20,10 @@ from horovod_ext import methods
 PEERS = tuple(peers.REGISTRY)
 TUNED = "@tuned"  # a mode of ours under horovod-tuned's settings (needs horovod-tuned in --modes)
 # this harness's name -> a method of the catalog (horovod_ext.methods); the periodic modes at
-# period 4 so that a few timed steps hold whole periods, PowerSGD compressing from step 2.
+# period 4 so that a few timed steps hold whole periods; PowerSGD as trained (warmed up past its
+# start step, steady_after).
 METHODS = {"sync": "sync", "sync-fp16": "sync+fp16", "delayed-fp16": "delayed+fp16",
-           "powersgd": "sync+powersgd-r4-s2", "delayed-powersgd": "delayed+powersgd-r4-s2",
+           "powersgd": "sync+powersgd-r4", "delayed-powersgd": "delayed+powersgd-r4",
            "int8": "sync+int8", "delayed-int8": "delayed+int8", "delayed": "delayed",
            "delayed2": "delayed-k2", "leader": "leader-H4-p0.2", "easgd": "easgd-H4",
            "localsgd": "localsgd-H4", "diloco": "diloco-H4", "diloco-H8": "diloco-H8-o1.0-m0.5",
@@ -56,6 +57,17 @@ def known(name):
     except ValueError:
         return False
     return True
+
+
+def steady_after(name):
+    """Steps before optimizer ``name`` runs as it will from then on: a peer's ``warmup``, our
+    codec's ``start_step`` (PowerSGD sends whole gradients before it), else 0."""
+    if name in PEERS:
+        return peers.REGISTRY[name].warmup
+    if name == "compute" or name not in MODES and not known(name):
+        return 0
+    codec = (MODES.get(name) or methods.parse(name).kwargs()).get("compression")
+    return getattr(codec, "start_step", 0)
 
 
 def make(args_name, base, args):

@@ -13,7 +13,7 @@ import itertools
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import horovod.torch as hvd
 import torch
@@ -102,13 +102,16 @@ def make_ddp_fp16(model):
     return ddp
 
 
+# DDP + PowerSGD's settings, for its training runs and its step times alike: rank 4, whole
+# gradients for the first 10 steps as our PowerSGD's default, error feedback and warm start on.
+DDP_POWERSGD = dict(matrix_approximation_rank=4, start_powerSGD_iter=10, min_compression_rate=2)
+
+
 def make_ddp_powersgd(model):
-    """DDP with ``powerSGD_hook`` at rank 4, compressing from the third step, as its documentation
-    sets it up (error feedback and warm start on)."""
+    """DDP with ``powerSGD_hook`` at ``DDP_POWERSGD``, as its documentation sets it up."""
     from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook
     ddp = make_ddp(model)
-    state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=4,
-                                        start_powerSGD_iter=2, min_compression_rate=2)
+    state = powerSGD_hook.PowerSGDState(process_group=None, **DDP_POWERSGD)
     ddp.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
     return ddp
 
@@ -118,12 +121,18 @@ class Peer:
     """A peer: ``wrap(model, optimizer)`` returns what the training loop uses: (model, optimizer);
     ``label`` names the optimizer; ``tuned``: runs under TunedHorovod's setting; ``wire``: the
     bytes it sends per step as a fraction of a float32 allreduce of every gradient (None: not
-    known without reading the hook's state)."""
+    known without reading the hook's state). How it trains: ``trains``, the method of ours with
+    the same math (a catalog name: its training run is that method's), or None for a training
+    run of its own (``ddp_module(model)``, the DDP module the training loop steps through);
+    ``warmup``: steps before its steady state (the step times are taken after them)."""
 
     label: str
     wrap: Callable
     tuned: bool = False
     wire: float = 1.0
+    trains: Optional[str] = None
+    ddp_module: Optional[Callable] = None
+    warmup: int = 0
 
 
 def _horovod(compression=None):
@@ -138,17 +147,22 @@ def _ddp(make):
     return lambda model, opt: (make(model), opt)
 
 
+# Horovod's average is Sync's to the bit (the equality tests), DDP's alike; Horovod + fp16 is
+# Horovod's Compression.fp16 either way; DDP's hooks round differently and train on their own.
 REGISTRY = {
-    "horovod": Peer("hvd.DistributedOptimizer", _horovod()),
-    "horovod-tuned": Peer("hvd.DistributedOptimizer", _horovod(), tuned=True),
+    "horovod": Peer("hvd.DistributedOptimizer", _horovod(), trains="sync"),
+    "horovod-tuned": Peer("hvd.DistributedOptimizer", _horovod(), tuned=True, trains="sync"),
     "horovod-fp16": Peer("hvd.DistributedOptimizer + Compression.fp16",
-                         _horovod(hvd.Compression.fp16), wire=0.5),
-    "ddp": Peer("DistributedDataParallel", _ddp(make_ddp)),
+                         _horovod(hvd.Compression.fp16), wire=0.5, trains="sync+fp16"),
+    "ddp": Peer("DistributedDataParallel", _ddp(make_ddp), trains="sync"),
     "ddp-fp16": Peer("DistributedDataParallel + fp16_compress_hook", _ddp(make_ddp_fp16),
-                     wire=0.5),
+                     wire=0.5, ddp_module=make_ddp_fp16),
     "ddp-powersgd": Peer("DistributedDataParallel + powerSGD_hook (rank 4)",
-                         _ddp(make_ddp_powersgd), wire=None),
+                         _ddp(make_ddp_powersgd), wire=None, ddp_module=make_ddp_powersgd,
+                         warmup=DDP_POWERSGD["start_powerSGD_iter"]),
 }
+# the names the stored training runs gave the peers that train on their own
+STORED_AS = {"ddp_powersgd_r4": "ddp-powersgd", "ddp_fp16": "ddp-fp16"}
 
 
 def tuned_name():

@@ -30,7 +30,8 @@ from benchmarks.bound import measured_bound
 from benchmarks.charts import plot
 from benchmarks.charts import title as chart_title
 from benchmarks.models import BATCH, MODELS, inner_optimizer, make_batch
-from benchmarks.optimizers import MODES, PEERS, TUNED, known, load_plugins, make, run_round
+from benchmarks.optimizers import (MODES, PEERS, TUNED, known, load_plugins, make, run_round,
+                                   steady_after)
 from benchmarks.ratios import cell, speedup, verdict
 from benchmarks.record import stored_config
 from benchmarks.timeline import plot_timeline, read_timeline, summarize_trace
@@ -98,7 +99,8 @@ def main():
     flat = torch.zeros(sum(p.numel() for p in base.parameters()))
     rank0 = hvd.rank() == 0
     tuned = peers.TunedHorovod() if tuned_peer in names else None
-    setting, tuning = warm_up(runs, tuned, args.warmup,
+    warmups = {n: max(args.warmup, steady_after(n.removesuffix(TUNED))) for n in runs}
+    setting, tuning = warm_up(runs, tuned, warmups,
                               lambda n, k: run_round(*runs[n], data, target, k),
                               lambda line: print(line, flush=True) if rank0 else None)
     step_times, sent = {n: [] for n in runs}, {n: 0.0 for n in names}  # sent: in the rounds

@@ -23,33 +23,20 @@ import os
 import subprocess
 import sys
 
-from benchmarks import entry
+from benchmarks import entry, optimizers, peers
 from benchmarks.cluster import Namespace, shaping_problem
 from benchmarks.models import TEXT_SHAPE
 from benchmarks.ttl_report import combine, plot, table
+from horovod_ext import methods as catalog
+from horovod_ext.advisor import recommend
 
-# method -> (its training math in science/diloco_text.py, its mode in throughput.py, a peer).
-# Exact methods share one training run: they apply the same average (the equality tests hold
-# Sync to hvd.DistributedOptimizer's result within 1e-5; DDP averages alike). Horovod + fp16 is
-# Horovod's Compression.fp16 either way.
-METHODS = {
-    "horovod": ("sync", "horovod", True),
-    "horovod-tuned": ("sync", "horovod-tuned", True),
-    "horovod-fp16": ("sync_fp16", "horovod-fp16", True),
-    "ddp": ("sync", "ddp", True),
-    "ddp-fp16": ("ddp_fp16", "ddp-fp16", True),
-    "ddp-powersgd": ("ddp_powersgd_r4", "ddp-powersgd", True),
-    "sync": ("sync", "sync", False),
-    "sync-fp16": ("sync_fp16", "sync-fp16", False),
-    "delayed": ("delayed", "delayed", False),
-    "delayed-fp16": ("delayed_fp16", "delayed-fp16", False),
-    "powersgd": ("powersgd_r4", "powersgd", False),
-    "int8": ("int8", "int8", False),
-    "diloco-H8": ("diloco_H8_o1.0_m0.5", "diloco-H8", False),
-    "diloco-H32": ("diloco_H32_o1.0_m0.5", "diloco-H32", False),
-    "localsgd-H32": ("localsgd_H32", "localsgd-H32", False),
-}
-PROXIED = ("horovod", "horovod-tuned", "ddp", "horovod-fp16")  # trained as one of ours
+# method -> (its training run in science/diloco_text.py, its optimizer in the throughput
+# harness, a peer). A peer trains as the method of ours with the same math (peers.REGISTRY:
+# ``trains``) or on its own, and is timed as itself; a method of ours (the advisor's candidates)
+# is trained and timed by its catalog name, so both mean the same settings.
+METHODS = {**{name: (p.trains or name, name, True) for name, p in peers.REGISTRY.items()},
+           **{name: (m, m, False) for name, m in recommend.CANDIDATES.items()}}
+PROXIED = tuple(n for n, p in peers.REGISTRY.items() if p.trains)  # trained as one of ours
 ROUND_STEPS = 32  # steps per timed round: whole periods of every periodic method
 
 
@@ -108,6 +95,31 @@ def train_command(args, methods, seeds, lrs, out):
         "--hidden-layers", str(TEXT_SHAPE["hidden_layers"]), "--width", str(TEXT_SHAPE["width"])])
 
 
+def _same(stored, name, harness):
+    """Whether a stored part's ``stored`` name is method ``name``: earlier names read through the
+    catalog (``powersgd_r4`` is ``sync+powersgd-r4``), the harness's through its table."""
+    stored = peers.STORED_AS.get(stored, stored)
+    if harness:
+        stored = optimizers.METHODS.get(stored, stored)
+    if stored == name:
+        return True
+    try:
+        return catalog.key(stored) == catalog.key(name)
+    except ValueError:
+        return False
+
+
+def _named(stored, names, harness=False):
+    """The name of ``names`` that a stored part's name means (itself when none does)."""
+    return next((n for n in names if n == stored), None) \
+        or next((n for n in names if _same(stored, n, harness)), stored)
+
+
+def _rekey(stored, names):
+    """``stored`` (name -> part) under the names of ``names`` that mean the same methods."""
+    return {_named(k, names): v for k, v in stored.items()}
+
+
 def train(args, methods, env):
     """The training curves, from --train-json when it holds these settings, else trained."""
     want = dict(ranks=args.np, steps=args.steps, batch=args.batch,
@@ -117,6 +129,7 @@ def train(args, methods, env):
     if args.recombine or os.path.exists(args.train_json):
         with open(args.train_json) as f:
             have = json.load(f)
+        have["methods"] = _rekey(have["methods"], need)
         same = all(have.get(k) == v for k, v in want.items())
         if args.recombine or same and need <= set(have["methods"]) and all(
                 [r["seed"] for r in have["methods"][c]["runs"]] == seeds for c in need):
@@ -137,7 +150,11 @@ def step_times(args, methods, env):
                         "--steps", str(ROUND_STEPS), "--rounds", str(args.rounds), "--warmup",
                         "3", "--json", out], env=env, check=True)
     with open(out) as f:
-        return json.load(f)
+        timed = json.load(f)
+    names = ["horovod"] + [METHODS[m][1] for m in methods]
+    for r in timed["results"]:
+        r["mode"] = _named(r["mode"], names, harness=True)
+    return timed
 
 
 def under_link(rate, cmd, env):
@@ -159,7 +176,7 @@ def check(args, name, trained, env):
         under_link(args.rate, train_command(args, [name], str(run["runs"][0]["seed"]),
                                             str(run["lr"]), out), env)
     with open(out) as f:
-        return json.load(f)["methods"][curve]["runs"][0]["curve"]
+        return _rekey(json.load(f)["methods"], [curve])[curve]["runs"][0]["curve"]
 
 
 def main(argv=None):

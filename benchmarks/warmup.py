@@ -26,18 +26,19 @@ def knobs_applied(fusion_mb, cycle_ms):
 
 def warm_up(runs, tuned_peer, warmup, run_steps, log):
     """``runs``: name -> (model, optimizer); ``tuned_peer``: the TunedHorovod or None, tuned here
-    on its own optimizer; ``run_steps(name, n)`` runs n untimed steps. Returns (name -> context
+    on its own optimizer; ``warmup``: name -> its untimed steps at least; ``run_steps(name, n)``
+    runs n untimed steps. Returns (name -> context
     manager to run its rounds under, name -> its tuner's record with the warm-up's seconds)."""
     setting = {n: contextlib.nullcontext for n in runs}
     tuning = {}
     for n, (_, opt) in runs.items():
         record = getattr(opt, "tuned", None)
         if record is None:
-            run_steps(n, warmup)
+            run_steps(n, warmup[n])
             continue
         t0 = time.perf_counter()
-        run_steps(n, max(warmup, record["budget"]))
-        record = dict(opt.tuned, warmup_steps=max(warmup, record["budget"]),
+        run_steps(n, max(warmup[n], record["budget"]))
+        record = dict(opt.tuned, warmup_steps=max(warmup[n], record["budget"]),
                       warmup_seconds=time.perf_counter() - t0)
         tuning[n] = record
         if not record["done"]:

@@ -138,6 +138,13 @@ def parse(name: str) -> Method:
     return method
 
 
+def key(name: str) -> Tuple[str, str]:
+    """What the method is, whatever its spelling: ``key("delayed") == key("delayed-k1")`` and
+    ``key("powersgd_r4") == key("sync+powersgd-r4")``."""
+    kw = parse(name).kwargs()
+    return repr(kw["mode"]), repr(kw.get("compression"))
+
+
 def canonical(name: str) -> str:
     """``name`` in the catalog's grammar: earlier spellings (``LEGACY``, and the underscore
     forms ``diloco_H32_o1.0_m0.5_frag4_fp16``, ``powersgd_r4``, ``localsgd_H32``) mapped."""

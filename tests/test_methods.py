@@ -69,7 +69,9 @@ def test_the_advisors_candidates_are_catalog_methods():
 
 def test_the_throughput_harness_takes_its_methods_from_the_catalog():
     assert optimizers.MODES["leader"] == dict(mode=hvd_ext.Leader(period=4, pull=0.2))
-    assert optimizers.MODES["powersgd"]["compression"] == hvd_ext.PowerSGD(rank=4, start_step=2)
+    assert optimizers.MODES["powersgd"]["compression"] == hvd_ext.PowerSGD(rank=4)
+    assert optimizers.steady_after("powersgd") == 10 and optimizers.steady_after("sync") == 0
+    assert optimizers.steady_after("ddp-powersgd") == 10  # the same settings as it trains with
     assert set(optimizers.METHODS) <= set(optimizers.MODES)
 
 
@@ -83,3 +85,11 @@ def test_the_throughput_harness_takes_its_methods_from_the_catalog():
 def test_bad_names_are_refused_naming_the_part(name, needle):
     with pytest.raises(ValueError, match=needle):
         methods.parse(name)
+
+
+def test_a_method_has_one_key_whatever_its_spelling():
+    assert methods.key("delayed") == methods.key("delayed-k1") == methods.key("delayed-fp16")[:1] + (
+        "None",)
+    assert methods.key("powersgd_r4") == methods.key("sync+powersgd-r4")
+    assert methods.key("diloco-H8") != methods.key("diloco-H8-o1.0-m0.5")
+    assert methods.key("sync+powersgd-r4") != methods.key("sync+powersgd-r4-s2")

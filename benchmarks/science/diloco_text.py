@@ -27,12 +27,12 @@ import torch.nn.functional as F
 
 import horovod_ext as hvd_ext
 from benchmarks.diloco_charts import plot
+from benchmarks import peers
 from benchmarks.science.training import write_results
 from benchmarks.tasks import task
 from horovod_ext import methods
 from horovod_ext.runtime.progress import progress
 
-DDP = ("ddp_powersgd_r4", "ddp_fp16")  # not ours: run() builds a DDPHooked
 DEFAULT_METHODS = ["sync", "localsgd_H32", "easgd_H32", "leader_H32"] + [
     "diloco_H8", "diloco_H8_o1.0_m0.5", "diloco_H32", "diloco_H32_o1.0_m0.5",
     "diloco_H32_o1.0_m0.5_frag4", "diloco_H32_o1.0_m0.5_fp16"]
@@ -41,8 +41,9 @@ DEFAULT_METHODS = ["sync", "localsgd_H32", "easgd_H32", "leader_H32"] + [
 def method(name):
     """The DistributedOptimizer arguments of a method named as the catalog names them
     (``horovod_ext.methods``: ``diloco-H32-o1.0-m0.5+fp16``), or as the stored runs do
-    (``diloco_H32_o1.0_m0.5_frag4_fp16``, ``powersgd_r4``); ``mode=None`` for a DDP peer."""
-    if name in DDP:
+    (``diloco_H32_o1.0_m0.5_frag4_fp16``, ``powersgd_r4``); ``mode=None`` for a peer that
+    trains on its own (benchmarks/peers.py: ``ddp-powersgd``, ``ddp-fp16``)."""
+    if own_peer(name) is not None:
         return dict(mode=None)
     try:
         return methods.parse(name).kwargs()
@@ -50,24 +51,20 @@ def method(name):
         raise ValueError(f"--methods: {e}") from None
 
 
+def own_peer(name):
+    """The peer that trains on its own named ``name`` (or as the stored runs name it), or
+    None."""
+    peer = peers.REGISTRY.get(peers.STORED_AS.get(name, name))
+    return peer if peer is not None and peer.ddp_module is not None else None
+
+
 class DDPHooked:
-    """PyTorch DDP with a comm hook of its own, in this loop's optimizer interface: ``name``
-    ddp_powersgd_r4 (``powerSGD_hook``, rank 4, compressing from step 10 as our PowerSGD's
-    default, error feedback and warm start) or ddp_fp16 (``fp16_compress_hook``). Its bytes are
-    not counted (None)."""
+    """A peer's DDP module with its comm hook (peers.REGISTRY: ``ddp_module``, its settings
+    there), in this loop's optimizer interface. Its bytes are not counted (None)."""
 
-    def __init__(self, name, model, opt):
-        from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
-
-        from benchmarks.peers import make_ddp
-        self.ddp, self.opt, self.bytes_sent = make_ddp(model), opt, 0.0
+    def __init__(self, peer, model, opt):
+        self.ddp, self.opt, self.bytes_sent = peer.ddp_module(model), opt, 0.0
         self.param_groups = opt.param_groups
-        if name == "ddp_fp16":
-            self.ddp.register_comm_hook(None, default_hooks.fp16_compress_hook)
-            return
-        state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=4,
-                                            start_powerSGD_iter=10, min_compression_rate=2)
-        self.ddp.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
 
     def zero_grad(self):
         self.opt.zero_grad()
@@ -88,8 +85,8 @@ def run(data, name, lr, seed, args):
     model = make()
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     inner = torch.optim.AdamW(model.parameters(), lr=lr)
-    if name in DDP:
-        opt = DDPHooked(name, model, inner)
+    if own_peer(name) is not None:
+        opt = DDPHooked(own_peer(name), model, inner)
         forward = opt.ddp
     else:
         opt = hvd_ext.DistributedOptimizer(inner, named_parameters=model.named_parameters(),
