@@ -116,6 +116,31 @@ def make_ddp_powersgd(model):
     return ddp
 
 
+_SOLO = []  # this rank's subgroup of one (created once: every rank takes part)
+
+
+def make_ddp_postlocalsgd(period):
+    """DDP's own local SGD, as PyTorch documents it: ``post_localSGD_hook`` with each rank its own
+    subgroup (so no gradient leaves the rank) from the first step, and
+    ``PostLocalSGDOptimizer(PeriodicModelAverager(period))``, which averages the parameters over
+    all ranks after steps 1, period + 1, 2 period + 1, ... (our ``LocalSGD`` after steps period,
+    2 period, ...: the same math but for the phase)."""
+    def wrap(model, opt):
+        import torch.distributed as dist
+        from torch.distributed.algorithms.ddp_comm_hooks import post_localSGD_hook as hook
+        from torch.distributed.algorithms.model_averaging.averagers import PeriodicModelAverager
+        from torch.distributed.optim import PostLocalSGDOptimizer
+        ddp = make_ddp(model)
+        if not _SOLO:
+            _SOLO.append(dist.new_subgroups(group_size=1)[0])
+        state = hook.PostLocalSGDState(process_group=None, subgroup=_SOLO[0],
+                                       start_localSGD_iter=0)
+        ddp.register_comm_hook(state, hook.post_localSGD_hook)
+        return ddp, PostLocalSGDOptimizer(opt, PeriodicModelAverager(period=period,
+                                                                     warmup_steps=0))
+    return wrap
+
+
 @dataclass(frozen=True)
 class Peer:
     """A peer: ``wrap(model, optimizer)`` returns what the training loop uses: (model, optimizer);
@@ -123,15 +148,14 @@ class Peer:
     bytes it sends per step as a fraction of a float32 allreduce of every gradient (None: not
     known without reading the hook's state). How it trains: ``trains``, the method of ours with
     the same math (a catalog name: its training run is that method's), or None for a training
-    run of its own (``ddp_module(model)``, the DDP module the training loop steps through);
-    ``warmup``: steps before its steady state (the step times are taken after them)."""
+    run of its own, through ``wrap``; ``warmup``: steps before its steady state (the step times
+    are taken after them)."""
 
     label: str
     wrap: Callable
     tuned: bool = False
     wire: float = 1.0
     trains: Optional[str] = None
-    ddp_module: Optional[Callable] = None
     warmup: int = 0
 
 
@@ -156,10 +180,16 @@ REGISTRY = {
                          _horovod(hvd.Compression.fp16), wire=0.5, trains="sync+fp16"),
     "ddp": Peer("DistributedDataParallel", _ddp(make_ddp), trains="sync"),
     "ddp-fp16": Peer("DistributedDataParallel + fp16_compress_hook", _ddp(make_ddp_fp16),
-                     wire=0.5, ddp_module=make_ddp_fp16),
+                     wire=0.5),
     "ddp-powersgd": Peer("DistributedDataParallel + powerSGD_hook (rank 4)",
-                         _ddp(make_ddp_powersgd), wire=None, ddp_module=make_ddp_powersgd,
+                         _ddp(make_ddp_powersgd), wire=None,
                          warmup=DDP_POWERSGD["start_powerSGD_iter"]),
+    # DDP's local SGD at the periods of ours (localsgd-H4 in the step-time harness, H8 and H32
+    # in the training grid)
+    **{f"ddp-postlocalsgd-H{k}": Peer(f"DistributedDataParallel + post_localSGD_hook + "
+                                      f"PostLocalSGDOptimizer (period {k})",
+                                      make_ddp_postlocalsgd(k), wire=1 / k)
+       for k in (4, 8, 32)},
 }
 # the names the stored training runs gave the peers that train on their own
 STORED_AS = {"ddp_powersgd_r4": "ddp-powersgd", "ddp_fp16": "ddp-fp16"}

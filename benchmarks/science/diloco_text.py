@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 import horovod_ext as hvd_ext
-from benchmarks.diloco_charts import plot
 from benchmarks import peers
+from benchmarks.diloco_charts import plot
 from benchmarks.science.training import write_results
 from benchmarks.tasks import task
 from horovod_ext import methods
@@ -55,15 +55,15 @@ def own_peer(name):
     """The peer that trains on its own named ``name`` (or as the stored runs name it), or
     None."""
     peer = peers.REGISTRY.get(peers.STORED_AS.get(name, name))
-    return peer if peer is not None and peer.ddp_module is not None else None
+    return peer if peer is not None and peer.trains is None else None
 
 
 class DDPHooked:
-    """A peer's DDP module with its comm hook (peers.REGISTRY: ``ddp_module``, its settings
-    there), in this loop's optimizer interface. Its bytes are not counted (None)."""
+    """A peer's DDP module and optimizer (peers.REGISTRY: ``wrap``, its settings there), in
+    this loop's optimizer interface. Its bytes are not counted (None)."""
 
     def __init__(self, peer, model, opt):
-        self.ddp, self.opt, self.bytes_sent = peer.ddp_module(model), opt, 0.0
+        (self.ddp, self.opt), self.bytes_sent = peer.wrap(model, opt), 0.0
         self.param_groups = opt.param_groups
 
     def zero_grad(self):
@@ -75,8 +75,27 @@ class DDPHooked:
     def flush(self):
         pass
 
+    @contextlib.contextmanager
     def consensus_params(self):
-        return contextlib.nullcontext()
+        """DDP's local SGD is evaluated, as ours, at the average of the ranks' parameters (the
+        ranks' own parameters come back after); the other peers hold one model already."""
+        from torch.distributed.optim import PostLocalSGDOptimizer
+        if not isinstance(self.opt, PostLocalSGDOptimizer):
+            yield
+            return
+        import torch.distributed as dist
+        params = [p for g in self.param_groups for p in g["params"]]
+        own = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p in params:
+                dist.all_reduce(p.data)
+                p.data.div_(dist.get_world_size())
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, o in zip(params, own):
+                    p.copy_(o)
 
 
 def run(data, name, lr, seed, args):

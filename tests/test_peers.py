@@ -1,0 +1,15 @@
+"""The peers of the benchmarks are the libraries themselves, set up as they document it: DDP's
+own local SGD (post_localSGD_hook, PostLocalSGDOptimizer, PeriodicModelAverager) on 2 real ranks
+against a float64 reference of periodic averaging."""
+import json
+
+from conftest import launch
+
+
+def test_ddp_local_sgd_averages_every_period_and_steps_locally_between(tmp_path):
+    out = tmp_path / "out.json"
+    launch("ddp_postlocalsgd.py", 2, "gloo", [str(out), "4"], timeout=300)
+    got = json.loads(out.read_text())
+    assert got["worst"] < 1e-5, got
+    # the ranks hold one model right after an averaging step (1, 5, 9), their own in between
+    assert got["equal"] == [s % 4 == 1 for s in range(1, 10)], got["equal"]
