@@ -12,8 +12,8 @@ and wait on each other forever. Two things see to it:
   at zero, its Q from the shared seed), and, in the averaging modes, the step counter and shared
   state taken from the first rank at the next step. Gradients already reduced and not applied
   (delayed mode) are kept; an exchange still on the wire is dropped and said in the log.
-- Importing horovod_ext puts this module's state handler first in Horovod's handler registry,
-  so Horovod's own ``hvd.elastic.TorchState`` (and ``hvd_ext.elastic.TorchState``, the same
+- The first use of horovod_ext's API (``hvd_ext.DistributedOptimizer``, ...) puts this
+  module's state handler first in Horovod's handler registry, so Horovod's own ``hvd.elastic.TorchState`` (and ``hvd_ext.elastic.TorchState``, the same
   class under our name) commits, restores and syncs an ``hvd_ext.DistributedOptimizer`` with its
   mode's state: ``commit()`` saves ``state_dict()`` (the wrapped optimizer's state plus the
   mode's: pending delayed gradients, already reduced; step counters; leaders and overlapped
