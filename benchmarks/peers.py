@@ -18,6 +18,8 @@ from typing import Callable, Optional
 import horovod.torch as hvd
 import torch
 
+from benchmarks import torchft_peer
+
 from horovod_ext.runtime.horovod_knobs import has_setter, set_knobs, started_with
 
 GRID = list(itertools.product((1, 8, 128), (1.0, 5.0, 20.0)))  # (fusion MB, cycle ms)
@@ -149,7 +151,7 @@ class Peer:
     known without reading the hook's state). How it trains: ``trains``, the method of ours with
     the same math (a catalog name: its training run is that method's), or None for a training
     run of its own, through ``wrap``; ``warmup``: steps before its steady state (the step times
-    are taken after them)."""
+    are taken after them); ``missing()``: why it cannot run here (one line), or None."""
 
     label: str
     wrap: Callable
@@ -157,6 +159,7 @@ class Peer:
     wire: float = 1.0
     trains: Optional[str] = None
     warmup: int = 0
+    missing: Callable[[], Optional[str]] = lambda: None
 
 
 def _horovod(compression=None):
@@ -190,6 +193,18 @@ REGISTRY = {
                                       f"PostLocalSGDOptimizer (period {k})",
                                       make_ddp_postlocalsgd(k), wire=1 / k)
        for k in (4, 8, 32)},
+    # torchft's local SGD and DiLoCo (outer Nesterov SGD lr 1.0, momentum 0.5, as ours), and its
+    # Streaming DiLoCo: 2 fragments, each exchange overlapping 1 inner step, mixed at 0.5
+    **{f"torchft-localsgd-H{k}": Peer(f"torchft LocalSGD (sync_every {k})",
+                                      torchft_peer.local_sgd(k), wire=1 / k,
+                                      missing=torchft_peer.missing) for k in (4, 8, 32)},
+    **{f"torchft-diloco-H{k}": Peer(f"torchft DiLoCo (sync_every {k})", torchft_peer.diloco(k),
+                                    wire=1 / k, missing=torchft_peer.missing)
+       for k in (4, 8, 32)},
+    **{f"torchft-streaming-H{k}": Peer(f"torchft Streaming DiLoCo (sync_every {k}, 2 fragments, "
+                                       f"fragment_sync_delay 1, fragment_update_alpha 0.5)",
+                                       torchft_peer.diloco(k, 2, 1, 0.5), wire=1 / k,
+                                       missing=torchft_peer.missing) for k in (8, 32)},
 }
 # the names the stored training runs gave the peers that train on their own
 STORED_AS = {"ddp_powersgd_r4": "ddp-powersgd", "ddp_fp16": "ddp-fp16"}

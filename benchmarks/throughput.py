@@ -89,6 +89,10 @@ def main():
                          f"methods of the catalog (a "
                          f"mode of ours may end in {TUNED} when {tuned_peer} is listed); got "
                          f"{args.modes}")
+    for n in [n for n in names if n in PEERS and peers.REGISTRY[n].missing()]:
+        names.remove(n)  # said, not dropped silently
+        if hvd.rank() == 0:
+            print(f"{n}: not run here: {peers.REGISTRY[n].missing()}", flush=True)
     if tuned_peer in names and not peers.has_setter():
         names = [n for n in names if n != tuned_peer and not n.endswith(TUNED)]
         if hvd.rank() == 0:

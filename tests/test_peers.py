@@ -13,3 +13,13 @@ def test_ddp_local_sgd_averages_every_period_and_steps_locally_between(tmp_path)
     assert got["worst"] < 1e-5, got
     # the ranks hold one model right after an averaging step (1, 5, 9), their own in between
     assert got["equal"] == [s % 4 == 1 for s in range(1, 10)], got["equal"]
+
+
+def test_torchft_local_sgd_and_diloco_are_our_math(tmp_path):
+    """Each rank a replica group of one, the lighthouse on the first rank: torchft's LocalSGD and
+    DiLoCo (outer Nesterov SGD 1.0 / 0.5) end where ours do, the ranks on one model."""
+    out = tmp_path / "out.json"
+    launch("torchft_peers.py", 2, "gloo", [str(out)], timeout=300)
+    got = json.loads(out.read_text())
+    for peer, r in got.items():
+        assert r["diff"] < 1e-5 and r["ranks_equal"], (peer, r)

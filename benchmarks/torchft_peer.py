@@ -1,0 +1,82 @@
+"""torchft (PyTorch's fault-tolerance library, the ``bench`` extra) as a peer: its ``LocalSGD``
+and ``DiLoCo`` (streaming: fragments, ``fragment_sync_delay``, ``fragment_update_alpha``), each
+rank a replica group of one with torchft's ``Manager`` and ``ProcessGroupGloo``, and the
+lighthouse the quorum forms at, started by the benchmark on the first rank
+(``torchft.coordination.LighthouseServer``) inside the same emulated cluster.
+
+The outer optimizer is ours (Nesterov SGD at outer lr 1.0, momentum 0.5, as the DiLoCo
+candidates), so the math is the same. torchft's ``should_quantize`` needs Triton, which has no
+CPU backend: here the pseudo-gradients go out in float32.
+"""
+from datetime import timedelta
+
+import horovod.torch as hvd
+import torch
+
+OUTER = dict(lr=1.0, momentum=0.5, nesterov=True)
+_KEPT = []  # the lighthouse, stores, managers and contexts of this process, alive to its end
+
+
+def missing():
+    """Why torchft cannot run here (one line), or None."""
+    try:
+        import torchft  # noqa: F401
+    except ImportError as e:
+        return f"torchft is not installed ({e}): pip install -e '.[bench]'"
+    return None
+
+
+def _lighthouse():
+    """The lighthouse's address, the same on every rank (the first rank runs it)."""
+    from torchft.coordination import LighthouseServer
+    address = None
+    if hvd.rank() == 0:
+        server = LighthouseServer(bind="[::]:0", min_replicas=hvd.size())
+        _KEPT.append(server)
+        address = server.address()
+    return hvd.broadcast_object(address, root_rank=0, name="torchft.lighthouse")
+
+
+def _manager(model):
+    import torch.distributed as dist
+    from torchft import Manager, ProcessGroupGloo
+    store = dist.TCPStore(host_name="localhost", port=0, is_master=True, wait_for_workers=False)
+    manager = Manager(pg=ProcessGroupGloo(), min_replica_size=hvd.size(),
+                      load_state_dict=lambda sd: model.load_state_dict(sd["model"]),
+                      state_dict=lambda: {"model": model.state_dict()},
+                      use_async_quorum=False, replica_id=f"hvd_ext_bench_{hvd.rank()}",
+                      store_addr="localhost", store_port=store.port, rank=0, world_size=1,
+                      lighthouse_addr=_lighthouse(), timeout=timedelta(seconds=120),
+                      init_sync=False)  # every rank starts from the same parameters already
+    _KEPT.extend([store, manager])
+    return manager
+
+
+def fragments(model, n):
+    """The model's top-level modules in ``n`` contiguous groups (torchft's model fragments)."""
+    children = list(model.children())
+    if n > len(children):
+        raise ValueError(f"{n} fragments of a model with {len(children)} top-level modules")
+    return [torch.nn.ModuleList(children[i * len(children) // n:(i + 1) * len(children) // n])
+            for i in range(n)]
+
+
+def local_sgd(period):
+    def wrap(model, opt):
+        from torchft.local_sgd import LocalSGD
+        context = LocalSGD(_manager(model), model, opt, sync_every=period)
+        _KEPT.append(context.__enter__())
+        return model, opt
+    return wrap
+
+
+def diloco(period, n_fragments=1, delay=0, alpha=0.0):
+    def wrap(model, opt):
+        from torchft.local_sgd import DiLoCo
+        outer = torch.optim.SGD(model.parameters(), **OUTER)
+        context = DiLoCo(_manager(model), fragments(model, n_fragments), opt, outer,
+                         sync_every=period, should_quantize=False,
+                         fragment_sync_delay=delay, fragment_update_alpha=alpha)
+        _KEPT.append(context.__enter__())
+        return model, opt
+    return wrap
