@@ -26,6 +26,7 @@ import sys
 from benchmarks import entry, optimizers, peers
 from benchmarks.cluster import Namespace, shaping_problem
 from benchmarks.models import TEXT_SHAPE
+from benchmarks.record import provenance
 from benchmarks.ttl_report import combine, plot, table
 from horovod_ext import methods as catalog
 from horovod_ext.advisor import recommend
@@ -187,6 +188,7 @@ def main(argv=None):
     timed = step_times(args, methods, env)
     checks = {m: check(args, m, trained, env) for m in args.check.split(",") if m}
     out = combine(args, {m: METHODS[m] for m in methods}, trained, timed, checks)
+    out["config"]["provenance"] = provenance()
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(out, f, indent=1)

@@ -9,7 +9,7 @@ import horovod.torch as hvd
 import torch
 import torch.nn.functional as F
 
-from benchmarks.record import stored_path
+from benchmarks.record import provenance, stored_path
 
 
 def accuracy(model, x, y):
@@ -47,7 +47,8 @@ def write_results(out, path, plot):
     if hvd.rank() != 0:
         return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    if isinstance(out.get("config", {}).get("json"), str):
+    out = dict(out, config=dict(out.get("config", {}), provenance=provenance()))
+    if isinstance(out["config"].get("json"), str):
         out = dict(out, config=dict(out["config"], json=stored_path(out["config"]["json"])))
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
