@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 
 
 def shaping_problem():
@@ -48,15 +49,20 @@ class Namespace:
 
 
 class Switch:
-    """One namespace per host, each linked to a bridge in a switch namespace by a veth pair whose
-    two ends are limited to `rate` (host uplink and downlink); removed on exit, whatever happens."""
+    """One namespace per host, each linked to a bridge in a switch namespace by a pair of devices
+    whose two ends are limited to `rate` (host uplink and downlink): a veth pair, or with
+    ``delay_ms`` two TAP devices with the delay line between them (delay_line.py), which holds
+    each frame delay_ms / 2 on each side, so delay_ms one way from host to host. Removed on exit,
+    whatever happens."""
 
     SUBNET, SWITCH_IP = "10.77.0.{}", "10.77.0.254"
 
-    def __init__(self, hosts, rate):
+    def __init__(self, hosts, rate, delay_ms=0.0):
         tag = f"hvdext-{os.getpid()}"
-        self.name, self.rate = f"{tag}-sw", rate
+        self.name, self.rate, self.delay_ms = f"{tag}-sw", rate, delay_ms
         self.hosts = [f"{tag}-h{k}" for k in range(hosts)]
+        self.line = None  # the delay line's process
+        self.line_stats = f"/tmp/{tag}-delay-line.json"
 
     def __enter__(self):
         made = [self.name]
@@ -76,11 +82,15 @@ class Switch:
                 os.makedirs(f"/etc/netns/{host}", exist_ok=True)
                 with open(f"/etc/netns/{host}/hosts", "w") as f:
                     f.write(f"127.0.0.1 localhost\n{self.SUBNET.format(k + 1)} {socket.gethostname()}\n")
+                if not self.delay_ms:
+                    subprocess.run(sw + ["ip", "link", "add", f"port{k}", "type", "veth", "peer",
+                                         "name", "eth0", "netns", host], check=True)
+            if self.delay_ms:
+                self._start_line()
+            for k, host in enumerate(self.hosts):
                 h = ["ip", "netns", "exec", host]
                 port = f"port{k}"
-                for cmd in (sw + ["ip", "link", "add", port, "type", "veth", "peer", "name", "eth0",
-                                  "netns", host],
-                            sw + ["ip", "link", "set", port, "master", "br0"],
+                for cmd in (sw + ["ip", "link", "set", port, "master", "br0"],
                             sw + ["ip", "link", "set", port, "up"],
                             sw + tbf(port, self.rate),
                             h + ["ip", "addr", "add", f"{self.SUBNET.format(k + 1)}/24", "dev", "eth0"],
@@ -93,7 +103,19 @@ class Switch:
             raise
         return self
 
+    def _start_line(self):
+        pairs = [f"{host}:eth0:{self.name}:port{k}" for k, host in enumerate(self.hosts)]
+        self.line = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.delay_line", "--delay-ms", str(self.delay_ms / 2),
+             "--stats", self.line_stats, *pairs], stdout=subprocess.PIPE, text=True)
+        if self.line.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the delay line did not start (exit code {self.line.wait()})")
+
     def remove(self, names):
+        if self.line is not None:  # its devices go with it
+            self.line.terminate()
+            self.line.wait()
+            self.line = None
         for name in names:
             subprocess.run(["ip", "netns", "del", name], check=False)
             shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)

@@ -15,6 +15,10 @@ ranks share a host and talk over its unshaped loopback. The addresses (10.77.0.0
 inside these namespaces, and every namespace is removed afterwards. Ranks are started directly
 with Horovod's Gloo rendezvous, run from the switch's namespace.
 
+--delay-ms D (with --switched) adds D ms one way from host to host: each host's pair of devices
+is two TAP devices with a userspace delay line between them (delay_line.py; this kernel has no
+netem), the rate still limited by tbf on both ends.
+
 --rate none runs unshaped. A rate needs root and iproute2 (ip, tc); without them the script stops
 with a clear message, or, with --allow-unshaped, warns and runs unshaped. --mpi launches with
 mpirun instead of horovodrun --gloo. Any other argument goes to benchmarks/throughput.py.
@@ -95,15 +99,18 @@ def run_once(args, rest, rate, env, json_path):
 def launch_once(args, rest, rate, env, json_path):
     """One launch of throughput.py at `rate`; returns its exit code."""
     link = "unshaped" if rate is None else (f"{rate} switched" if args.switched else rate)
+    if args.delay_ms and rate is not None:
+        link += f", {args.delay_ms:g} ms one way"
     cmd = launch_command(argparse.Namespace(**{**vars(args), "json": json_path}),
                          [*rest, "--link", link])
     if args.switched and rate is not None:
         hosts, extra = divmod(args.np, args.ranks_per_host)
         if extra:
             sys.exit(f"error: --np {args.np} is not a multiple of --ranks-per-host {args.ranks_per_host}")
-        with Switch(hosts, rate) as sw:
+        with Switch(hosts, rate, args.delay_ms) as sw:
             print(f"switched network: {hosts} hosts of {args.ranks_per_host} rank(s), each link "
-                  f"limited to {rate} each way", flush=True)
+                  f"limited to {rate} each way, {args.delay_ms:g} ms one way from host to host",
+                  flush=True)
             bench = cmd[cmd.index(sys.executable):]
             return subprocess.run(["ip", "netns", "exec", sw.name, *entry("run"),
                                    "--launch-switched", ",".join(sw.hosts),
@@ -154,6 +161,9 @@ def main():
     p.add_argument("--switched", action="store_true",
                    help="a namespace per host, each with its own rate-limited link to a bridge")
     p.add_argument("--ranks-per-host", type=int, default=1)
+    p.add_argument("--delay-ms", type=float, default=0.0,
+                   help="one-way delay from host to host (with --switched): the delay line "
+                        "(delay_line.py) between TAP devices, the rate still tbf's")
     p.add_argument("--launch-switched", help=argparse.SUPPRESS)  # internal: see launch_switched
     p.add_argument("--allow-unshaped", action="store_true",
                    help="if the link cannot be shaped here, warn and run unshaped")
@@ -163,6 +173,9 @@ def main():
                                  rest[1:] if rest[:1] == ["--"] else rest))
     if args.switched and args.mpi:
         sys.exit("error: --switched starts the ranks with Gloo; drop --mpi")
+    if args.delay_ms and not args.switched or args.delay_ms < 0:
+        sys.exit(f"error: --delay-ms {args.delay_ms:g} needs --switched and a value >= 0 (the "
+                 f"shared loopback cannot be delayed)")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     signal.signal(signal.SIGTERM, _interrupt)
     rate = None if args.rate == "none" else args.rate

@@ -8,6 +8,8 @@ The outer optimizer is ours (Nesterov SGD at outer lr 1.0, momentum 0.5, as the 
 candidates), so the math is the same. torchft's ``should_quantize`` needs Triton, which has no
 CPU backend: here the pseudo-gradients go out in float32.
 """
+import os
+import socket
 from datetime import timedelta
 
 import horovod.torch as hvd
@@ -26,6 +28,13 @@ def missing():
     return None
 
 
+def _host():
+    """This rank's address as the others reach it: horovodrun's name for the host (a switched
+    network's host address), else this machine's name."""
+    host = os.environ.get("HOROVOD_HOSTNAME", "")
+    return socket.gethostname() if host in ("", "localhost", "127.0.0.1") else host
+
+
 def _lighthouse():
     """The lighthouse's address, the same on every rank (the first rank runs it)."""
     from torchft.coordination import LighthouseServer
@@ -33,7 +42,7 @@ def _lighthouse():
     if hvd.rank() == 0:
         server = LighthouseServer(bind="[::]:0", min_replicas=hvd.size())
         _KEPT.append(server)
-        address = server.address()
+        address = f"http://{_host()}:{server.address().rsplit(':', 1)[1]}"
     return hvd.broadcast_object(address, root_rank=0, name="torchft.lighthouse")
 
 
@@ -45,8 +54,9 @@ def _manager(model):
                       load_state_dict=lambda sd: model.load_state_dict(sd["model"]),
                       state_dict=lambda: {"model": model.state_dict()},
                       use_async_quorum=False, replica_id=f"hvd_ext_bench_{hvd.rank()}",
-                      store_addr="localhost", store_port=store.port, rank=0, world_size=1,
-                      lighthouse_addr=_lighthouse(), timeout=timedelta(seconds=120),
+                      store_addr=_host(), store_port=store.port, rank=0, world_size=1,
+                      lighthouse_addr=_lighthouse(), hostname=_host(),
+                      timeout=timedelta(seconds=120),
                       init_sync=False)  # every rank starts from the same parameters already
     _KEPT.extend([store, manager])
     return manager
