@@ -21,9 +21,12 @@ from horovod.torch import mpi_ops
 
 from benchmarks.charts import plot_soak
 from benchmarks.models import MLP, make_batch
-from benchmarks.optimizers import MODES, make, run_round
+from benchmarks.optimizers import MODES, PEERS, make, run_round
 from benchmarks.record import stored_config
 from horovod_ext.runtime.progress import Progress
+
+# Horovod as the reference, then every optimizer of ours (the peers are other libraries)
+SOAKED = ["horovod"] + [m for m in MODES if m not in PEERS]
 
 
 def rss_mb():
@@ -67,7 +70,7 @@ def soak(name, args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--modes", default=",".join(MODES), help=f"of {', '.join(MODES)}")
+    p.add_argument("--modes", default=",".join(SOAKED), help=f"of {', '.join(MODES)}")
     p.add_argument("--steps", type=int, default=10_000, help="per mode, after the warm-up")
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--every", type=int, default=500, help="steps between samples")

@@ -6,31 +6,15 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
 from benchmarks.cluster import Switch
+from benchmarks.link_check import round_trip_ms, throughput_mbit
 from conftest import ROOT
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
                                 reason="namespaces and TAP devices need root and /dev/net/tun")
-
-ECHO = """
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 5202))
-while True:
-    b, a = s.recvfrom(100); s.sendto(b, a)
-"""
-PING = """
-import socket, statistics, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5); out = []
-for _ in range(8):
-    t = time.perf_counter(); s.sendto(b"p", (sys.argv[1], 5202)); s.recvfrom(100)
-    out.append((time.perf_counter() - t) * 1e3); time.sleep(0.05)
-print(statistics.median(out[1:]))
-"""
-
 
 def left_over(sw):
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
@@ -39,23 +23,12 @@ def left_over(sw):
         [w for w in links.split() if w.startswith("hvdxd")]
 
 
-def round_trip_ms(sw):
-    echo = subprocess.Popen(["ip", "netns", "exec", sw.hosts[1], sys.executable, "-c", ECHO])
-    try:
-        time.sleep(0.5)
-        return float(subprocess.run(["ip", "netns", "exec", sw.hosts[0], sys.executable, "-c",
-                                     PING, Switch.SUBNET.format(2)], capture_output=True,
-                                    text=True, check=True, timeout=60).stdout)
-    finally:
-        echo.terminate()
-        echo.wait()
-
-
 def test_round_trip_is_twice_the_delay_and_nothing_is_left():
     with Switch(2, "100mbit", delay_ms=20) as sw:
-        rtt = round_trip_ms(sw)
+        rtt, mbit = round_trip_ms(sw), throughput_mbit(sw, seconds=3)
         line = sw.line
     assert 40 <= rtt < 48, rtt
+    assert 80 < mbit < 110, mbit  # the rate is still the limit
     assert line.poll() is not None and not left_over(sw)
     stats = json.loads(open(sw.line_stats).read())
     assert stats["frames"] > 0 and stats["cpu_s"] < stats["wall_s"]

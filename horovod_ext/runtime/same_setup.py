@@ -48,7 +48,8 @@ def described(obj):
     text = repr(obj)
     if type(obj).__repr__ is not object.__repr__:
         return text
-    fields = ", ".join(f"{k}={v!r}" for k, v in sorted(vars(obj).items()) if not k.startswith("_"))
+    fields = ", ".join(f"{k}={v!r}" for k, v in sorted(getattr(obj, "__dict__", {}).items())
+                       if not k.startswith("_"))
     return f"{type(obj).__qualname__}({fields})"
 
 
