@@ -40,7 +40,7 @@ def _lighthouse():
     from torchft.coordination import LighthouseServer
     address = None
     if hvd.rank() == 0:
-        server = LighthouseServer(bind="[::]:0", min_replicas=hvd.size())
+        server = LighthouseServer(bind="0.0.0.0:0", min_replicas=hvd.size())  # IPv4, as Gloo
         _KEPT.append(server)
         address = f"http://{_host()}:{server.address().rsplit(':', 1)[1]}"
     return hvd.broadcast_object(address, root_rank=0, name="torchft.lighthouse")
