@@ -210,6 +210,13 @@ REGISTRY = {
 STORED_AS = {"ddp_powersgd_r4": "ddp-powersgd", "ddp_fp16": "ddp-fp16"}
 
 
+def library(name):
+    """The library peer ``name`` comes from, in words: Horovod, PyTorch DDP or torchft."""
+    label = REGISTRY[name].label
+    return "Horovod" if label.startswith("hvd.") else \
+        "torchft" if label.startswith("torchft") else "PyTorch DDP"
+
+
 def tuned_name():
     """The name of the registry's peer that runs under TunedHorovod's setting (there is one)."""
     (name,) = [n for n, p in REGISTRY.items() if p.tuned]

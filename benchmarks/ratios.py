@@ -41,3 +41,13 @@ def speedup_unpaired(base_rounds, rounds, resamples=2000, seed=0):
         statistics.median(rng.choices(base_rounds, k=len(base_rounds)))
         / statistics.median(rng.choices(rounds, k=len(rounds))) for _ in range(resamples))
     return point, [samples[int(0.025 * resamples)], samples[int(0.975 * resamples) - 1]]
+
+
+def median_ci(samples, resamples=2000, seed=0):
+    """The median of ``samples`` and the 2.5th and 97.5th percentiles of the median over
+    resamples."""
+    rng = random.Random(seed)
+    meds = sorted(statistics.median(rng.choices(samples, k=len(samples)))
+                  for _ in range(resamples))
+    return statistics.median(samples), [meds[int(0.025 * resamples)],
+                                        meds[int(0.975 * resamples) - 1]]

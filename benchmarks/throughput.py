@@ -203,6 +203,7 @@ def summarize(args, names, runs, step_times, sent_in_rounds, flat, traces, data,
                            cpus=os.cpu_count()),
             "compute_ms": compute_ms, "allreduce_ms": allreduce_ms, "bound_ms": bound_ms,
             "compute_fastest_ms": fast["compute"] * 1e3,
+            "compute_round_ms": [v * 1e3 for v in per_round["compute"]],
             "allreduce_fastest_ms": fast["allreduce"] * 1e3, "bound_from": "fastest round",
             "sync_bound_ms": sync_bound_ms, "forward_ms": forward_s * 1e3,
             "backward_ms": backward_s * 1e3, "best_peer": best_peer, "results": results}

@@ -24,7 +24,7 @@ import subprocess
 import sys
 
 from benchmarks import entry, optimizers, peers
-from benchmarks.cluster import Namespace, shaping_problem
+from benchmarks.cluster import Namespace, Switch, shaping_problem
 from benchmarks.models import TEXT_SHAPE
 from benchmarks.record import provenance
 from benchmarks.ttl_report import combine, plot, table
@@ -45,6 +45,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--np", type=int, default=2)
     p.add_argument("--rate", default="100mbit", help="the emulated link (run.py), or none")
+    p.add_argument("--delay-ms", type=float, default=0.0,
+                   help="one-way delay from rank to rank: each rank a host of a switched "
+                        "network (run.py --switched) with the delay line between them")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--lrs", default="0.001,0.003,0.01", help="the grid, the same for every method")
@@ -76,6 +79,9 @@ def parse_args(argv=None):
     if not 0 < args.target_step <= args.steps or args.target_step % args.eval_every:
         p.error(f"--target-step must be a multiple of --eval-every ({args.eval_every}) in "
                 f"(0, --steps]; got {args.target_step}")
+    if args.delay_ms < 0 or args.delay_ms and args.rate == "none":
+        p.error(f"--delay-ms must be >= 0 and needs a --rate; got {args.delay_ms:g} with --rate "
+                f"{args.rate}")
     if args.rate != "none" and shaping_problem():
         p.error(f"--rate {args.rate}: {shaping_problem()}; use --rate none")
     args.train_json = args.train_json or os.path.splitext(args.json)[0] + "_train.json"
@@ -147,7 +153,7 @@ def step_times(args, methods, env):
     modes = ",".join(dict.fromkeys(["horovod"] + [METHODS[m][1] for m in methods]))  # its base
     if not args.recombine:
         subprocess.run([*entry("run"), "--np", str(args.np),
-                        "--rate", args.rate, "--model", "chars", "--modes", modes,
+                        "--rate", args.rate, *link_args(args), "--model", "chars", "--modes", modes,
                         "--steps", str(ROUND_STEPS), "--rounds", str(args.rounds), "--warmup",
                         "3", "--json", out], env=env, check=True)
     with open(out) as f:
@@ -158,13 +164,25 @@ def step_times(args, methods, env):
     return timed
 
 
-def under_link(rate, cmd, env):
-    """Runs ``cmd`` in a namespace whose loopback is limited to ``rate`` (run.py), or unshaped."""
-    if rate == "none":
+def link_args(args):
+    """run.py's arguments for the link's delay: a switched network, one rank a host."""
+    return ["--switched", "--delay-ms", f"{args.delay_ms:g}"] if args.delay_ms else []
+
+
+def under_link(args, cmd, env):
+    """Runs the horovodrun command ``cmd`` under the link: in a namespace whose loopback is
+    limited to --rate (run.py), on a switched network with the delay between the ranks
+    (--delay-ms: run.py's launch_switched, a rank a host), or unshaped."""
+    if args.rate == "none":
         subprocess.run(cmd, env=env, check=True)
-        return
-    with Namespace(rate) as ns:
-        subprocess.run(["ip", "netns", "exec", ns.name, *cmd], env=env, check=True)
+    elif args.delay_ms:
+        with Switch(args.np, args.rate, args.delay_ms) as sw:
+            subprocess.run(["ip", "netns", "exec", sw.name, *entry("run"), "--launch-switched",
+                            ",".join(sw.hosts), "--ranks-per-host", "1", "--",
+                            *cmd[cmd.index(sys.executable):]], env=env, check=True)
+    else:
+        with Namespace(args.rate) as ns:
+            subprocess.run(["ip", "netns", "exec", ns.name, *cmd], env=env, check=True)
 
 
 def check(args, name, trained, env):
@@ -174,7 +192,7 @@ def check(args, name, trained, env):
     run = trained["methods"][curve]
     out = os.path.splitext(args.json)[0] + f"_check_{name}.json"
     if not args.recombine:
-        under_link(args.rate, train_command(args, [name], str(run["runs"][0]["seed"]),
+        under_link(args, train_command(args, [name], str(run["runs"][0]["seed"]),
                                             str(run["lr"]), out), env)
     with open(out) as f:
         return _rekey(json.load(f)["methods"], [curve])[curve]["runs"][0]["curve"]
@@ -188,7 +206,8 @@ def main(argv=None):
     timed = step_times(args, methods, env)
     checks = {m: check(args, m, trained, env) for m in args.check.split(",") if m}
     out = combine(args, {m: METHODS[m] for m in methods}, trained, timed, checks)
-    out["config"]["provenance"] = provenance()
+    # where this JSON was written; each part keeps where it was measured (out["provenance"])
+    out["config"]["recombined_with" if args.recombine else "provenance"] = provenance()
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(out, f, indent=1)

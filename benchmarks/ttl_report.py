@@ -1,10 +1,11 @@
 """What time_to_loss.py makes of its parts: the training curves (steps, validation loss, bytes),
 the step times at the link, and the end-to-end checks -> time and bytes to the target per method
 and seed, the ratio to the best peer with a 95% bootstrap interval, the loss each method has at
-a fixed wall-clock budget; a table and a plot of validation loss against wall-clock."""
+a fixed wall-clock budget, and the no-communication limit with each method's multiple of it; a
+table and a plot of validation loss against wall-clock."""
 import statistics
 
-from benchmarks.ratios import cell, speedup_unpaired
+from benchmarks.ratios import cell, median_ci, speedup_unpaired
 
 
 def first_below(curve, target):
@@ -31,6 +32,22 @@ def _timed(timed):
     return {r["mode"]: r for r in timed["results"]}
 
 
+def no_communication(trained, timed, target):
+    """The physical limit of time to ``target``: sync's steps to it (per seed) x the
+    compute-only step time measured in the same rounds as every method's step time (no
+    collective at all). Its seconds (mean steps x median compute step), a 95% interval over
+    seeds x rounds, and those samples; None when sync never reaches the target."""
+    steps = [hit[0] for r in trained["methods"]["sync"]["runs"]
+             if (hit := first_below(r["curve"], target)) is not None]
+    if not steps:
+        return None
+    rounds = timed.get("compute_round_ms") or [timed["compute_ms"]]  # older runs: the median
+    samples = [s * ms / 1e3 for s in steps for ms in rounds]
+    _, ci = median_ci(samples)
+    return dict(time_to_target_s=statistics.fmean(steps) * timed["compute_ms"] / 1e3,
+                ci95=ci, step_ms=timed["compute_ms"], steps=steps, samples=samples)
+
+
 def combine(args, methods, trained, timed, checks):
     """``methods``: name -> (training curve, throughput mode, peer) of time_to_loss.METHODS."""
     target = target_of(trained, args.target_step)
@@ -53,6 +70,10 @@ def combine(args, methods, trained, timed, checks):
                           step_ms=t["step_ms"], round_ms=t["round_ms"], runs=seeds,
                           time_to_target_s=None if None in times else statistics.fmean(times),
                           curve=[(pt[0] * step_s, pt[1]) for pt in run["runs"][0]["curve"]])
+    limit = no_communication(trained, timed, target)
+    for r in rows.values():
+        r["vs_limit"], r["vs_limit_ci95"] = (None, None) if limit is None or \
+            r["time_to_target_s"] is None else speedup_unpaired(_samples(r), limit["samples"])
     peers = [n for n, r in rows.items() if r["peer"] and r["time_to_target_s"] is not None]
     best = min(peers, key=lambda n: rows[n]["time_to_target_s"]) if peers else None
     budget = rows[best]["time_to_target_s"] if best else None
@@ -66,7 +87,9 @@ def combine(args, methods, trained, timed, checks):
                 _samples(rows[best]), _samples(r))
     out = dict(config=dict(vars(args)), model="chars", ranks=args.np, rate=args.rate,
                target=dict(loss=target, step=args.target_step, of="sync"), budget_s=budget,
-               best_peer=best, methods=rows,
+               best_peer=best, methods=rows, limit=limit,
+               provenance=dict(train=trained.get("config", {}).get("provenance"),
+                               steps=timed.get("config", {}).get("provenance")),
                checks={m: _check(c, target, rows[m]) for m, c in checks.items()})
     return out
 
@@ -91,27 +114,54 @@ def _fmt(v, spec):
 
 
 def table(out):
-    """Markdown: per method, its step time, steps and time to target, x against the best peer."""
+    """Markdown: per method, its step time, steps and time to target, x against the best peer
+    and x the no-communication limit (its own row); the runs' provenance under it."""
     lines = [f"Target: validation loss {out['target']['loss']:.4f} (sync at step "
-             f"{out['target']['step']}); {out['ranks']} ranks, link {out['rate']}; best peer "
+             f"{out['target']['step']}); {out['ranks']} ranks, link {link_of(out)}; best peer "
              f"{out['best_peer']}; budget {_fmt(out['budget_s'], '.1f')} s", "",
              "| method | lr | step | steps to target | time to target | vs best peer | "
-             "MB to target | loss at budget |", "|---" * 8 + "|"]
+             "x limit | MB to target | loss at budget |", "|---" * 9 + "|"]
+    limit = out.get("limit")
+    if limit is not None:
+        steps = ", ".join(str(s) for s in limit["steps"])
+        lines.append(f"| no communication (limit) | - | {limit['step_ms']:.1f} ms | {steps} | "
+                     f"{limit['time_to_target_s']:.1f} s [{limit['ci95'][0]:.1f}, "
+                     f"{limit['ci95'][1]:.1f}] | - | 1.00x | 0 | - |")
     for name, r in out["methods"].items():
         steps = ", ".join(_fmt(s["steps_to_target"], "d") for s in r["runs"])
         sent = [s["bytes_to_target"] for s in r["runs"]]
         mb = "-" if None in sent else f"{statistics.fmean(sent) / 1e6:.1f}"
         ratio = "-" if r["vs_best_peer"] is None else cell(r["vs_best_peer"],
                                                             r["vs_best_peer_ci95"])
+        over = "-" if r.get("vs_limit") is None else cell(r["vs_limit"], r["vs_limit_ci95"])
         took = "not reached" if r["time_to_target_s"] is None else \
             f"{r['time_to_target_s']:.1f} s"
         lines.append(f"| {name} | {r['lr']:g} | {r['step_ms']:.1f} ms | {steps} | {took} | "
-                     f"{ratio} | {mb} | {_fmt(r['loss_at_budget'], '.4f')} |")
+                     f"{ratio} | {over} | {mb} | {_fmt(r['loss_at_budget'], '.4f')} |")
     for name, c in out["checks"].items():
         lines.append("" if not c["reached"] else
                      f"\nEnd to end, {name}: {c['measured_s']:.1f} s to target, the product "
                      f"{c['predicted_s']:.1f} s ({c['measured_over_predicted']:.2f}x)")
+    lines += ["", provenance_line(out)]
     return "\n".join(lines)
+
+
+def link_of(out):
+    """The link in words: its rate, and its one-way delay when it has one."""
+    delay = out.get("config", {}).get("delay_ms")
+    return out["rate"] + (f", {delay:g} ms one way" if delay else "")
+
+
+def provenance_line(out):
+    """Where the table's parts were measured: the commit and date of the training curves and of
+    the step times (each part records its own; parts stored before that say so)."""
+    said = []
+    for part in ("train", "steps"):
+        p = (out.get("provenance") or {}).get(part)
+        said.append(f"{part}: not recorded" if not p else
+                    f"{part}: commit {(p['commit'] or 'unknown')[:12]}, {p['date'][:10]}, "
+                    f"torch {p['torch']}, Horovod {p['horovod']}, {p['cores']} cores")
+    return "Measured (" + "; ".join(said) + ")."
 
 
 def plot(out, png):
@@ -140,20 +190,28 @@ RATE_ORDER = ("10gbit", "1gbit", "300mbit", "100mbit", "25mbit")
 
 
 def which_method(outs):
-    """Markdown, one row per link of the stored runs ``outs``: the fastest peer and the fastest
-    of ours to the target, and how many times sooner ours gets there."""
-    lines = ["| link | fastest peer to the target | fastest of ours | sooner than the peer |",
-             "|---|---|---|---|"]
-    for out in sorted(outs, key=lambda o: RATE_ORDER.index(o["rate"])
-                      if o["rate"] in RATE_ORDER else len(RATE_ORDER)):
+    """Markdown, one row per link of the stored runs ``outs``: the no-communication limit, the
+    fastest of ours and the fastest peer of any library to the target (each as a multiple of
+    the limit), and how many times sooner ours gets there."""
+    from benchmarks.peers import library
+    lines = ["| link | no-communication limit | fastest of ours | fastest peer (library) | "
+             "ours sooner than the peer |", "|---|---|---|---|---|"]
+    for out in sorted(outs, key=lambda o: (RATE_ORDER.index(o["rate"]) if o["rate"] in
+                                           RATE_ORDER else len(RATE_ORDER),
+                                           o.get("config", {}).get("delay_ms") or 0)):
         rows = out["methods"]
         ours = [n for n, r in rows.items() if not r["peer"] and r["time_to_target_s"] is not None]
         peer = out["best_peer"]
         if not ours or peer is None:
             continue
         best = min(ours, key=lambda n: rows[n]["time_to_target_s"])
-        r = rows[best]
-        lines.append(f"| {out['rate']} | {peer}, {rows[peer]['time_to_target_s']:.0f} s | "
-                     f"{best}, {r['time_to_target_s']:.0f} s | "
-                     f"{cell(r['vs_best_peer'], r['vs_best_peer_ci95'])} |")
+        limit = out.get("limit")
+        def over(r):
+            return "" if r.get("vs_limit") is None else f" ({r['vs_limit']:.1f}x the limit)"
+        lines.append(f"| {link_of(out)} | "
+                     + ("-" if limit is None else f"{limit['time_to_target_s']:.1f} s")
+                     + f" | {best}, {rows[best]['time_to_target_s']:.0f} s{over(rows[best])} | "
+                     f"{peer} ({library(peer)}), {rows[peer]['time_to_target_s']:.0f} s"
+                     f"{over(rows[peer])} | "
+                     f"{cell(rows[best]['vs_best_peer'], rows[best]['vs_best_peer_ci95'])} |")
     return "\n".join(lines)

@@ -4,6 +4,7 @@ fastest peer, a loss at the budget is read where the budget ends; and a real 2-r
 times (unshaped), checks one method end to end and writes the documented JSON."""
 import json
 import random
+import statistics
 import subprocess
 import sys
 from argparse import Namespace
@@ -38,7 +39,11 @@ def inputs(rng):
                                for s in (0, 1)])}}
     timed = {"results": [dict(mode=m, step_ms=rng.uniform(5, 500), bytes_per_step=None,
                               round_ms=[rng.uniform(5, 500) for _ in range(3)])
-                         for m in ("sync", "ddp", "horovod", "diloco-H8", "late")]}
+                         for m in ("sync", "ddp", "horovod", "diloco-H8", "late")],
+             "compute_ms": rng.uniform(2, 10),
+             "compute_round_ms": [rng.uniform(2, 10) for _ in range(3)],
+             "config": {"provenance": dict(commit="0123456789abcdef", date="2026-12-06T00:00:00",
+                                           torch="2.13.0", horovod="0.28.1", cores=2)}}
     args = Namespace(target_step=128, np=2, rate="100mbit")
     return args, trained, timed
 
@@ -75,12 +80,44 @@ def test_time_is_steps_to_target_times_step_time(seed):
     assert "not reached" in ttl_report.table(out)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_the_limit_is_syncs_steps_times_the_compute_only_step(seed):
+    rng = random.Random(seed)
+    args, trained, timed = inputs(rng)
+    out = ttl_report.combine(args, METHODS, trained, timed, checks={})
+    target = out["target"]["loss"]
+    steps = [next(p[0] for p in r["curve"] if p[1] <= target)
+             for r in trained["methods"]["sync"]["runs"]]
+    limit = out["limit"]
+    assert limit["steps"] == steps
+    assert limit["time_to_target_s"] == pytest.approx(
+        sum(steps) / len(steps) * timed["compute_ms"] / 1e3)
+    lo, hi = limit["ci95"]
+    samples = [s * ms / 1e3 for s in steps for ms in timed["compute_round_ms"]]
+    assert min(samples) <= lo <= hi <= max(samples)
+    for name, row in out["methods"].items():
+        if row["time_to_target_s"] is None:
+            assert row["vs_limit"] is None
+            continue
+        mine = [s["steps_to_target"] * ms / 1e3 for s in row["runs"] for ms in row["round_ms"]]
+        assert row["vs_limit"] == pytest.approx(statistics.median(mine)
+                                                / statistics.median(samples))
+    text = ttl_report.table(out)
+    assert "| no communication (limit) |" in text and "commit 0123456789ab, 2026-12-06" in text
+    assert "train: not recorded" in text  # the random curves carry no provenance
+    # sync never reaching the target: no limit, no multiples
+    trained["methods"]["sync"]["runs"][1]["curve"] = [(p[0], 9.0) + tuple(p[2:]) for p in
+                                                     trained["methods"]["sync"]["runs"][1]["curve"]]
+    assert ttl_report.no_communication(trained, timed, -1.0) is None
+
+
 def test_bad_arguments_are_refused_by_name():
     run = [sys.executable, "-m", "benchmarks.time_to_loss", "--rate", "none"]
     for extra, name in ((["--methods", "sync,nope"], "unknown method"),
                         (["--methods", "ddp"], "must include sync"),
                         (["--target-step", "100"], "--target-step"),
-                        (["--check", "horovod"], "--check")):
+                        (["--check", "horovod"], "--check"),
+                        (["--delay-ms", "20"], "--delay-ms")):
         proc = subprocess.run(run + extra, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and name in proc.stderr, proc.stderr
 
@@ -120,5 +157,7 @@ def test_which_method_names_the_fastest_of_ours_against_the_best_peer():
         ours = {n: r["time_to_target_s"] for n, r in out["methods"].items()
                 if not r["peer"] and r["time_to_target_s"] is not None}
         best = min(ours, key=ours.get)
-        assert f"| {best}, " in row and f"| {out['best_peer']}, " in row
+        assert f"| {best}, " in row and f"| {out['best_peer']} (" in row
         assert f"{out['methods'][best]['vs_best_peer']:.2f}x" in row
+        assert f"| {out['limit']['time_to_target_s']:.1f} s |" in row
+        assert {"horovod": "(Horovod)", "ddp": "(PyTorch DDP)"}[out["best_peer"]] in row
