@@ -42,7 +42,7 @@ def _use_cuda():
 std = f"c++{cxx_standard()}"
 # The operators (csrc/torch: schemas, checks, CPU and Meta implementations) and the framework-free
 # CPU kernels, one translation unit per instruction set (csrc/cpu/isa_*.cpp, chosen at run time).
-sources = (["csrc/torch/registration.cpp", "csrc/kernels_cpu.cpp"]
+sources = (["csrc/torch/registration.cpp", "csrc/kernels_cpu.cpp", "csrc/topk_cpu.cpp"]
            + sorted(glob.glob("csrc/cpu/isa_*.cpp")))
 # No contraction of a * b + c into an FMA: every instruction set then gives the same bits.
 # -fopenmp: torch's at::parallel_for is inline OpenMP in torch's headers, so without it the

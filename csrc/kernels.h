@@ -70,6 +70,24 @@ void dequantize_cpu(const uint8_t* payload, const float* scales, int bits, int64
                     float* out, int64_t n, float scale, bool accumulate, int64_t first,
                     int64_t last);
 
+// Top-k sparsification with error feedback (the TopK codec). Per chunk c of `chunk` elements
+// (v[j] = src[j] + error[j], zero at and past n; chunk <= 32768): the k entries of largest |v|
+// (NOTE: [top-k order] in topk_math.h), their positions in the chunk in ascending order
+// (positions[c * k ...], int16), and their values: float32 (bits == 32, values[c * 4k ...]) or
+// codes of `bits` (1, 2, 4, 8; topk_math.h) packed in vbytes = ceil(k * bits / 8) bytes
+// (values[c * vbytes ...]) with one float32 scale (scales[c]; unused at 32 bits).
+// error[j] = v[j] - the decoded value at a selected position, v[j] elsewhere (j < n; error may
+// be null: no error feedback). CPU: chunks [first, last).
+int64_t topk_value_bytes(int64_t k, int bits);
+void topk_encode_cpu(const float* src, float* error, int64_t n, int64_t chunk, int64_t k,
+                     int bits, float* scales, int16_t* positions, uint8_t* values, int64_t first,
+                     int64_t last);
+// out[c * chunk + position] = scale * the decoded value (+= with accumulate) for each selected
+// position below n; without accumulate the chunk's other elements are set to 0.
+void topk_decode_cpu(const float* scales, const int16_t* positions, const uint8_t* values,
+                     int bits, int64_t chunk, int64_t k, float* out, int64_t n, float scale,
+                     bool accumulate, int64_t first, int64_t last);
+
 // The CPU instruction set the kernels run with: the widest of "base" (any CPU), "avx2" (AVX2,
 // FMA, F16C) and "avx512" (AVX-512 F/BW/VL and the above) that this CPU has, or the one named by
 // HOROVOD_EXT_CPU_ISA. cpu_isas() lists this CPU's, comma-separated; set_cpu_isa() switches
@@ -104,6 +122,13 @@ int quantize_cuda(const float* src, float* error, int64_t n, int bits, int64_t c
                   int64_t chunks, uint8_t* payload, float* scales, void* stream);
 int dequantize_cuda(const uint8_t* payload, const float* scales, int bits, int64_t chunk,
                     float* out, int64_t n, float scale, bool accumulate, void* stream);
+// topk_encode_cpu / topk_decode_cpu over `chunks` chunks, one block per chunk.
+int topk_encode_cuda(const float* src, float* error, int64_t n, int64_t chunk, int64_t k,
+                     int bits, int64_t chunks, float* scales, int16_t* positions,
+                     uint8_t* values, void* stream);
+int topk_decode_cuda(const float* scales, const int16_t* positions, const uint8_t* values,
+                     int bits, int64_t chunk, int64_t k, int64_t chunks, float* out, int64_t n,
+                     float scale, bool accumulate, void* stream);
 #endif
 
 }  // namespace hvd_ext

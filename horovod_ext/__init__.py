@@ -11,7 +11,8 @@ from horovod_ext.runtime import log  # noqa: F401  (HVD_EXT_LOG_LEVEL is read, a
 
 # public name -> the module that defines it
 _FACES = {"Compression": "horovod_ext.compression", "PowerSGD": "horovod_ext.codecs",
-          "Quantize": "horovod_ext.codecs", "DistributedOptimizer": "horovod_ext.optimizer",
+          "Quantize": "horovod_ext.codecs", "TopK": "horovod_ext.codecs",
+          "DistributedOptimizer": "horovod_ext.optimizer",
           "probe": "horovod_ext.advisor.probing", "GradientStats": "horovod_ext.stats",
           **{m: "horovod_ext.modes" for m in ("EASGD", "Delayed", "DiLoCo", "Leader", "LocalSGD",
                                               "Sync")}}

@@ -74,3 +74,27 @@ def dequantize(payload, scales, out, bits, chunk, scale=1.0, accumulate=False):
     """The reverse of quantize: ``out = scale * decoded`` (``+=`` with ``accumulate``) for
     ``out.numel()`` elements."""
     _ops.dequantize(payload, scales, out, bits, chunk, scale, accumulate)
+
+
+def topk_value_bytes(k, bits):
+    """Bytes of one chunk's values for ``topk_encode``: k float32 at 32 bits, else k codes of
+    ``bits`` packed (ceil(k * bits / 8))."""
+    return 4 * k if bits == 32 else (k * bits + 7) // 8
+
+
+def topk_encode(src, error, scales, positions, codes, bits, chunk, k):
+    """Per chunk of ``chunk`` elements of float32 ``src`` (+ ``error``; zero past its end) the k
+    entries of largest magnitude (ties to the lower position; NaN above infinity above every
+    finite value): their positions in the chunk, ascending (``positions``, int16, k a chunk) and
+    their values (``codes``, uint8, ``topk_value_bytes(k, bits)`` a chunk): float32 at 32 bits;
+    else codes of ``bits`` (1, 2, 4, 8) with ``scales`` (one float32 a chunk): at 2 to 8 bits
+    round(v / s) + L with s = max |v| / L, L = 2^(bits-1) - 1; at 1 bit the sign with s = mean
+    |v|. With ``error`` (like ``src``, or None): error = input - the decoded value sent
+    (error feedback)."""
+    _ops.topk_encode(src, error, scales, positions, codes, bits, chunk, k)
+
+
+def topk_decode(scales, positions, codes, out, bits, chunk, k, scale=1.0, accumulate=False):
+    """The reverse of topk_encode: ``out = scale * decoded`` at the sent positions and zero
+    elsewhere (``+=`` at the sent positions with ``accumulate``), for ``out.numel()`` elements."""
+    _ops.topk_decode(scales, positions, codes, out, bits, chunk, k, scale, accumulate)

@@ -1,7 +1,8 @@
 """The codecs (compression=) in real 2- and 3-rank jobs under Gloo and MPI: PowerSGD equals Sync
 before start_step exactly and at full rank to float32 accuracy, error feedback loses nothing
 (applied + the ranks' mean error = the sum of the mean gradients) in sync and delayed mode and
-for 8- and 4-bit quantization, overlap_forward changes nothing, bytes_sent is each codec's
+for 8- and 4-bit quantization and top-k sparsification, TopK(density=1, bits=32) is the exact
+average (gradients and DiLoCo's pseudo-gradients), overlap_forward changes nothing, bytes_sent is each codec's
 payload; and the arguments that cannot work are refused by name."""
 import json
 
@@ -41,7 +42,8 @@ def test_overlap_forward_gives_the_same_result(r):
     assert r["powersgd_overlap"] <= exact(r)
 
 
-@pytest.mark.parametrize("case", ["powersgd", "delayed_powersgd", "int8", "int4"])
+@pytest.mark.parametrize("case", ["powersgd", "delayed_powersgd", "int8", "int4", "topk",
+                                  "delayed_topk", "topk1"])
 def test_error_feedback_loses_nothing(r, case):
     assert r[f"{case}_identity"] < 2e-5
 
@@ -51,7 +53,13 @@ def test_quantized_average_is_close(r):
     assert r["int4_vs_sync"] > r["int8_vs_sync"]
 
 
-@pytest.mark.parametrize("case", ["sync", "powersgd", "int8", "int4"])
+def test_topk_at_full_density_and_32_bits_is_the_exact_average(r):
+    assert r["topk_dense_vs_sync"] <= exact(r)
+    assert r["diloco_topk_dense_vs_plain"] <= exact(r)
+    assert r["topk_moved_from_sync"] > 1e-3 and r["diloco_topk_moved"] > 1e-4
+
+
+@pytest.mark.parametrize("case", ["sync", "powersgd", "int8", "int4", "topk"])
 def test_bytes_sent_is_the_payload(r, case):
     got, want = r[f"{case}_bytes"]
     assert got == pytest.approx(want, rel=1e-12)
@@ -72,6 +80,15 @@ def test_quantize_arguments_are_checked():
         hvd_ext.Quantize(bits=2)
     with pytest.raises(ValueError, match="Quantize.chunk must be a multiple of 8"):
         hvd_ext.Quantize(chunk=12)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(density=0), r"TopK.density must be a number in \(0, 1\]"),
+    (dict(density=1.5), "TopK.density"), (dict(bits=3), "TopK.bits must be one of 1, 2, 4, 8, 32"),
+    (dict(chunk=0), "TopK.chunk"), (dict(error_feedback=1), "TopK.error_feedback")])
+def test_topk_arguments_are_checked(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        hvd_ext.TopK(**kwargs)
 
 
 def test_what_cannot_work_is_refused_on_every_rank(tmp_path_factory):

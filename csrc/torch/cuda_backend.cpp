@@ -65,6 +65,27 @@ struct CudaBackend {
                                  static_cast<float>(scale), accumulate, stream()),
                  "dequantize");
   }
+  static void topk_encode(const at::Tensor& src, float* error, const at::Tensor& scales,
+                          const at::Tensor& positions, const at::Tensor& codes, int64_t bits,
+                          int64_t chunk, int64_t k, int64_t chunks) {
+    const c10::cuda::CUDAGuard guard(src.device());
+    check_launch(topk_encode_cuda(src.data_ptr<float>(), error, src.numel(), chunk, k,
+                                  static_cast<int>(bits), chunks, scales.data_ptr<float>(),
+                                  positions.data_ptr<int16_t>(), codes.data_ptr<uint8_t>(),
+                                  stream()),
+                 "topk_encode");
+  }
+  static void topk_decode(const at::Tensor& scales, const at::Tensor& positions,
+                          const at::Tensor& codes, const at::Tensor& out, int64_t bits,
+                          int64_t chunk, int64_t k, int64_t chunks, double scale,
+                          bool accumulate) {
+    const c10::cuda::CUDAGuard guard(out.device());
+    check_launch(topk_decode_cuda(scales.data_ptr<float>(), positions.data_ptr<int16_t>(),
+                                  codes.data_ptr<uint8_t>(), static_cast<int>(bits), chunk, k,
+                                  chunks, out.data_ptr<float>(), out.numel(),
+                                  static_cast<float>(scale), accumulate, stream()),
+                 "topk_decode");
+  }
 };
 
 }  // namespace

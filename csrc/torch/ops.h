@@ -7,6 +7,8 @@
 //   sq_norm(items, t, out)          out[0] = the sum of squares, float32
 //   quantize(src, error, payload, scales, bits, chunk), dequantize(payload, scales, out, bits,
 //                                    chunk, scale, accumulate)    kernels.h's, float32
+//   topk_encode(src, error, scales, positions, codes, bits, chunk, k, chunks),
+//   topk_decode(scales, positions, codes, out, bits, chunk, k, chunks, scale, accumulate)
 // register_ops<B>(m) registers every operator for one dispatch key; the dispatcher picks the key
 // from the tensors' devices (registration.cpp: CPU and Meta; cuda_backend.cpp: CUDA).
 #pragma once
@@ -43,6 +45,14 @@ DType check_norm_operands(at::TensorList tensors, const at::Tensor& out);
 void check_quantized(const at::Tensor& values, const char* values_arg, const at::Tensor* error,
                      const at::Tensor& payload, const at::Tensor& scales, int64_t bits,
                      int64_t chunk);
+
+// The topk_encode/topk_decode operands (kernels.h): `values` float32 (encode: src, decode: out),
+// scales float32 with one element per chunk (none needed at 32 bits), positions int16 with k per
+// chunk, codes uint8 with topk_value_bytes(k, bits) per chunk, all contiguous on one device;
+// values fits in the chunks. Returns the number of chunks.
+int64_t check_topk(const at::Tensor& values, const char* values_arg, const at::Tensor* error,
+                   const at::Tensor& scales, const at::Tensor& positions, const at::Tensor& codes,
+                   int64_t bits, int64_t chunk, int64_t k);
 
 // Item i moves tensors[i] to flat[offsets[i]:] (flat_is_dst) or back; aux (when given) is the
 // same offset of a second flat buffer.
@@ -123,7 +133,29 @@ void dequantize(const at::Tensor& payload, const at::Tensor& scales, const at::T
 }
 
 template <class B>
+void topk_encode(const at::Tensor& src, const std::optional<at::Tensor>& error,
+                 const at::Tensor& scales, const at::Tensor& positions, const at::Tensor& codes,
+                 int64_t bits, int64_t chunk, int64_t k) {
+  const int64_t chunks = check_topk(src, "src", error.has_value() ? &*error : nullptr, scales,
+                                    positions, codes, bits, chunk, k);
+  if constexpr (B::kComputes)
+    B::topk_encode(src, error.has_value() ? error->data_ptr<float>() : nullptr, scales,
+                   positions, codes, bits, chunk, k, chunks);
+}
+
+template <class B>
+void topk_decode(const at::Tensor& scales, const at::Tensor& positions, const at::Tensor& codes,
+                 const at::Tensor& out, int64_t bits, int64_t chunk, int64_t k, double scale,
+                 bool accumulate) {
+  const int64_t chunks = check_topk(out, "out", nullptr, scales, positions, codes, bits, chunk, k);
+  if constexpr (B::kComputes)
+    B::topk_decode(scales, positions, codes, out, bits, chunk, k, chunks, scale, accumulate);
+}
+
+template <class B>
 void register_ops(torch::Library& m) {
+  m.impl("topk_encode", &topk_encode<B>);
+  m.impl("topk_decode", &topk_decode<B>);
   m.impl("pack", &pack<B>);
   m.impl("unpack", &unpack<B>);
   m.impl("dc_compensate", &dc_compensate<B>);

@@ -122,6 +122,49 @@ void check_quantized(const at::Tensor& values, const char* values_arg, const at:
   }
 }
 
+int64_t check_topk(const at::Tensor& values, const char* values_arg, const at::Tensor* error,
+                   const at::Tensor& scales, const at::Tensor& positions, const at::Tensor& codes,
+                   int64_t bits, int64_t chunk, int64_t k) {
+  TORCH_CHECK_VALUE(bits == 1 || bits == 2 || bits == 4 || bits == 8 || bits == 32,
+                    "bits must be 1, 2, 4, 8 or 32; got ", bits);
+  TORCH_CHECK_VALUE(chunk >= 1 && chunk <= 32768, "chunk must be in [1, 32768]; got ", chunk);
+  TORCH_CHECK_VALUE(k >= 1 && k <= chunk, "k must be in [1, chunk = ", chunk, "]; got ", k);
+  TORCH_CHECK_TYPE(values.scalar_type() == at::kFloat, values_arg, " must be float32; got ",
+                   values.scalar_type());
+  TORCH_CHECK_TYPE(scales.scalar_type() == at::kFloat, "scales must be float32; got ",
+                   scales.scalar_type());
+  TORCH_CHECK_TYPE(positions.scalar_type() == at::kShort, "positions must be int16; got ",
+                   positions.scalar_type());
+  TORCH_CHECK_TYPE(codes.scalar_type() == at::kByte, "codes must be uint8; got ",
+                   codes.scalar_type());
+  for (const at::Tensor* t : {&values, &scales, &positions, &codes, error}) {
+    if (t == nullptr) continue;
+    TORCH_CHECK_VALUE(t->is_contiguous() && t->device() == values.device(),
+                      "topk operands must be contiguous, on one device (", values_arg, " is on ",
+                      values.device(), ")");
+  }
+  TORCH_CHECK_VALUE(positions.sym_numel().sym_eq(positions.sym_numel() / k * k)
+                        .expect_true(__FILE__, __LINE__),
+                    "positions must hold k = ", k, " entries per chunk; got ",
+                    positions.sym_numel());
+  const c10::SymInt chunks = positions.sym_numel() / k;
+  TORCH_CHECK_VALUE(values.sym_numel().sym_le(chunks * chunk).expect_true(__FILE__, __LINE__),
+                    values_arg, " has ", values.sym_numel(), " elements, more than the ",
+                    chunks * chunk, " of ", chunks, " chunks");
+  TORCH_CHECK_VALUE(bits == 32 || scales.sym_numel().sym_eq(chunks).expect_true(__FILE__, __LINE__),
+                    "scales must hold one scale per chunk (", chunks, "); got ", scales.sym_numel());
+  TORCH_CHECK_VALUE(codes.sym_numel().sym_eq(chunks * topk_value_bytes(k, static_cast<int>(bits)))
+                        .expect_true(__FILE__, __LINE__),
+                    "codes must hold ", chunks * topk_value_bytes(k, static_cast<int>(bits)),
+                    " bytes; got ", codes.sym_numel());
+  if (error != nullptr) {
+    TORCH_CHECK_TYPE(error->scalar_type() == at::kFloat, "error must be float32");
+    TORCH_CHECK_VALUE(error->sym_numel().sym_eq(values.sym_numel()).expect_true(__FILE__, __LINE__),
+                      "error must have ", values_arg, "'s ", values.sym_numel(), " elements");
+  }
+  return chunks.guard_int(__FILE__, __LINE__);
+}
+
 std::vector<Item> make_items(const at::Tensor& flat, at::TensorList tensors,
                              at::IntArrayRef offsets, bool flat_is_dst, const at::Tensor* aux) {
   std::vector<Item> items(tensors.size());
@@ -203,6 +246,28 @@ struct CpuBackend {
                      accumulate, first, last);
     });
   }
+  static void topk_encode(const at::Tensor& src, float* error, const at::Tensor& scales,
+                          const at::Tensor& positions, const at::Tensor& codes, int64_t bits,
+                          int64_t chunk, int64_t k, int64_t chunks) {
+    at::parallel_for(0, chunks, std::max<int64_t>(1, kCpuChunkElems / chunk),
+                     [&](int64_t first, int64_t last) {
+      topk_encode_cpu(src.data_ptr<float>(), error, src.numel(), chunk, k, static_cast<int>(bits),
+                      scales.data_ptr<float>(), positions.data_ptr<int16_t>(),
+                      codes.data_ptr<uint8_t>(), first, last);
+    });
+  }
+  static void topk_decode(const at::Tensor& scales, const at::Tensor& positions,
+                          const at::Tensor& codes, const at::Tensor& out, int64_t bits,
+                          int64_t chunk, int64_t k, int64_t chunks, double scale,
+                          bool accumulate) {
+    at::parallel_for(0, chunks, std::max<int64_t>(1, kCpuChunkElems / chunk),
+                     [&](int64_t first, int64_t last) {
+      topk_decode_cpu(scales.data_ptr<float>(), positions.data_ptr<int16_t>(),
+                      codes.data_ptr<uint8_t>(), static_cast<int>(bits), chunk, k,
+                      out.data_ptr<float>(), out.numel(), static_cast<float>(scale), accumulate,
+                      first, last);
+    });
+  }
 };
 
 // The fake implementation: the same checks, no data touched (meta and fake tensors).
@@ -238,6 +303,13 @@ TORCH_LIBRARY(hvd_ext, m) {
   // out (+)= scale * the decoded values (out.numel() of them)
   m.def("dequantize(Tensor payload, Tensor scales, Tensor(a!) out, int bits, int chunk, "
         "float scale=1.0, bool accumulate=False) -> ()");
+  // per chunk the k entries of largest |src + error|: positions, values (codes of `bits` and a
+  // scale, or float32 at 32 bits); error = input - what was sent
+  m.def("topk_encode(Tensor src, Tensor(a!)? error, Tensor(b!) scales, Tensor(c!) positions, "
+        "Tensor(d!) codes, int bits, int chunk, int k) -> ()");
+  // out (+)= scale * the decoded sparse values (zero elsewhere without accumulate)
+  m.def("topk_decode(Tensor scales, Tensor positions, Tensor codes, Tensor(a!) out, int bits, "
+        "int chunk, int k, float scale=1.0, bool accumulate=False) -> ()");
   // the CPU instruction set the kernels run with (kernels.h)
   m.def("cpu_isa() -> str", &hvd_ext::ops::cpu_isa);
 }

@@ -2,7 +2,7 @@
 ``codec_for`` maps what the user passes as ``compression=`` to a codec: Horovod's
 ``Compression.none`` and ``Compression.fp16`` (the fused cast kernels), any other Horovod
 ``Compressor`` (its own compress/decompress on the flat bucket), or a codec object (``PowerSGD``,
-``Quantize``, or one of the user's own subclass of ``Codec``).
+``Quantize``, ``TopK``, or one of the user's own subclass of ``Codec``).
 
 ``NAMED`` is the one registry of codecs by name: the ``+CODEC`` part of a method's name in the
 catalog (methods.py), and, with ``probe=True``, a wire format the advisor's probe measures. A new
@@ -18,10 +18,11 @@ from horovod_ext.codecs.base import Codec, Collective, Exchange, replay
 from horovod_ext.codecs.plain import CastCodec, CompressorCodec
 from horovod_ext.codecs.powersgd import PowerSGD
 from horovod_ext.codecs.quantize import Quantize
+from horovod_ext.codecs.topk import TopK
 from horovod_ext.codecs.view import BucketView
 
 __all__ = ["BucketView", "Codec", "Collective", "Exchange", "NAMED", "PowerSGD", "Quantize",
-           "codec_for", "register", "replay"]
+           "TopK", "codec_for", "register", "replay"]
 
 _HOROVOD = {Compression.none: lambda: CompressorCodec(Compression.none),
             Compression.fp16: lambda: CastCodec(torch.float16, "fp16")}
@@ -38,7 +39,7 @@ def codec_for(compression):
         return CompressorCodec(compression)
     raise ValueError(f"compression must be a Horovod Compressor (such as "
                      f"horovod_ext.Compression.fp16) or a codec (horovod_ext.PowerSGD, "
-                     f"horovod_ext.Quantize); got {compression!r}")
+                     f"horovod_ext.Quantize, horovod_ext.TopK); got {compression!r}")
 
 
 @dataclass(frozen=True)
@@ -79,3 +80,7 @@ register("powersgd", PowerSGD,
                              + ([f"from step {s['start_step']}"] if "start_step" in s else [])),
          lambda s: _call("PowerSGD", s), {"r": ("rank", int), "s": ("start_step", int)},
          probe=True)
+register("topk", TopK,
+         lambda s: f"top-{s.get('density', 0.01):g} sparse, {s.get('bits', 2)}-bit values",
+         lambda s: _call("TopK", s), {"d": ("density", float), "b": ("bits", int),
+                                      "c": ("chunk", int)})

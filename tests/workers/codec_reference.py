@@ -9,6 +9,8 @@ JSON file argv[1]:
                           against the sum of the mean gradients (largest relative difference)
   *_bytes                 bytes_sent of one compressed step against the payload formula
   int8_vs_sync, int4_...  relative difference of the applied gradient from Sync's
+  topk_dense_vs_sync      TopK(density=1, bits=32) against Sync: largest parameter difference
+  diloco_topk_*           DiLoCo's pseudo-gradients through TopK against plain DiLoCo
 """
 import json
 import sys
@@ -96,6 +98,9 @@ def mean_error(opt):
                 for k, n, m, r in st.mats:
                     if st.error[k] is not None:
                         err[b.offsets[k]:b.offsets[k] + n * m] = st.error[k].flatten()
+            elif not hasattr(st, "owner"):  # TopK: the bucket's error
+                err += hvd.allreduce(st.error, op=hvd.Average, name=f"e.{s.slot}.{b.index}") \
+                    * hvd.size()
             else:                        # Quantize: the bucket's sender error, owner shards
                 err += hvd.allreduce(st.error, op=hvd.Average, name=f"e.{s.slot}.{b.index}") \
                     * hvd.size()
@@ -145,6 +150,44 @@ def quantize_bytes(bits):
     return want
 
 
+def topk_bytes(codec):
+    """One step's bytes by the formula: per bucket, (N - 1) x the payload (one allgather)."""
+    model, opt = build(codec)
+    return sum((hvd.size() - 1) * codec.payload_bytes(b.flat.numel())
+               for b in opt._mode_object.engine._sets[0].buckets)
+
+
+def diloco(compression):
+    """DiLoCo (period 2) with its pseudo-gradients through ``compression``: the parameters."""
+    model = make_model()
+    opt = hvd_ext.DistributedOptimizer(
+        torch.optim.SGD(model.parameters(), lr=LR), named_parameters=model.named_parameters(),
+        mode=hvd_ext.DiLoCo(period=2, outer_lr=0.7, outer_momentum=0.9),
+        compression=compression)
+    for t in range(6):
+        x, y = batch(t)
+        opt.zero_grad()
+        F.mse_loss(model(x), y).backward()
+        opt.step()
+    opt.flush()
+    return flat(model)
+
+
+def topk_cases(out, sync):
+    sparse = hvd_ext.TopK(density=0.1, bits=2, chunk=64)
+    out["topk_identity"] = identity(sparse)
+    out["delayed_topk_identity"] = identity(hvd_ext.TopK(density=0.05, bits=4, chunk=100),
+                                            hvd_ext.Delayed(staleness=1))
+    out["topk1_identity"] = identity(hvd_ext.TopK(density=0.2, bits=1, chunk=32))
+    dense = train(hvd_ext.TopK(density=1.0, bits=32), record=True)
+    out["topk_dense_vs_sync"] = (flat(dense[0]) - flat(sync[0])).abs().max().item()
+    out["topk_moved_from_sync"] = rel(flat(train(sparse)[0]), flat(sync[0]))
+    out["topk_bytes"] = [train(sparse)[4][-1], topk_bytes(sparse)]
+    out["diloco_topk_dense_vs_plain"] = (diloco(hvd_ext.TopK(density=1.0, bits=32))
+                                         - diloco(hvd_ext.Compression.none)).abs().max().item()
+    out["diloco_topk_moved"] = rel(diloco(sparse), diloco(hvd_ext.Compression.none))
+
+
 def main():
     hvd.init()
     torch.set_num_threads(1)
@@ -169,6 +212,7 @@ def main():
         out[f"int{bits}_bytes"] = [q[4][-1], quantize_bytes(bits)]
     out["powersgd_bytes"] = [train(hvd_ext.PowerSGD(rank=2, start_step=0))[4][-1],
                              powersgd_bytes(2)]
+    topk_cases(out, sync)
     out["sync_bytes"] = [sync[4][-1], 2 * (hvd.size() - 1) / hvd.size() * 4 *
                          sum(p.numel() for p in sync[0].parameters())]
     if hvd.rank() == 0:
