@@ -2,7 +2,7 @@
 state_dict saved after any step continues bit-identically to the uninterrupted run (pending
 delayed gradients, leader state and overlapped pulls, EASGD center, inner optimizer state,
 gradient statistics, PowerSGD's error feedback and warm-start matrices, Quantize's sender and owner errors,
-overlapped DiLoCo rounds in flight), and saving does not perturb the run."""
+TopK's error, overlapped DiLoCo rounds in flight), and saving does not perturb the run."""
 import json
 
 import pytest
@@ -10,7 +10,7 @@ import pytest
 from conftest import MPI, launch
 
 MODES = ["sync_adam_stats", "delayed", "leader_overlap", "easgd", "local_sgd", "sync_powersgd",
-         "sync_int8", "delayed_powersgd", "diloco_overlap", "diloco_overlap_int4"]
+         "sync_int8", "delayed_powersgd", "diloco_overlap", "diloco_overlap_int4", "sync_topk", "diloco_overlap_topk"]
 
 
 @pytest.fixture(scope="module")

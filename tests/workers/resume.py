@@ -35,6 +35,9 @@ MODES = {
     # two fragments, rounds in flight after steps 2, 4 and 6, through 4-bit quantization
     "diloco_overlap_int4": dict(mode=hvd_ext.DiLoCo(period=4, fragments=2, overlap=1, mix=0.25),
                                 compression=hvd_ext.Quantize(bits=4)),
+    "sync_topk": dict(mode="sync", compression=hvd_ext.TopK(density=0.1, bits=2, chunk=64)),
+    "diloco_overlap_topk": dict(mode=hvd_ext.DiLoCo(period=4, fragments=2, overlap=1, mix=0.25),
+                                compression=hvd_ext.TopK(density=0.2, bits=4, chunk=128)),
 }
 
 
