@@ -95,7 +95,47 @@ def cases(shapes, device):
     def torch_dequantize():
         decoded.copy_(((payload.float() - 128).view(-1, chunk) * scales[:, None]).view(-1)[:n])
 
+    # top-k at density 1% in chunks of 4096, 2-bit values (the TopK codec's default)
+    tk_chunk, tk_k = 4096, 41
+    tk_chunks = -(-n // tk_chunk)
+    tk_scales = torch.empty(tk_chunks, device=device)
+    tk_pos = torch.empty(tk_chunks * tk_k, dtype=torch.int16, device=device)
+    tk_codes = torch.empty(tk_chunks * ops.topk_value_bytes(tk_k, 2), dtype=torch.uint8,
+                           device=device)
+    tk_error = rand(n) * 1e-3
+
+    def torch_topk_encode():  # the same math in torch ops: selection, codes, packing, error
+        v = torch.nn.functional.pad(flat + tk_error, (0, tk_chunks * tk_chunk - n))
+        v = v.view(tk_chunks, tk_chunk)
+        idx = v.abs().topk(tk_k, dim=1, sorted=False).indices.sort(dim=1).values
+        sel = v.gather(1, idx)
+        sc = sel.abs().amax(dim=1)  # 2 bits: levels -1, 0, 1
+        q = torch.round(sel / torch.where(sc > 0, sc, 1.0)[:, None]).clamp_(-1, 1)
+        err = v.scatter(1, idx, sel - q * sc[:, None])
+        tk_error.copy_(err.view(-1)[:n])
+        codes = torch.nn.functional.pad((q + 1).to(torch.uint8), (0, (-tk_k) % 4))
+        codes = codes.view(tk_chunks, -1, 4)
+        tk_codes.copy_((codes[..., 0] | codes[..., 1] << 2 | codes[..., 2] << 4
+                        | codes[..., 3] << 6).view(-1))
+        tk_pos.copy_(idx.to(torch.int16).view(-1))
+        tk_scales.copy_(sc)
+
+    def torch_topk_decode():
+        c = tk_codes.view(tk_chunks, -1)
+        q = torch.stack([(c >> s) & 3 for s in (0, 2, 4, 6)], dim=2).view(tk_chunks, -1)
+        vals = (q[:, :tk_k].float() - 1) * tk_scales[:, None]
+        out = torch.zeros(tk_chunks, tk_chunk, device=device)
+        out.scatter_(1, tk_pos.view(tk_chunks, tk_k).long(), vals)
+        decoded.copy_(out.view(-1)[:n])
+
     return {
+        "top-k 1%, 2-bit, error feedback": (
+            12 * n, lambda: ops.topk_encode(flat, tk_error, tk_scales, tk_pos, tk_codes, 2,
+                                            tk_chunk, tk_k),
+            {"torch ops (topk, gather, scatter)": torch_topk_encode}),
+        "top-k decode": (4 * n, lambda: ops.topk_decode(tk_scales, tk_pos, tk_codes, decoded, 2,
+                                                        tk_chunk, tk_k),
+                         {"torch ops (scatter)": torch_topk_decode}),
         "quantize to int8, error feedback": (
             13 * n, lambda: ops.quantize(flat, error, payload, scales, 8, chunk),
             {"torch ops": torch_quantize}),
