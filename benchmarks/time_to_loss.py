@@ -38,6 +38,18 @@ from horovod_ext.advisor import recommend
 METHODS = {**{name: (p.trains or name, name, True) for name, p in peers.REGISTRY.items()},
            **{name: (m, m, False) for name, m in recommend.CANDIDATES.items()}}
 PROXIED = tuple(n for n, p in peers.REGISTRY.items() if p.trains)  # trained as one of ours
+
+
+def spec(name):
+    """``METHODS[name]``, or for any other method of the catalog (diloco-H32-f2-t1-a0.5+topk)
+    itself, trained and timed by that name; None for a name that is neither."""
+    if name in METHODS:
+        return METHODS[name]
+    try:
+        catalog.parse(name)
+    except ValueError:
+        return None
+    return name, name, False
 ROUND_STEPS = 32  # steps per timed round: whole periods of every periodic method
 
 
@@ -68,9 +80,10 @@ def parse_args(argv=None):
     p.add_argument("--json", default="results/time_to_loss.json")
     args = p.parse_args(argv)
     unknown = [m for m in args.methods.split(",") + [c for c in args.check.split(",") if c]
-               if m not in METHODS]
+               if spec(m) is None]
     if unknown:
-        p.error(f"--methods/--check: unknown method(s) {unknown}; known: {', '.join(METHODS)}")
+        p.error(f"--methods/--check: unknown method(s) {unknown}; known: {', '.join(METHODS)} "
+                f"and every method of the catalog (horovod_ext.methods)")
     proxied = [c for c in args.check.split(",") if c in PROXIED]
     if proxied:
         p.error(f"--check: {proxied} train as one of ours; check that one instead")
@@ -94,7 +107,7 @@ def horovodrun(np_, cmd):
 
 
 def train_command(args, methods, seeds, lrs, out):
-    curves = sorted({METHODS[m][0] for m in methods})
+    curves = sorted({spec(m)[0] for m in methods})
     return horovodrun(args.np, [
         "-m", "benchmarks.science.diloco_text", "--methods", ",".join(curves),
         "--steps", str(args.steps), "--eval-every", str(args.eval_every), "--batch",
@@ -128,29 +141,44 @@ def _rekey(stored, names):
 
 
 def train(args, methods, env):
-    """The training curves, from --train-json when it holds these settings, else trained."""
+    """The training curves, from --train-json when it holds these settings; the methods it
+    lacks (or holds with other seeds) are trained and added to it."""
     want = dict(ranks=args.np, steps=args.steps, batch=args.batch,
                 lrs=[float(v) for v in args.lrs.split(",")], **TEXT_SHAPE)
     seeds = [int(s) for s in args.seeds.split(",")]
-    need = {METHODS[m][0] for m in methods}
+    need = {spec(m)[0] for m in methods}
+    have = None
     if args.recombine or os.path.exists(args.train_json):
         with open(args.train_json) as f:
             have = json.load(f)
         have["methods"] = _rekey(have["methods"], need)
-        same = all(have.get(k) == v for k, v in want.items())
-        if args.recombine or same and need <= set(have["methods"]) and all(
-                [r["seed"] for r in have["methods"][c]["runs"]] == seeds for c in need):
+        if args.recombine:
             return have
-    subprocess.run(train_command(args, methods, args.seeds, args.lrs, args.train_json),
-                   env=env, check=True)
-    with open(args.train_json) as f:
-        return json.load(f)
+        if not all(have.get(k) == v for k, v in want.items()):
+            have = None  # other settings: train every method anew
+    lacking = [m for m in methods if have is None or spec(m)[0] not in have["methods"] or
+               [r["seed"] for r in have["methods"][spec(m)[0]]["runs"]] != seeds]
+    if not lacking:
+        return have
+    part = os.path.splitext(args.train_json)[0] + "_part.json"
+    subprocess.run(train_command(args, lacking, args.seeds, args.lrs, part), env=env,
+                   check=True)
+    with open(part) as f:
+        trained = json.load(f)
+    os.remove(part)
+    for curve in trained["methods"].values():  # where each was trained, kept through merges
+        curve.setdefault("provenance", trained.get("config", {}).get("provenance"))
+    if have is not None:
+        trained["methods"] = {**have["methods"], **trained["methods"]}
+    with open(args.train_json, "w") as f:
+        json.dump(trained, f, indent=1)
+    return trained
 
 
 def step_times(args, methods, env):
     """The throughput harness's JSON at --rate for these methods' modes."""
     out = os.path.splitext(args.json)[0] + "_steps.json"
-    modes = ",".join(dict.fromkeys(["horovod"] + [METHODS[m][1] for m in methods]))  # its base
+    modes = ",".join(dict.fromkeys(["horovod"] + [spec(m)[1] for m in methods]))  # its base
     if not args.recombine:
         subprocess.run([*entry("run"), "--np", str(args.np),
                         "--rate", args.rate, *link_args(args), "--model", "chars", "--modes", modes,
@@ -158,7 +186,7 @@ def step_times(args, methods, env):
                         "3", "--json", out], env=env, check=True)
     with open(out) as f:
         timed = json.load(f)
-    names = ["horovod"] + [METHODS[m][1] for m in methods]
+    names = ["horovod"] + [spec(m)[1] for m in methods]
     for r in timed["results"]:
         r["mode"] = _named(r["mode"], names, harness=True)
     return timed
@@ -188,7 +216,7 @@ def under_link(args, cmd, env):
 def check(args, name, trained, env):
     """Trains ``name`` at its chosen rate and first seed under the link, end to end; returns
     its curve (step, validation loss, bytes, training seconds)."""
-    curve = METHODS[name][0]
+    curve = spec(name)[0]
     run = trained["methods"][curve]
     out = os.path.splitext(args.json)[0] + f"_check_{name}.json"
     if not args.recombine:
@@ -205,7 +233,7 @@ def main(argv=None):
     trained = train(args, methods, env)
     timed = step_times(args, methods, env)
     checks = {m: check(args, m, trained, env) for m in args.check.split(",") if m}
-    out = combine(args, {m: METHODS[m] for m in methods}, trained, timed, checks)
+    out = combine(args, {m: spec(m) for m in methods}, trained, timed, checks)
     # where this JSON was written; each part keeps where it was measured (out["provenance"])
     out["config"]["recombined_with" if args.recombine else "provenance"] = provenance()
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
