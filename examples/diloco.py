@@ -32,7 +32,7 @@ def main():
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     opt = hvd_ext.DistributedOptimizer(
         torch.optim.AdamW(model.parameters(), lr=1e-3), named_parameters=model.named_parameters(),
-        mode=hvd_ext.DiLoCo(period=args.period, outer_lr=0.7, outer_momentum=0.9),
+        mode=hvd_ext.DiLoCo(period=args.period),  # outer_lr 1.0, outer_momentum 0.5
         compression=COMPRESSION[args.compression])
 
     w = torch.randn(32, 4, generator=torch.Generator().manual_seed(0))

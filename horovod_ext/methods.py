@@ -165,6 +165,8 @@ def canonical(name: str) -> str:
         out.append(_LEGACY_PARTS[letter] + p[len(letter):])
     if m["kind"] == "powersgd":
         return "sync+powersgd-" + "-".join(out)
+    if m["kind"] == "diloco":  # recorded when DiLoCo's defaults were the paper's 0.7 and 0.9
+        out += [x for x in ("o0.7", "m0.9") if not any(o.startswith(x[0]) for o in out)]
     return "-".join([m["kind"]] + out) + codec
 
 
@@ -180,9 +182,10 @@ def _settings_words(m):
     if "pull" in s:
         parts.append(f"pull {s['pull']}")
     if m.mode == "diloco":
-        parts.append(f"outer lr {s.get('outer_lr', 0.7)} / momentum "
-                     f"{s.get('outer_momentum', 0.9)}" if {"outer_lr", "outer_momentum"} & set(s)
-                     else "the paper's outer lr 0.7 / momentum 0.9")
+        outer = (s.get("outer_lr", _modes.DiLoCo.outer_lr),
+                 s.get("outer_momentum", _modes.DiLoCo.outer_momentum))
+        parts.append("the paper's outer lr 0.7 / momentum 0.9" if outer == (0.7, 0.9)
+                     else f"outer lr {outer[0]} / momentum {outer[1]}")
         parts += [f"{s[k]} {w}" if k == "fragments" else f"{w} {s[k]}"
                   for k, w in (("fragments", "fragments"), ("overlap", "overlap"), ("mix", "mix"))
                   if k in s]

@@ -39,7 +39,7 @@ def test_fp16_is_horovods_compressor():
     ("sync_fp16", "sync+fp16"), ("sync-fp16", "sync+fp16"), ("int8", "sync+int8"),
     ("powersgd_r1", "sync+powersgd-r1"), ("leader_H32", "leader-H32-p0.5"),
     ("diloco_H32_o1.0_m0.5_frag4_fp16", "diloco-H32-o1.0-m0.5-f4+fp16"),
-    ("diloco_H8", "diloco-H8"), ("delayed2", "delayed-k2")])
+    ("diloco_H8", "diloco-H8-o0.7-m0.9"), ("delayed2", "delayed-k2")])
 def test_earlier_names_map_to_the_grammar(old, new):
     assert methods.canonical(old) == new
     assert methods.parse(old).kwargs() == methods.parse(new).kwargs()
@@ -91,5 +91,9 @@ def test_a_method_has_one_key_whatever_its_spelling():
     assert methods.key("delayed") == methods.key("delayed-k1") == methods.key("delayed-fp16")[:1] + (
         "None",)
     assert methods.key("powersgd_r4") == methods.key("sync+powersgd-r4")
-    assert methods.key("diloco-H8") != methods.key("diloco-H8-o1.0-m0.5")
+    assert methods.key("diloco-H8") == methods.key("diloco-H8-o1.0-m0.5")  # the defaults
+    assert methods.key("diloco-H8") != methods.key("diloco-H8-o0.7-m0.9")
+    # results stored when the defaults were the paper's keep their meaning
+    assert methods.key("diloco_H8") == methods.key("diloco-H8-o0.7-m0.9")
+    assert methods.key("diloco_H32_o1.0_m0.5_frag4") == methods.key("diloco-H32-f4")
     assert methods.key("sync+powersgd-r4") != methods.key("sync+powersgd-r4-s2")

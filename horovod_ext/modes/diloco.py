@@ -34,8 +34,8 @@ class DiLoCo(AveragingConfig):
     ``overlap=0, mix=0`` (the defaults) a round is applied where it starts, as above."""
 
     period: int
-    outer_lr: float = 0.7
-    outer_momentum: float = 0.9
+    outer_lr: float = 1.0     # the best of the measured grid at tens of outer steps (docs/modes.md)
+    outer_momentum: float = 0.5
     nesterov: bool = True
     fragments: int = 1
     overlap: int = 0
