@@ -1,9 +1,10 @@
 # make bench: install if needed, then the throughput benchmark (2 ranks: Horovod, tuned Horovod, DDP vs hvd_ext).
 # make test:  install if needed, then the whole test suite (C++ tests, nvcc check, mypy, the docs
 #             site's strict build, pytest).
-# make time-to-loss: time to a target loss of every method at 10 Gbit/s, 1 Gbit/s, 100 Mbit/s and
-#             25 Mbit/s (benchmarks/time_to_loss.py; the training grid once, then about 20 minutes a
-#             link on 2 cores; not part of the tests).
+# make time-to-loss: time to a target loss of every method at 10 Gbit/s, 1 Gbit/s, 100 Mbit/s,
+#             25 Mbit/s, 100 Mbit/s with 20 ms one way and 1 Gbit/s with 5 ms, with end-to-end
+#             checks of the fastest of ours and the fastest peer (benchmarks/time_to_loss.py; the
+#             training grid once, then the step times at each link; not part of the tests).
 # make cuda-check: the CUDA build in .venv-cuda/ and the test suite against it (no GPU needed).
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,6 +13,14 @@ BENCH_ARGS ?= --model cnn --steps 5 --rounds 8 --modes horovod,horovod-tuned,ddp
 STAMP := $(VENV)/.horovod_ext-installed
 
 TTL := docs/results/time_to_loss
+# every peer and ours, the local-update methods of every library at the same periods (8, 32)
+TTL_METHODS := horovod,horovod-tuned,horovod-fp16,ddp,ddp-fp16,ddp-powersgd,ddp-postlocalsgd-H8,$\
+ddp-postlocalsgd-H32,torchft-localsgd-H8,torchft-localsgd-H32,torchft-diloco-H8,$\
+torchft-diloco-H32,torchft-streaming-H8,torchft-streaming-H32,sync,sync-fp16,int8,powersgd,$\
+delayed,delayed-fp16,diloco-H8,diloco-H32,localsgd-H8,localsgd-H32,$\
+diloco-H8-o1.0-m0.5-f2-t1-a0.5,diloco-H32-o1.0-m0.5-f2-t1-a0.5
+TTL_RUN := $(PY) -m benchmarks.time_to_loss --np $(NP) --methods $(TTL_METHODS) --check winners \
+	--train-json $(TTL)/train.json
 
 .PHONY: install test bench clean cuda-check time-to-loss
 
@@ -39,10 +48,12 @@ bench: install
 		$(BENCH_ARGS) --json results/throughput.json
 
 time-to-loss: install
-	$(PY) -m benchmarks.time_to_loss --np $(NP) --rate 10gbit --check sync,diloco-H32 --json $(TTL)/10gbit.json --train-json $(TTL)/train.json
-	$(PY) -m benchmarks.time_to_loss --np $(NP) --rate 1gbit --check sync,diloco-H32 --json $(TTL)/1gbit.json --train-json $(TTL)/train.json
-	$(PY) -m benchmarks.time_to_loss --np $(NP) --rate 100mbit --check diloco-H32 --json $(TTL)/100mbit.json --train-json $(TTL)/train.json
-	$(PY) -m benchmarks.time_to_loss --np $(NP) --rate 25mbit --check diloco-H32 --json $(TTL)/25mbit.json --train-json $(TTL)/train.json
+	$(TTL_RUN) --rate 10gbit --json $(TTL)/10gbit.json
+	$(TTL_RUN) --rate 1gbit --json $(TTL)/1gbit.json
+	$(TTL_RUN) --rate 100mbit --json $(TTL)/100mbit.json
+	$(TTL_RUN) --rate 25mbit --json $(TTL)/25mbit.json
+	$(TTL_RUN) --rate 100mbit --delay-ms 20 --json $(TTL)/100mbit_20ms.json
+	$(TTL_RUN) --rate 1gbit --delay-ms 5 --json $(TTL)/1gbit_5ms.json
 
 # The CUDA build (torch from the package index with CUDA, Horovod with NCCL, the CUDA kernels) in
 # .venv-cuda/, and the test suite against it; needs a CUDA toolkit, not a GPU.

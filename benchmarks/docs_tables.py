@@ -227,7 +227,8 @@ def traced(name):
     return "\n".join(lines)
 
 
-TTL_RATES = ("10gbit", "1gbit", "100mbit", "25mbit")  # the stored time-to-loss links
+# the stored time-to-loss links: rate, and one-way delay where it has one
+TTL_CELLS = ("10gbit", "1gbit", "100mbit", "25mbit")
 TABLES = {"kernels_cpu": kernels_cpu,
           "compression_trace": lambda: traced("lm_1gbit_trace"),
           "compression_trace_cap100": lambda: traced("lm_1gbit_trace_cap100"),
@@ -248,10 +249,11 @@ TABLES = {"kernels_cpu": kernels_cpu,
           "tuner_cost": lambda: tuning_tables.tuning_cost([RESULTS / "tuner/sweep/sweep.json"]),
           **advisor_tables.TABLES,
           "time_to_loss_which": lambda: ttl_report.which_method(
-              [json.loads(p.read_text()) for p in RESULTS.glob("time_to_loss/*bit.json")]),
-          **{f"time_to_loss_{rate}": (lambda rate=rate: ttl_report.table(json.loads(
-              (RESULTS / "time_to_loss" / f"{rate}.json").read_text())))
-             for rate in TTL_RATES}}
+              [json.loads((RESULTS / "time_to_loss" / f"{c}.json").read_text())
+               for c in TTL_CELLS if (RESULTS / "time_to_loss" / f"{c}.json").exists()]),
+          **{f"time_to_loss_{cell}": (lambda cell=cell: ttl_report.table(json.loads(
+              (RESULTS / "time_to_loss" / f"{cell}.json").read_text())))
+             for cell in TTL_CELLS}}
 
 
 def pages():

@@ -51,6 +51,7 @@ def spec(name):
         return None
     return name, name, False
 ROUND_STEPS = 32  # steps per timed round: whole periods of every periodic method
+WINNERS = "winners"  # --check: the fastest of ours and the fastest peer
 
 
 def parse_args(argv=None):
@@ -73,18 +74,22 @@ def parse_args(argv=None):
                    help="the training curves (default: beside --json); reused when it exists "
                         "with the same training settings")
     p.add_argument("--check", default="", help="comma-separated methods run end-to-end under "
-                                               "the link to check the product")
+                                               "the link to check the product; 'winners': the "
+                                               "fastest of ours and the fastest peer")
+    p.add_argument("--reuse-step-times", action="store_true",
+                   help="take the step times stored beside --json (a run at the same link) "
+                        "instead of timing again: to add end-to-end checks afterwards")
     p.add_argument("--recombine", action="store_true",
                    help="run nothing: rebuild --json from the curves, step times and checks "
                         "stored beside it")
     p.add_argument("--json", default="results/time_to_loss.json")
     args = p.parse_args(argv)
-    unknown = [m for m in args.methods.split(",") + [c for c in args.check.split(",") if c]
-               if spec(m) is None]
+    checked = [] if args.check == WINNERS else [c for c in args.check.split(",") if c]
+    unknown = [m for m in args.methods.split(",") + checked if spec(m) is None]
     if unknown:
         p.error(f"--methods/--check: unknown method(s) {unknown}; known: {', '.join(METHODS)} "
                 f"and every method of the catalog (horovod_ext.methods)")
-    proxied = [c for c in args.check.split(",") if c in PROXIED]
+    proxied = [c for c in checked if c in PROXIED]
     if proxied:
         p.error(f"--check: {proxied} train as one of ours; check that one instead")
     if "sync" not in args.methods.split(","):
@@ -179,7 +184,7 @@ def step_times(args, methods, env):
     """The throughput harness's JSON at --rate for these methods' modes."""
     out = os.path.splitext(args.json)[0] + "_steps.json"
     modes = ",".join(dict.fromkeys(["horovod"] + [spec(m)[1] for m in methods]))  # its base
-    if not args.recombine:
+    if not (args.recombine or args.reuse_step_times):
         subprocess.run([*entry("run"), "--np", str(args.np),
                         "--rate", args.rate, *link_args(args), "--model", "chars", "--modes", modes,
                         "--steps", str(ROUND_STEPS), "--rounds", str(args.rounds), "--warmup",
@@ -226,14 +231,29 @@ def check(args, name, trained, env):
         return _rekey(json.load(f)["methods"], [curve])[curve]["runs"][0]["curve"]
 
 
+def winners(out):
+    """The methods to check end to end: the fastest of ours and the fastest peer to the target
+    (a peer that trains as one of ours is checked as that one)."""
+    reached = {n: r for n, r in out["methods"].items() if r["time_to_target_s"] is not None}
+    ours = [n for n, r in reached.items() if not r["peer"]]
+    picks = [min(ours, key=lambda n: reached[n]["time_to_target_s"])] if ours else []
+    if out["best_peer"] is not None:
+        peer = out["best_peer"]
+        picks.append(peers.REGISTRY[peer].trains or peer)
+    return list(dict.fromkeys(picks))
+
+
 def main(argv=None):
     args = parse_args(argv)
     methods = args.methods.split(",")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     trained = train(args, methods, env)
     timed = step_times(args, methods, env)
-    checks = {m: check(args, m, trained, env) for m in args.check.split(",") if m}
-    out = combine(args, {m: spec(m) for m in methods}, trained, timed, checks)
+    specs = {m: spec(m) for m in methods}
+    names = winners(combine(args, specs, trained, timed, {})) if args.check == WINNERS else \
+        [m for m in args.check.split(",") if m]
+    checks = {m: check(args, m, trained, env) for m in names}
+    out = combine(args, specs, trained, timed, checks)
     # where this JSON was written; each part keeps where it was measured (out["provenance"])
     out["config"]["recombined_with" if args.recombine else "provenance"] = provenance()
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
