@@ -40,6 +40,10 @@ def test_step_time_per_kind_of_exchange():
     assert step_ms(trace(compute_ms=dict(t["compute_ms"], local_step=12.0)), "diloco-H8") == \
         pytest.approx(12 + 41 / 8), "a local step measured back to back"
     assert step_ms(t, "localsgd-H32") == pytest.approx(10 + 41 / 32)
+    # overlapped rounds: what is left of each fragment's exchange after the overlapped steps
+    assert step_ms(t, "diloco-H8-t3") == pytest.approx(10 + (41 - 30) / 8)
+    assert step_ms(t, "diloco-H32-f2-t1") == pytest.approx(10 + 2 * (41 / 2 - 10) / 32)
+    assert step_ms(t, "diloco-H32-f4-t5") == pytest.approx(10), "hidden: the local step alone"
 
 
 def test_steps_model_and_choice():

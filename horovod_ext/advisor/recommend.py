@@ -11,7 +11,10 @@ copies of the gradients into its buckets and back:
   collectives share the cores, so the overlap is what the machine gives, not max(C, wire));
 - a period of H local steps (local SGD, DiLoCo): L + (W + the copies) / H, L a local step
   measured back to back with the next (forward, backward, optimizer step), W the float32
-  allreduce of all buckets at once (the outer step's own arithmetic is not counted).
+  allreduce of all buckets at once (the outer step's own arithmetic is not counted); with F
+  fragments whose exchanges each overlap tau local steps (Streaming DiLoCo), only what is left
+  of each fragment's exchange after tau local steps waits: L + F max(0, (W + copies) / F -
+  tau L) / H.
 Steps to a loss, as a factor over exact sync's: 1 for sync; for staleness k, 1 + k / M with
 M = B_crit / B steps (lr ~ 1/(M + k), the advisor page), B the global batch, B_crit ~ B_noise
 over the statistics' latest quarter (``stats.recent_noise_scale``); for the others (float16
@@ -55,6 +58,12 @@ def shape(name: str) -> Tuple[str, str, int, int]:
             s.get("staleness", 0))
 
 
+def rounds(name: str) -> Tuple[int, int]:
+    """(fragments, overlap) of a periodic candidate's outer rounds ((1, 0) for local SGD)."""
+    s = dict(methods.parse(CANDIDATES.get(name, name)).mode_settings)
+    return s.get("fragments", 1), s.get("overlap", 0)
+
+
 def optimizer_kwargs(name: str) -> Dict[str, Any]:
     """The ``mode`` (and ``compression``) to give ``hvd_ext.DistributedOptimizer`` for
     candidate ``name`` (as HOW writes them)."""
@@ -73,7 +82,9 @@ def step_ms(trace: Dict[str, Any], name: str) -> float:
     fb, opt = compute["forward_backward"], compute["optimizer_step"]
     codec = trace["codec_ms"][fmt] + compute["pack_unpack"]
     if how == "periodic":
-        return compute["local_step"] + (trace["wire_ms"][fmt] + compute["pack_unpack"]) / period
+        local, (fragments, overlap) = compute["local_step"], rounds(name)
+        per_round = (trace["wire_ms"][fmt] + compute["pack_unpack"]) / fragments
+        return local + fragments * max(0.0, per_round - overlap * local) / period
     if how == "delayed":
         return trace["overlapped_ms"][fmt] + opt + codec
     return fb + opt + codec + trace["exposed_ms"][fmt]
