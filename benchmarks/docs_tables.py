@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-from benchmarks import advisor_tables, ttl_report, tuning_tables
+from benchmarks import advisor_tables, compression_tables, ttl_report, tuning_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
@@ -39,32 +39,6 @@ def kernels_cpu():
                              f"{interval(r['of_copy'], r['of_copy_ci95'])} | "
                              f"{interval(r['vs_torch'], r['vs_torch_ci95'])} x "
                              f"({r['fastest_torch']}) |")
-    return "\n".join(lines)
-
-
-def compression(name):
-    """Per optimizer of one throughput run: step time, bytes per step, and the speedup over the
-    fastest peer, over DDP + PowerSGD and over DDP + fp16 (paired rounds, 95% intervals)."""
-    from benchmarks.ratios import speedup
-    path = RESULTS / "compression" / f"{name}.json"
-    run = json.loads(path.read_text())
-    c, by = run["config"], {r["mode"]: r for r in run["results"]}
-    lines = [f"{c['model']}, {c['np']} ranks, {c['link']} link, {c['rounds']} rounds of "
-             f"{c['steps']} steps; `{path.relative_to(ROOT)}`. Speedups are ratios of median step "
-             "times over paired rounds, 95% bootstrap interval.", "",
-             "| optimizer | step (ms) | MB sent per step | x fastest peer | x DDP + PowerSGD | "
-             "x DDP + fp16 |", "|---|---|---|---|---|---|"]
-    for r in run["results"]:
-        cells = []
-        for peer in ("ddp-powersgd", "ddp-fp16"):
-            if peer in by:
-                cells.append(interval(*speedup(by[peer]["round_ms"], r["round_ms"])))
-            else:
-                cells.append("")
-        sent = "?" if r["bytes_per_step"] is None else f"{r['bytes_per_step'] / 1e6:.1f}"
-        lines.append(f"| {r['mode']} | {r['step_ms']:.0f} | {sent} | "
-                     f"{interval(r['vs_best_peer'], r['vs_best_peer_ci95'])} | "
-                     + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -242,8 +216,8 @@ TABLES = {"kernels_cpu": kernels_cpu,
           "diloco_text": lambda: text_methods("diloco_text.json"),
           "diloco_text_4096": lambda: text_methods("diloco_text_4096.json"),
           "diloco_fragments": lambda: text_methods("diloco_fragments.json"),
-          "compression_lm_1gbit": lambda: compression("lm_1gbit"),
-          "compression_lm_300mbit": lambda: compression("lm_300mbit"),
+          "compression_lm_1gbit": lambda: compression_tables.compression(RESULTS, "lm_1gbit"),
+          "compression_lm_300mbit": lambda: compression_tables.compression(RESULTS, "lm_300mbit"),
           "tuner_sweep": lambda: throughput_cells("tuner/sweep/sweep.json", sweep_cols=True),
           "autotune": lambda: tuning_tables.autotune(RESULTS / "tuner/autotune_1gbit_lm.json"),
           "tuner_cost": lambda: tuning_tables.tuning_cost([RESULTS / "tuner/sweep/sweep.json"]),

@@ -31,6 +31,11 @@ def samples(device):
     yield "quantize", (r(50), r(50), u8(64), torch.zeros(4, device=device), 8, 16)
     yield "quantize", (r(50), None, u8(32), torch.zeros(4, device=device), 4, 16)
     yield "dequantize", (u8(64) + 130, r(4), r(50), 8, 16, 0.5, True)
+    # 4 chunks of 16, k = 2: 4-bit codes (a byte a chunk), or float32 values
+    i16 = lambda k: (torch.arange(k) % 16).to(torch.int16).to(device)  # noqa: E731
+    yield "topk_encode", (r(50), r(50), torch.zeros(4, device=device), i16(8), u8(4), 4, 16, 2)
+    yield "topk_encode", (r(50), None, torch.zeros(4, device=device), i16(8), u8(32), 32, 16, 2)
+    yield "topk_decode", (r(4), i16(8), u8(4) + 0x52, r(50), 4, 16, 2, 0.5, True)
 
 
 @pytest.mark.parametrize("device", DEVICES)
