@@ -16,9 +16,12 @@ def test_a_diloco_name_spells_every_field():
 
 
 def test_fields_left_out_are_the_modes_defaults():
-    spec = method("diloco_H8")
+    spec = method("diloco-H8")
     assert spec == dict(mode=hvd_ext.DiLoCo(period=8))
-    assert spec["mode"].outer_lr == 0.7 and spec["mode"].outer_momentum == 0.9
+    assert spec["mode"].outer_lr == 1.0 and spec["mode"].outer_momentum == 0.5
+    # a name stored when the defaults were the paper's keeps them
+    assert method("diloco_H8") == dict(mode=hvd_ext.DiLoCo(period=8, outer_lr=0.7,
+                                                           outer_momentum=0.9))
 
 
 @pytest.mark.parametrize("name, needle", [("diloco", "needs period"),
