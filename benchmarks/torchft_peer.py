@@ -83,8 +83,10 @@ def local_sgd(period):
 def diloco(period, n_fragments=1, delay=0, alpha=0.0):
     def wrap(model, opt):
         from torchft.local_sgd import DiLoCo
-        outer = torch.optim.SGD(model.parameters(), **OUTER)
-        context = DiLoCo(_manager(model), fragments(model, n_fragments), opt, outer,
+        parts = fragments(model, n_fragments)
+        # one outer optimizer per fragment, as ours keeps an outer momentum per fragment
+        outer = [torch.optim.SGD(part.parameters(), **OUTER) for part in parts]
+        context = DiLoCo(_manager(model), parts, opt, outer if n_fragments > 1 else outer[0],
                          sync_every=period, should_quantize=False,
                          fragment_sync_delay=delay, fragment_update_alpha=alpha)
         _KEPT.append(context.__enter__())
