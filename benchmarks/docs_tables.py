@@ -42,6 +42,24 @@ def kernels_cpu():
     return "\n".join(lines)
 
 
+def link_check():
+    """The emulated links with latency as measured: round trip against twice the delay, TCP
+    throughput against the rate, the delay line's CPU (benchmarks/link_check.py)."""
+    path = RESULTS / "link_check.json"
+    run = json.loads(path.read_text())
+    lines = [f"`{path.relative_to(ROOT)}`, {run['config']['provenance']['cores']}-core machine, "
+             "idle.", "", "| rate | one way (set) | round trip (2 x set) | TCP throughput | "
+             "delay line CPU (of a core) |", "|---|---|---|---|---|"]
+    for c in run["cells"]:
+        lines.append(f"| {c['rate']} | {c['delay_ms']:g} ms | {c['round_trip_ms']:.1f} ms "
+                     f"({c['round_trip_ms'] / (2 * c['delay_ms']) - 1:+.0%}) | "
+                     f"{c['throughput_mbit']:.0f} Mbit/s | {c['delay_line_cpu']:.0%} |"
+                     if c["delay_ms"] >= 1 else
+                     f"| {c['rate']} | none | {c['round_trip_ms']:.1f} ms | "
+                     f"{c['throughput_mbit']:.0f} Mbit/s | {c['delay_line_cpu']:.0%} |")
+    return "\n".join(lines)
+
+
 def text_methods(filename):
     """Per method of a text experiment (benchmarks/science/diloco_text.py): the learning rate
     chosen on validation, the validation loss of each seed and its mean against sync's, the test
@@ -210,6 +228,7 @@ TABLES = {"kernels_cpu": kernels_cpu,
           "delayed_convergence": delayed_convergence,
           "averaging_mnist": averaging_mnist,
           "soak": soak,
+          "link_check": link_check,
           "overlap_sweep": lambda: throughput_cells("overlap/sweep/sweep.json", sweep_cols=True),
           "overlap_cost": lambda: tuning_tables.tuning_cost([RESULTS / "overlap/sweep/sweep.json"]),
           "compression_text": lambda: text_methods("compression_text.json"),
