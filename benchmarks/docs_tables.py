@@ -244,6 +244,9 @@ TABLES = {"kernels_cpu": kernels_cpu,
           "time_to_loss_which": lambda: ttl_report.which_method(
               [json.loads((RESULTS / "time_to_loss" / f"{c}.json").read_text())
                for c in TTL_CELLS if (RESULTS / "time_to_loss" / f"{c}.json").exists()]),
+          "time_to_loss_advice": lambda: ttl_report.advice(
+              [json.loads((RESULTS / "time_to_loss" / f"{c}.json").read_text()) for c in TTL_CELLS],
+              [f"docs/results/time_to_loss/{c}.json" for c in TTL_CELLS]),
           **{f"time_to_loss_{cell}": (lambda cell=cell: ttl_report.table(json.loads(
               (RESULTS / "time_to_loss" / f"{cell}.json").read_text())))
              for cell in TTL_CELLS}}

@@ -215,3 +215,29 @@ def which_method(outs):
                      f"{over(rows[peer])} | "
                      f"{cell(rows[best]['vs_best_peer'], rows[best]['vs_best_peer_ci95'])} |")
     return "\n".join(lines)
+
+
+def advice(outs, names):
+    """Markdown, one row per link of the stored runs ``outs`` (stored as ``names``): the method
+    of ours to use there, by time to the target (and the next one), and what the exact one
+    (sync) costs against it; each row names the JSON it rests on."""
+    from benchmarks.peers import library
+    lines = ["| link | use (first to the target) | then | exact sync takes | fastest peer takes | "
+             "rests on |", "|---|---|---|---|---|---|"]
+    for out, name in sorted(zip(outs, names), key=lambda p: (
+            RATE_ORDER.index(p[0]["rate"]) if p[0]["rate"] in RATE_ORDER else len(RATE_ORDER),
+            p[0].get("config", {}).get("delay_ms") or 0)):
+        rows = out["methods"]
+        ours = sorted((n for n, r in rows.items() if not r["peer"] and
+                       r["time_to_target_s"] is not None), key=lambda n: rows[n]["time_to_target_s"])
+        if len(ours) < 2:
+            continue
+        first, then, sync = rows[ours[0]], rows[ours[1]], rows.get("sync")
+        def times(r):
+            return "not reached" if r is None or r["time_to_target_s"] is None else \
+                f"{r['time_to_target_s'] / first['time_to_target_s']:.1f}x as long"
+        peer = out["best_peer"]
+        lines.append(f"| {link_of(out)} | {ours[0]} ({first['time_to_target_s']:.0f} s) | "
+                     f"{ours[1]} ({then['time_to_target_s']:.0f} s) | {times(sync)} | "
+                     f"{peer} ({library(peer)}): {times(rows[peer])} | `{name}` |")
+    return "\n".join(lines)

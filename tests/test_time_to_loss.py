@@ -161,3 +161,15 @@ def test_which_method_names_the_fastest_of_ours_against_the_best_peer():
         assert f"{out['methods'][best]['vs_best_peer']:.2f}x" in row
         assert f"| {out['limit']['time_to_target_s']:.1f} s |" in row
         assert {"horovod": "(Horovod)", "ddp": "(PyTorch DDP)"}[out["best_peer"]] in row
+
+
+def test_advice_names_the_fastest_two_of_ours_and_the_json():
+    rng = random.Random(11)
+    args, trained, timed = inputs(rng)
+    out = ttl_report.combine(args, METHODS, trained, timed, checks={})
+    (row,) = ttl_report.advice([out], ["x/100mbit.json"]).splitlines()[2:]
+    ours = sorted((n for n, r in out["methods"].items()
+                   if not r["peer"] and r["time_to_target_s"] is not None),
+                  key=lambda n: out["methods"][n]["time_to_target_s"])
+    assert row.startswith(f"| 100mbit | {ours[0]} (") and f"| {ours[1]} (" in row
+    assert row.endswith("| `x/100mbit.json` |")
