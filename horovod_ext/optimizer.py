@@ -230,6 +230,30 @@ def DistributedOptimizer(
 
     Every rank must pass the same parameters (names, shapes, dtypes, order) and arguments: one
     small allgather checks it first, and a difference raises ValueError on every rank.
+
+    Args:
+        optimizer: the torch optimizer to wrap; its ``step()`` is the inner step.
+        named_parameters: (name, parameter) pairs, as Horovod's; names every collective.
+        compression: ``Compression.none`` (exact), ``Compression.fp16``, another Horovod
+            ``Compressor``, or a codec: ``PowerSGD``, ``Quantize``, ``TopK``.
+        backward_passes_per_step: backward passes accumulated before an exchange (Horovod's).
+        op: ``hvd.Average`` (default), ``hvd.Sum`` or ``hvd.Adasum`` (Sync without a codec).
+        gradient_predivide_factor: Horovod's split of the averaging before and after the sum.
+        num_groups: Horovod's grouping into that many buckets (0: the automatic plan).
+        groups: Horovod's explicit groups of parameters (one bucket each).
+        sparse_as_dense: send sparse gradients as dense ones, in the buckets.
+        process_set: the Horovod process set to reduce over.
+        mode: ``"sync"`` or ``Sync()`` (exact), ``Delayed``, ``Leader``, ``EASGD``,
+            ``LocalSGD``, ``DiLoCo``.
+        bucket_cap_mb: the largest bucket in MB (None: chosen from the model, then tuned).
+        first_bucket_mb: the first bucket's size in MB (None: 1 MB, then tuned).
+        stats: a ``GradientStats`` to measure the gradient noise scale on the way.
+        nonfinite: ``"ignore"``, ``"skip"`` or ``"raise"`` for a NaN or inf gradient.
+        tune: let the first steps choose the buckets (and Horovod's knobs) by timing them.
+
+    Returns:
+        The optimizer, now an instance of a subclass of its class, with ``synchronize()``,
+        ``skip_synchronize()``, ``flush()``, ``consensus_params()`` and ``bytes_sent``.
     """
     if named_parameters is not None:
         named_parameters = list(named_parameters)

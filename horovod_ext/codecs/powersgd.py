@@ -81,7 +81,16 @@ class _BucketState:
 
 @dataclass(frozen=True)
 class PowerSGD(Codec):
-    """``compression=hvd_ext.PowerSGD(rank=4)``: see the module docstring."""
+    """``compression=hvd_ext.PowerSGD(rank=4)``: see the module docstring.
+
+    Args:
+        rank: r, columns of the low-rank factors.
+        start_step: steps sent whole (exactly Sync's) before compressing.
+        warm_start: start each step's power iteration from the last Q.
+        error_feedback: keep what the approximation lost and add it to the next gradient.
+        min_compression_rate: a matrix is compressed only if it shrinks at least this much.
+        seed: the seed of the first Q, the same on every rank.
+    """
 
     rank: int = 4
     start_step: int = 10

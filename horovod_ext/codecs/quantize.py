@@ -59,7 +59,13 @@ class _BucketState:
 
 @dataclass(frozen=True)
 class Quantize(Codec):
-    """``compression=hvd_ext.Quantize(bits=8)``: see the module docstring."""
+    """``compression=hvd_ext.Quantize(bits=8)``: see the module docstring.
+
+    Args:
+        bits: 8 or 4 bits per element.
+        error_feedback: keep what rounding lost and add it to the next input.
+        chunk: elements per float32 scale, a multiple of 8 in [8, 4096].
+    """
 
     bits: int = 8
     error_feedback: bool = True

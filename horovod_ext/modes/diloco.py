@@ -31,7 +31,17 @@ class DiLoCo(AveragingConfig):
     and the fragment's x then becomes (1 - mix) * theta + mix * x (torchft's
     ``fragment_sync_delay`` and ``fragment_update_alpha``). After each step the rounds due are
     applied before new ones are launched; ``flush()`` applies every round in flight. With
-    ``overlap=0, mix=0`` (the defaults) a round is applied where it starts, as above."""
+    ``overlap=0, mix=0`` (the defaults) a round is applied where it starts, as above.
+
+    Args:
+        period: H, local steps between a fragment's rounds.
+        outer_lr: the outer learning rate (default 1.0).
+        outer_momentum: the outer momentum in [0, 1) (default 0.5).
+        nesterov: Nesterov outer momentum (default True).
+        fragments: F, parts of the model sent in rounds spread over the period.
+        overlap: tau, local steps a round's exchange runs behind (0 <= tau < period // F).
+        mix: alpha in [0, 1], the weight of the local parameters when a round lands.
+    """
 
     period: int
     outer_lr: float = 1.0     # the best of the measured grid at tens of outer steps (docs/modes.md)

@@ -13,7 +13,12 @@ class EASGD(AveragingConfig):
     """Elastic averaging SGD: after step t with (t + 1) % period == 0, with S the sum of all
     ranks' parameters and x~ the center (equal on all ranks, starting at rank 0's parameters at
     the first step): x <- x - a (x - x~) and x~ <- x~ + a (S - N x~), both with the old x~.
-    moving_rate a defaults to 0.9 / N."""
+    moving_rate a defaults to 0.9 / N.
+
+    Args:
+        period: steps between rounds.
+        moving_rate: a in (0, 1] (None: 0.9 / N).
+    """
 
     period: int
     moving_rate: Optional[float] = None

@@ -59,7 +59,11 @@ class Sync(_GradientConfig):
     ``stats``, and parameters read inside the forward of the modules holding them; parameters
     read directly between ``step()`` and the next forward (not through a module's forward or
     ``state_dict()``) need ``flush()`` first. ``synchronize()``
-    before ``step()`` (clipping, AMP) and closures take the usual path."""
+    before ``step()`` (clipping, AMP) and closures take the usual path.
+
+    Args:
+        overlap_forward: overlap communication with the next forward as well (same result).
+    """
 
     overlap_forward: bool = False
     name = "sync"
@@ -93,7 +97,12 @@ class Delayed(_GradientConfig):
     the first ``staleness`` after a ``flush()``) take no inner step. Communication overlaps
     ``staleness`` whole forward+backward passes. With ``compensation`` c > 0 the applied
     gradient g is DC-ASGD-compensated: g + c * g * g * (w_now - w_then), w_then being the
-    parameters at which g was computed."""
+    parameters at which g was computed.
+
+    Args:
+        staleness: k >= 1, steps between a gradient's exchange starting and its use.
+        compensation: c >= 0, the DC-ASGD compensation (0: none).
+    """
 
     staleness: int = 1
     compensation: float = 0.0

@@ -24,7 +24,17 @@ class Leader(AveragingConfig):
     runs inside groups (the ranks of one host, or ``group_size`` consecutive ranks) and the global
     level across all ranks, local round first when both fall on one step. ``overlap=True``
     launches the leader's broadcast asynchronously and applies its pull at the end of the next
-    step (with the leader's parameters of the round's step)."""
+    step (with the leader's parameters of the round's step).
+
+    Args:
+        period: steps between rounds.
+        pull: lambda in (0, 1], how far each rank moves toward the leader.
+        window: losses averaged to elect the leader (None: period).
+        global_period: steps between the global rounds (with ``global_pull``).
+        global_pull: the global rounds' pull.
+        group_size: ranks per group of the local level (None: the ranks of one host).
+        overlap: apply each round's pull one step later, its broadcast on the wire meanwhile.
+    """
 
     period: int
     pull: float

@@ -8,7 +8,11 @@ from horovod_ext.runtime import checks
 @dataclass(frozen=True)
 class LocalSGD(AveragingConfig):
     """Local SGD (periodic model averaging): after step t with (t + 1) % period == 0, every rank
-    takes the average of all ranks' parameters."""
+    takes the average of all ranks' parameters.
+
+    Args:
+        period: steps between averages.
+    """
 
     period: int
     name = "localsgd"
