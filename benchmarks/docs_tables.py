@@ -220,7 +220,7 @@ def traced(name):
 
 
 # the stored time-to-loss links: rate, and one-way delay where it has one
-TTL_CELLS = ("10gbit", "1gbit", "100mbit", "25mbit")
+TTL_CELLS = ("10gbit", "1gbit", "100mbit", "25mbit", "100mbit_20ms", "1gbit_5ms")
 TABLES = {"kernels_cpu": kernels_cpu,
           "compression_trace": lambda: traced("lm_1gbit_trace"),
           "compression_trace_cap100": lambda: traced("lm_1gbit_trace_cap100"),

@@ -210,8 +210,8 @@ def which_method(outs):
             return "" if r.get("vs_limit") is None else f" ({r['vs_limit']:.1f}x the limit)"
         lines.append(f"| {link_of(out)} | "
                      + ("-" if limit is None else f"{limit['time_to_target_s']:.1f} s")
-                     + f" | {best}, {rows[best]['time_to_target_s']:.0f} s{over(rows[best])} | "
-                     f"{peer} ({library(peer)}), {rows[peer]['time_to_target_s']:.0f} s"
+                     + f" | {best}, {rows[best]['time_to_target_s']:.1f} s{over(rows[best])} | "
+                     f"{peer} ({library(peer)}), {rows[peer]['time_to_target_s']:.1f} s"
                      f"{over(rows[peer])} | "
                      f"{cell(rows[best]['vs_best_peer'], rows[best]['vs_best_peer_ci95'])} |")
     return "\n".join(lines)
@@ -237,7 +237,7 @@ def advice(outs, names):
             return "not reached" if r is None or r["time_to_target_s"] is None else \
                 f"{r['time_to_target_s'] / first['time_to_target_s']:.1f}x as long"
         peer = out["best_peer"]
-        lines.append(f"| {link_of(out)} | {ours[0]} ({first['time_to_target_s']:.0f} s) | "
-                     f"{ours[1]} ({then['time_to_target_s']:.0f} s) | {times(sync)} | "
+        lines.append(f"| {link_of(out)} | {ours[0]} ({first['time_to_target_s']:.1f} s) | "
+                     f"{ours[1]} ({then['time_to_target_s']:.1f} s) | {times(sync)} | "
                      f"{peer} ({library(peer)}): {times(rows[peer])} | `{name}` |")
     return "\n".join(lines)
