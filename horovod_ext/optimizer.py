@@ -209,20 +209,12 @@ def DistributedOptimizer(
     ``bucket_cap_mb`` caps a bucket's size (default None: about 32 buckets for the model, each
     0.25 to 25 MB) and the first bucket holds at most ``first_bucket_mb`` (default None: 1 MB).
     ``tune=True`` (sync and delayed modes): the first steps of training (at most 30, see
-    ``horovod_ext.engine.search_space``) try other bucket caps, first bucket sizes and, where the Horovod in
-    use can change them at run time, its fusion threshold and cycle time, timed on every rank,
-    and keep the fastest (``optimizer.tuned`` says what and how); only the schedule changes,
-    never the result. Settings given explicitly (``bucket_cap_mb``, ``first_bucket_mb``,
+    ``horovod_ext.engine.search_space``) time other bucket sizes and, where Horovod allows,
+    its fusion threshold and cycle time on every rank, and keep the fastest (``optimizer.tuned``
+    says what); only the schedule changes, never the result. Settings given explicitly (``bucket_cap_mb``, ``first_bucket_mb``,
     ``groups``, ``HOROVOD_FUSION_THRESHOLD``, ``HOROVOD_CYCLE_TIME``, ``HOROVOD_AUTOTUNE``) are
-    not tuned; ``tune=False`` tunes nothing. ``mode`` picks the
-    synchronisation algorithm: ``"sync"`` (exact, the default),
-    ``Delayed(staleness, compensation)``, or a model-averaging mode without gradient allreduce:
-    ``Leader(period, pull, ...)``, ``EASGD(period, moving_rate)``, ``LocalSGD(period)``,
-    ``DiLoCo(period, ...)``. ``compression``: a Horovod ``Compressor`` or a codec
-    (``PowerSGD``, ``Quantize``). ``groups``/``num_groups`` replace the automatic plan with
-    Horovod's explicit grouping (one bucket per group). ``stats=GradientStats(batch_size)``
-    measures the gradient noise scale with no extra collective (see ``horovod_ext.stats``); it
-    is then ``optimizer.gradient_stats``.
+    not tuned; ``tune=False`` tunes nothing. ``stats=GradientStats(batch_size)`` measures the
+    gradient noise scale with no extra collective; it is then ``optimizer.gradient_stats``.
     ``nonfinite``: what a NaN or inf in the gradient to apply does: ``"ignore"`` (apply it, as
     Horovod does), ``"skip"`` (skip that inner step on every rank, counted in
     ``optimizer.skipped_steps``) or ``"raise"`` (FloatingPointError naming the parameter). In
@@ -233,27 +225,21 @@ def DistributedOptimizer(
 
     Args:
         optimizer: the torch optimizer to wrap; its ``step()`` is the inner step.
-        named_parameters: (name, parameter) pairs, as Horovod's; names every collective.
+        named_parameters: (name, parameter) pairs, as Horovod's.
         compression: ``Compression.none`` (exact), ``Compression.fp16``, another Horovod
             ``Compressor``, or a codec: ``PowerSGD``, ``Quantize``, ``TopK``.
-        backward_passes_per_step: backward passes accumulated before an exchange (Horovod's).
-        op: ``hvd.Average`` (default), ``hvd.Sum`` or ``hvd.Adasum`` (Sync without a codec).
-        gradient_predivide_factor: Horovod's split of the averaging before and after the sum.
-        num_groups: Horovod's grouping into that many buckets (0: the automatic plan).
-        groups: Horovod's explicit groups of parameters (one bucket each).
-        sparse_as_dense: send sparse gradients as dense ones, in the buckets.
-        process_set: the Horovod process set to reduce over.
+        backward_passes_per_step, op, gradient_predivide_factor, sparse_as_dense,
+            process_set: as Horovod's.
+        num_groups, groups: Horovod's explicit grouping (one bucket per group).
         mode: ``"sync"`` or ``Sync()`` (exact), ``Delayed``, ``Leader``, ``EASGD``,
             ``LocalSGD``, ``DiLoCo``.
-        bucket_cap_mb: the largest bucket in MB (None: chosen from the model, then tuned).
-        first_bucket_mb: the first bucket's size in MB (None: 1 MB, then tuned).
+        bucket_cap_mb, first_bucket_mb: bucket sizes in MB (None: chosen, then tuned).
         stats: a ``GradientStats`` to measure the gradient noise scale on the way.
         nonfinite: ``"ignore"``, ``"skip"`` or ``"raise"`` for a NaN or inf gradient.
         tune: let the first steps choose the buckets (and Horovod's knobs) by timing them.
 
     Returns:
-        The optimizer, now an instance of a subclass of its class, with ``synchronize()``,
-        ``skip_synchronize()``, ``flush()``, ``consensus_params()`` and ``bytes_sent``.
+        The optimizer, an instance of a subclass of its class.
     """
     if named_parameters is not None:
         named_parameters = list(named_parameters)
