@@ -18,7 +18,8 @@ TTL_METHODS := horovod,horovod-tuned,horovod-fp16,ddp,ddp-fp16,ddp-powersgd,ddp-
 ddp-postlocalsgd-H32,torchft-localsgd-H8,torchft-localsgd-H32,torchft-diloco-H8,$\
 torchft-diloco-H32,torchft-streaming-H8,torchft-streaming-H32,sync,sync-fp16,int8,powersgd,$\
 delayed,delayed-fp16,diloco-H8,diloco-H32,localsgd-H8,localsgd-H32,$\
-diloco-H8-o1.0-m0.5-f2-t1-a0.5,diloco-H32-o1.0-m0.5-f2-t1-a0.5
+diloco-H8-o1.0-m0.5-f2-t1-a0.5,diloco-H32-o1.0-m0.5-f2-t1-a0.5,$\
+diloco-H32-o1.0-m0.5-f2-t1-a0.5+int4,diloco-H32-o1.0-m0.5-f2-t1-a0.5+topk-d0.05-b4
 TTL_RUN := $(PY) -m benchmarks.time_to_loss --np $(NP) --methods $(TTL_METHODS) --check winners \
 	--train-json $(TTL)/train.json
 
