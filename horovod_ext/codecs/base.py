@@ -111,6 +111,14 @@ def check_linear_op(codec, settings):
                          f"hvd.Average or hvd.Sum")
 
 
+def check_float32(codec, view, what):
+    """ValueError naming the first parameter when ``view`` is not float32 (``what``: the codec's
+    verb, "quantizes float32 gradients")."""
+    if view.dtype != torch.float32:
+        raise ValueError(f"compression={codec!r} {what}; parameter {view.names[0]} "
+                         f"{tuple(view.shapes[0])} is {view.dtype}")
+
+
 def scales(st):
     """(prescale, postscale) of an allreduce with Settings st, as hvd.DistributedOptimizer."""
     average = st.op == Average

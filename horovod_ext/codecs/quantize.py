@@ -16,7 +16,7 @@ import torch
 from horovod.torch.mpi_ops import Average
 
 from horovod_ext import ops
-from horovod_ext.codecs.base import Codec, Collective, check_linear_op
+from horovod_ext.codecs.base import Codec, Collective, check_float32, check_linear_op
 from horovod_ext.runtime import checks
 
 
@@ -85,9 +85,7 @@ class Quantize(Codec):
         check_linear_op(self, settings)
 
     def new_state(self, view):
-        if view.dtype != torch.float32:
-            raise ValueError(f"compression={self!r} quantizes float32 gradients; parameter "
-                             f"{view.names[0]} {tuple(view.shapes[0])} is {view.dtype}")
+        check_float32(self, view, "quantizes float32 gradients")
         return _BucketState(self, view)
 
     def buffers(self, state):

@@ -17,7 +17,7 @@ import torch
 from horovod.torch.mpi_ops import Average
 
 from horovod_ext import ops
-from horovod_ext.codecs.base import Codec, Collective, check_linear_op
+from horovod_ext.codecs.base import Codec, Collective, check_float32, check_linear_op
 from horovod_ext.runtime import checks
 
 BITS = (1, 2, 4, 8, 32)
@@ -87,9 +87,7 @@ class TopK(Codec):
         check_linear_op(self, settings)
 
     def new_state(self, view):
-        if view.dtype != torch.float32:
-            raise ValueError(f"compression={self!r} sparsifies float32 tensors; parameter "
-                             f"{view.names[0]} {tuple(view.shapes[0])} is {view.dtype}")
+        check_float32(self, view, "sparsifies float32 tensors")
         return _State(self, view)
 
     def buffers(self, state):
