@@ -14,7 +14,7 @@ from horovod.torch.mpi_ops import Average
 from horovod_ext.modes.base import Mode, ModeConfig
 from horovod_ext.modes.flats import ParamFlats
 from horovod_ext.runtime.failure import nonfinite_error, nonfinite_names, stop_all_ranks
-from horovod_ext.runtime.same_point import same_point
+from horovod_ext.runtime.same_point import Point, same_point
 from horovod_ext.runtime.wire import wire_bytes
 
 
@@ -88,6 +88,11 @@ class AveragingMode(Mode):
         without a bound: the averaging modes issue no collective but after one."""
         same_point(f"{what} (mode {self.config.name})", self.process_set, bounded=False)
 
+    def start_point(self, what):
+        """``meet`` started beside the round's exchange and finished before its result is used
+        (NOTE: [one round, one cycle])."""
+        return Point(f"{what} (mode {self.config.name})", self.process_set)
+
     def on_reset(self):
         """The next step takes the first rank's step counter and shared state again (a rank
         that joined has no other), as after a load."""
@@ -138,11 +143,14 @@ class AveragingMode(Mode):
     def sum_params(self, sums, why):
         """sums <- the sum over ranks of the parameters (one allreduce per flat buffer);
         ``why`` names the point (same_point.py)."""
-        self.meet(f"the sum of the parameters for {why} after step {self._t}")
         self._flats.copy_params_to(sums)
-        for i, s in enumerate(sums):
-            hvd.allreduce_(s, name=f"hvd_ext.{self.config.name}.sum.{i}", op=hvd.Sum,
-                           process_set=self.process_set)
+        point = self.start_point(f"the sum of the parameters for {why} after step {self._t}")
+        handles = [hvd.allreduce_async_(s, name=f"hvd_ext.{self.config.name}.sum.{i}",
+                                        op=hvd.Sum, process_set=self.process_set)
+                   for i, s in enumerate(sums)]
+        point.finish()
+        for s, handle in zip(sums, handles):
+            hvd.synchronize(handle)
             self.count("allreduce", s, self.process_set)
 
     @contextmanager

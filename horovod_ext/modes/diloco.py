@@ -11,6 +11,7 @@ from horovod_ext.codecs.shared import broadcast_shared
 from horovod_ext.modes.averaging import AveragingConfig, AveragingMode
 from horovod_ext.modes.flats import ParamFlats
 from horovod_ext.runtime import checks, log
+from horovod_ext.runtime.same_point import PASSED
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ class DiLoCoMode(AveragingMode):
                 for i, (ps, _, n) in enumerate(fr.groups)])
             index += len(fr.groups)
         self._delta = [[w.view.flat for w in ws] for ws in self._wires]
-        # Rounds launched and not applied yet, in launch order: (fragment, step it is due at).
+        # Rounds launched and not applied yet, in launch order: (fragment, step it is due at,
+        # its same-point check, started with the exchange: NOTE: [one round, one cycle]).
         # While a round is in flight its buckets' exchanges are on the wire, or done with the
         # decoded mean in ``_delta[f]`` (waited for by ``state()``).
         self._flight = []
@@ -132,25 +134,25 @@ class DiLoCoMode(AveragingMode):
 
     def before_step(self, closure, synchronize):
         """Runs the next stages of the exchanges in flight whose collective completed."""
-        for f, _ in self._flight:
+        for f, _, _ in self._flight:
             for w in self._wires[f]:
                 w.advance()
         return super().before_step(closure, synchronize)
 
     def after_inner_step(self):
         while self._flight and self._flight[0][1] == self._t:
-            self._apply(self._flight.pop(0)[0])
+            self._apply(self._flight.pop(0))
         for f, phase in enumerate(self._phase):
             if self._t % self.config.period == phase:
                 self._launch(f)
                 if self.config.overlap == 0:
-                    self._apply(self._flight.pop()[0])
+                    self._apply(self._flight.pop())
 
     def _launch(self, f):
         fr = self._fragments[f]
         fr.copy_params_to(self._delta[f])
         rounds = (self._t - 1) // self.config.period  # this fragment's earlier rounds
-        self.meet(f"the outer round of fragment {f} after step {self._t}")
+        point = self.start_point(f"the outer round of fragment {f} after step {self._t}")
 
         def count(kind, tensor):
             self.count(kind, tensor, self.process_set)
@@ -158,10 +160,12 @@ class DiLoCoMode(AveragingMode):
         for i, (theta, delta) in enumerate(zip(self._theta[f], self._delta[f])):
             torch.sub(theta, delta, out=delta)                  # theta - x
             self._wires[f][i].start(f"hvd_ext.diloco.{f}.{i}", self.settings, rounds, count)
-        self._flight.append((f, self._t + self.config.overlap))
+        self._flight.append((f, self._t + self.config.overlap, point))
 
-    def _apply(self, f):
-        """The outer step of fragment f's round in flight, then its x from theta (and mix)."""
+    def _apply(self, round_):
+        """The outer step of a fragment's round in flight, then its x from theta (and mix)."""
+        f, _, point = round_
+        point.finish()
         cfg, fr = self.config, self._fragments[f]
         for i, (theta, delta, buf) in enumerate(zip(self._theta[f], self._delta[f], self._buf[f])):
             self._wires[f][i].wait(f"the exchange of DiLoCo's fragment {f}, dtype bucket {i}")
@@ -180,7 +184,7 @@ class DiLoCoMode(AveragingMode):
         """Applies every round in flight, in launch order (``apply`` has nothing to do here:
         DiLoCo keeps no gradient pending)."""
         while self._flight:
-            self._apply(self._flight.pop(0)[0])
+            self._apply(self._flight.pop(0))
 
     def consensus_params(self):
         """theta, the outer parameters (the parameters themselves before the first step)."""
@@ -195,11 +199,12 @@ class DiLoCoMode(AveragingMode):
         """Adds theta, the outer momentum, the codec's state and the rounds in flight (their
         exchanges are waited for here; the decoded means are saved and applied when due)."""
         clone = (lambda parts: None if parts is None else [[t.clone() for t in p] for p in parts])
-        for f, _ in self._flight:
+        for f, _, point in self._flight:
+            point.finish()
             for i, w in enumerate(self._wires[f]):
                 w.wait(f"the exchange of DiLoCo's fragment {f}, dtype bucket {i}")
         flight = [dict(fragment=f, due=due, delta=[d.clone() for d in self._delta[f]])
-                  for f, due in self._flight]
+                  for f, due, _ in self._flight]
         return dict(super().state(), theta=clone(self._theta), buf=clone(self._buf),
                     codec=self._codec_saved(), flight=flight)
 
@@ -219,7 +224,7 @@ class DiLoCoMode(AveragingMode):
         for entry in saved.get("flight", []):
             for d, kept in zip(self._delta[entry["fragment"]], entry["delta"]):
                 d.copy_(kept)
-            self._flight.append((entry["fragment"], entry["due"]))
+            self._flight.append((entry["fragment"], entry["due"], PASSED))
         if saved.get("theta") is not None:
             self._theta = [[t.clone() for t in p] for p in saved["theta"]]
             self._buf = [[t.clone() for t in p] for p in saved["buf"]]
@@ -254,10 +259,11 @@ class DiLoCoMode(AveragingMode):
         A round already received (waited for by a commit's ``state()``) is kept, unless
         ``wait`` (a load replaces every round)."""
         on_wire, kept = False, []
-        for f, due in self._flight:
+        for f, due, point in self._flight:
+            point.drop(wait)
             live = [w.drop(wait) for w in self._wires[f]]
             on_wire = on_wire or any(live)
             if not any(live) and not wait:
-                kept.append((f, due))
+                kept.append((f, due, point))
         self._flight = kept
         return on_wire

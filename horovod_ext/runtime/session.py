@@ -27,6 +27,12 @@ def token():
     return (mpi_ops.rank(), mpi_ops.size()) if mpi_ops.is_initialized() else None
 
 
+def is_current(seen):
+    """Whether ``seen`` (a ``token()``) is the token of the session running now."""
+    now = token()
+    return now is seen or (isinstance(now, tuple) and now == seen)
+
+
 class SessionWatch:
     """``changed()`` is True once after each re-initialization since the last call."""
 
@@ -34,10 +40,9 @@ class SessionWatch:
         self._token = token()
 
     def changed(self):
-        now = token()
-        if now is self._token or (isinstance(now, tuple) and now == self._token):
+        if is_current(self._token):
             return False
-        self._token = now
+        self._token = token()
         return True
 
     def follow(self):
