@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-from benchmarks import advisor_tables, compression_tables, ttl_report, tuning_tables
+from benchmarks import advisor_tables, compression_tables, docs_values, ttl_report, tuning_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
@@ -258,13 +258,13 @@ def pages():
 
 
 def render(text):
-    """``text`` with each of its tables regenerated."""
+    """``text`` with each of its tables and inline values (docs_values.py) regenerated."""
     for name in re.findall(r"<!-- table:([\w-]+) -->", text):
         if name not in TABLES:
             raise SystemExit(f"unknown table {name!r}; known: {', '.join(TABLES)}")
         pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(<!-- /table:{name} -->)", re.S)
         text = pattern.sub(lambda m: m.group(1) + TABLES[name]() + "\n" + m.group(2), text)
-    return text
+    return docs_values.render(text)
 
 
 def main():
@@ -275,15 +275,16 @@ def main():
     for page in pages():
         old = page.read_text()
         shown.update(re.findall(r"<!-- table:([\w-]+) -->", old))
+        shown.update(re.findall(r"<!--v:([\w.-]+)-->", old))
         new = render(old)
         if args.check and new != old:
             sys.exit(f"{page.relative_to(ROOT)}: tables differ from docs/results: run python "
                      f"-m benchmarks.docs_tables")
         if not args.check:
             page.write_text(new)
-    missing = set(TABLES) - shown
+    missing = (set(TABLES) | set(docs_values.VALUES)) - shown
     if missing:
-        sys.exit(f"tables in no page: {', '.join(sorted(missing))}")
+        sys.exit(f"tables or values in no page: {', '.join(sorted(missing))}")
 
 
 if __name__ == "__main__":
