@@ -10,7 +10,7 @@ any order, and what is left out takes the class's default::
     localsgd-H<period>                     LocalSGD(period)
     easgd-H<period>                        EASGD(period)
     leader-H<period>[-p<pull>]             Leader(period, pull)
-    diloco-H<period>[-o<outer_lr>][-m<outer_momentum>][-f<fragments>][-t<overlap>][-a<mix>]
+    diloco-H<period|auto>[-o<outer_lr>][-m<outer_momentum>][-f<fragments>][-t<overlap>][-a<mix>]
     +fp16                                  Compression.fp16
     +int8, +int4                           Quantize(bits=8), Quantize(bits=4)
     +powersgd[-r<rank>][-s<start_step>]    PowerSGD(rank, start_step)
@@ -57,7 +57,13 @@ register_mode("localsgd", _modes.LocalSGD, {"H": ("period", int)}, ("period",), 
 register_mode("easgd", _modes.EASGD, {"H": ("period", int)}, ("period",), "EASGD")
 register_mode("leader", _modes.Leader, {"H": ("period", int), "p": ("pull", float)},
               ("period", "pull"), "Leader")
-register_mode("diloco", _modes.DiLoCo, {"H": ("period", int), "o": ("outer_lr", float),
+def _period(text):
+    """A period in a name: an int, or "auto" (DiLoCo's period chosen for the link)."""
+    return text if text == "auto" else int(text)
+
+
+WORDS = {int: "an int", _period: "an int or 'auto'"}  # what a setting's text must be
+register_mode("diloco", _modes.DiLoCo, {"H": ("period", _period), "o": ("outer_lr", float),
                                         "m": ("outer_momentum", float), "f": ("fragments", int),
                                         "t": ("overlap", int), "a": ("mix", float)},
               ("period",), "DiLoCo")
@@ -102,8 +108,8 @@ def _settings(part, kind, letters, name):
         try:
             value = typ(item[len(letter):])
         except ValueError:
-            raise ValueError(f"method {name!r}: {field} must be a{'n int' if typ is int else ' number'}"
-                             f", got {item[len(letter):]!r}") from None
+            raise ValueError(f"method {name!r}: {field} must be {WORDS.get(typ, 'a number')}, "
+                             f"got {item[len(letter):]!r}") from None
         if field in out:
             raise ValueError(f"method {name!r}: {field} given twice")
         out[field] = value

@@ -78,7 +78,8 @@ def test_the_throughput_harness_takes_its_methods_from_the_catalog():
 @pytest.mark.parametrize("name, needle", [
     ("dilo-H3", "unknown mode 'dilo'"), ("diloco", "diloco needs period"),
     ("leader-H4", "leader needs pull"), ("diloco-H32-x1", "unknown setting 'x1' of 'diloco'"),
-    ("diloco-H32-Hx", "period must be an int"), ("diloco-H4-H8", "period given twice"),
+    ("diloco-H32-Hx", "period must be an int or 'auto'"), ("diloco-H4-H8", "period given twice"),
+    ("diloco-Hauto-t4", "leave DiLoCo.overlap at 0"),
     ("sync+zip", "unknown codec 'zip'"), ("sync+powersgd-q2", "unknown setting 'q2'"),
     ("diloco-H4-t4", "DiLoCo.overlap must be < period"), ("diloco-H4-a2", "DiLoCo.mix"),
     ("sync-H4", "unknown setting 'H4' of 'sync'"), (3, "method name must be a string")])

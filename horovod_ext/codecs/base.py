@@ -221,6 +221,14 @@ class Wire:
             finally:
                 self.exchange = None
 
+    def saved(self):
+        """The codec's state of each tensor of the view (error feedback, PowerSGD's Q)."""
+        return [self.codec.save(self.view.state, k) for k in range(len(self.view.shapes))]
+
+    def load_saved(self, per_tensor):
+        for k, kept in enumerate(per_tensor):
+            self.codec.load(self.view.state, k, kept)
+
     def drop(self, wait):
         """Forgets what is in flight: waits for its collective (``wait``) or abandons it (a
         Horovod session that is over); True when there was something."""

@@ -2,6 +2,7 @@
 step on the ranks' averaged parameter change; streamed in fragments, each fragment's exchange
 overlapping the next inner steps (Streaming DiLoCo, Douillard et al. 2025)."""
 from dataclasses import dataclass
+from typing import Union
 
 import torch
 
@@ -10,6 +11,7 @@ from horovod_ext.codecs.base import Wire
 from horovod_ext.codecs.shared import broadcast_shared
 from horovod_ext.modes.averaging import AveragingConfig, AveragingMode
 from horovod_ext.modes.flats import ParamFlats
+from horovod_ext.modes.period_choice import PROBE_PERIOD, PeriodProbe
 from horovod_ext.runtime import checks, log
 from horovod_ext.runtime.same_point import PASSED
 
@@ -34,8 +36,12 @@ class DiLoCo(AveragingConfig):
     applied before new ones are launched; ``flush()`` applies every round in flight. With
     ``overlap=0, mix=0`` (the defaults) a round is applied where it starts, as above.
 
+    ``period="auto"`` times an inner step and a round over the first 8 steps, then takes the
+    smallest period of 8, 16, ..., 256 whose round an overlap of ``period // (2 * fragments)``
+    steps hides (``period_choice.py``; logged, the same on every rank).
+
     Args:
-        period: H, local steps between a fragment's rounds.
+        period: H, local steps between a fragment's rounds, or "auto".
         outer_lr: the outer learning rate (default 1.0).
         outer_momentum: the outer momentum in [0, 1) (default 0.5).
         nesterov: Nesterov outer momentum (default True).
@@ -44,7 +50,7 @@ class DiLoCo(AveragingConfig):
         mix: alpha in [0, 1], the weight of the local parameters when a round lands.
     """
 
-    period: int
+    period: Union[int, str]
     outer_lr: float = 1.0     # the best of the measured grid at tens of outer steps (docs/modes.md)
     outer_momentum: float = 0.5
     nesterov: bool = True
@@ -55,28 +61,30 @@ class DiLoCo(AveragingConfig):
     compresses_rounds = True  # compression applies to the pseudo-gradient
 
     def __post_init__(self):
-        checks.positive_int("DiLoCo.period", self.period)
-        checks.finite_non_negative("DiLoCo.outer_lr", self.outer_lr)
-        if self.outer_lr == 0:
-            raise ValueError(f"DiLoCo.outer_lr must be > 0; got {self.outer_lr!r}")
+        if self.period != "auto":
+            checks.positive_int("DiLoCo.period", self.period)
+        elif self.overlap != 0 or self.fragments > PROBE_PERIOD:
+            raise ValueError(f"DiLoCo(period='auto') chooses the overlap with the period and "
+                             f"probes at period {PROBE_PERIOD}: leave DiLoCo.overlap at 0 (got "
+                             f"{self.overlap!r}) and give DiLoCo.fragments <= {PROBE_PERIOD} "
+                             f"(got {self.fragments!r})")
+        checks.positive_number("DiLoCo.outer_lr", self.outer_lr)
         checks.finite_non_negative("DiLoCo.outer_momentum", self.outer_momentum)
         if self.outer_momentum >= 1:
             raise ValueError(f"DiLoCo.outer_momentum must be in [0, 1); got "
                              f"{self.outer_momentum!r}")
-        if not isinstance(self.nesterov, bool):
-            raise ValueError(f"DiLoCo.nesterov must be True or False; got {self.nesterov!r}")
+        checks.boolean("DiLoCo.nesterov", self.nesterov)
         checks.positive_int("DiLoCo.fragments", self.fragments)
-        if self.fragments > self.period:
+        period = PROBE_PERIOD if self.period == "auto" else self.period
+        if self.fragments > period:
             raise ValueError(f"DiLoCo.fragments must be <= period ({self.period}); got "
                              f"{self.fragments}")
         checks.non_negative_int("DiLoCo.overlap", self.overlap)
-        if self.overlap >= self.period // self.fragments:
+        if self.overlap >= period // self.fragments:
             raise ValueError(f"DiLoCo.overlap must be < period // fragments "
-                             f"({self.period // self.fragments}): a fragment's round is applied "
+                             f"({period // self.fragments}): a fragment's round is applied "
                              f"before the next one starts; got {self.overlap}")
-        if isinstance(self.mix, bool) or not isinstance(self.mix, (int, float)) \
-                or not 0 <= self.mix <= 1:
-            raise ValueError(f"DiLoCo.mix must be a number in [0, 1]; got {self.mix!r}")
+        checks.weight("DiLoCo.mix", self.mix)
 
     def check(self, settings, optimizer):
         super().check(settings, optimizer)
@@ -92,10 +100,13 @@ class DiLoCo(AveragingConfig):
 class DiLoCoMode(AveragingMode):
     def __init__(self, config, optimizer, inner, settings):
         super().__init__(config, optimizer, inner, settings)
-        n, F, H = len(self._params), config.fragments, config.period
+        n, F = len(self._params), config.fragments
         members = [[p for j, p in enumerate(self._params) if j * F // n == f] for f in range(F)]
         self._fragments = [ParamFlats(ps) for ps in members]
-        self._phase = [(f * H // F) % H for f in range(F)]  # a round when t % H == phase
+        self._probe = PeriodProbe() if config.period == "auto" else None
+        self._rounds = [0] * F  # each fragment's rounds so far (a codec's step)
+        self._set_period(PROBE_PERIOD if self._probe else config.period,
+                         0 if self._probe else config.overlap)
         self._theta = None   # per fragment, flat buffers per dtype (equal on every rank)
         self._buf = None     # outer momentum, same layout
         # The pseudo-gradient of each fragment and dtype is a bucket view of the fragment's
@@ -111,11 +122,14 @@ class DiLoCoMode(AveragingMode):
                 for i, (ps, _, n) in enumerate(fr.groups)])
             index += len(fr.groups)
         self._delta = [[w.view.flat for w in ws] for ws in self._wires]
-        # Rounds launched and not applied yet, in launch order: (fragment, step it is due at,
-        # its same-point check, started with the exchange: NOTE: [one round, one cycle]).
-        # While a round is in flight its buckets' exchanges are on the wire, or done with the
-        # decoded mean in ``_delta[f]`` (waited for by ``state()``).
+        # Rounds launched, not applied: (fragment, step due, its same-point check: NOTE: [one
+        # round, one cycle]); their exchanges on the wire, or done into ``_delta[f]``.
         self._flight = []
+
+    def _set_period(self, period, overlap):
+        self._period, self._overlap = period, overlap
+        self._phase = [(f * period // len(self._fragments)) % period
+                       for f in range(len(self._fragments))]  # a round when t % H == phase
 
     def buffers(self):
         codec = [t for ws in self._wires for w in ws for t in self._codec.buffers(w.view.state)]
@@ -140,18 +154,29 @@ class DiLoCoMode(AveragingMode):
         return super().before_step(closure, synchronize)
 
     def after_inner_step(self):
+        if self._probe is None:
+            self._rounds_due()
+        elif chosen := self._probe.timed_step(self._rounds_due, self._t, len(self._fragments),
+                                              self.process_set, self.meet):
+            self._set_period(*chosen)
+            self._probe = None
+
+    def _rounds_due(self):
+        """Applies the rounds due after this step, launches the new ones; returns how many."""
         while self._flight and self._flight[0][1] == self._t:
             self._apply(self._flight.pop(0))
-        for f, phase in enumerate(self._phase):
-            if self._t % self.config.period == phase:
-                self._launch(f)
-                if self.config.overlap == 0:
-                    self._apply(self._flight.pop())
+        due = [f for f, phase in enumerate(self._phase) if self._t % self._period == phase]
+        for f in due:
+            self._launch(f)
+            if self._overlap == 0:
+                self._apply(self._flight.pop())
+        return len(due)
 
     def _launch(self, f):
         fr = self._fragments[f]
         fr.copy_params_to(self._delta[f])
-        rounds = (self._t - 1) // self.config.period  # this fragment's earlier rounds
+        rounds = self._rounds[f]  # this fragment's earlier rounds
+        self._rounds[f] += 1
         point = self.start_point(f"the outer round of fragment {f} after step {self._t}")
 
         def count(kind, tensor):
@@ -160,7 +185,7 @@ class DiLoCoMode(AveragingMode):
         for i, (theta, delta) in enumerate(zip(self._theta[f], self._delta[f])):
             torch.sub(theta, delta, out=delta)                  # theta - x
             self._wires[f][i].start(f"hvd_ext.diloco.{f}.{i}", self.settings, rounds, count)
-        self._flight.append((f, self._t + self.config.overlap, point))
+        self._flight.append((f, self._t + self._overlap, point))
 
     def _apply(self, round_):
         """The outer step of a fragment's round in flight, then its x from theta (and mix)."""
@@ -206,7 +231,8 @@ class DiLoCoMode(AveragingMode):
         flight = [dict(fragment=f, due=due, delta=[d.clone() for d in self._delta[f]])
                   for f, due, _ in self._flight]
         return dict(super().state(), theta=clone(self._theta), buf=clone(self._buf),
-                    codec=self._codec_saved(), flight=flight)
+                    codec=self._codec_saved(), flight=flight, rounds=list(self._rounds),
+                    period=self._period, overlap=self._overlap, probing=bool(self._probe))
 
     def own_state(self):
         """Each rank keeps its codec state when it adopts the first rank's: error feedback is its own
@@ -215,12 +241,16 @@ class DiLoCoMode(AveragingMode):
 
     def _codec_saved(self):
         """The codec's state per fragment, dtype bucket and parameter."""
-        return [[[self._codec.save(w.view.state, k) for k in range(len(w.view.shapes))]
-                 for w in ws] for ws in self._wires]
+        return [[w.saved() for w in ws] for ws in self._wires]
 
     def load_state(self, saved):
         super().load_state(saved)
         self._drop_flight(wait=True)
+        if "period" in saved:  # the period chosen (or being chosen) for "auto"
+            self._set_period(saved["period"], saved["overlap"])
+            self._probe = PeriodProbe() if saved["probing"] else None
+        self._rounds = list(saved["rounds"]) if "rounds" in saved else [
+            (self._t - p) // self._period + (p > 0) if self._t >= p else 0 for p in self._phase]
         for entry in saved.get("flight", []):
             for d, kept in zip(self._delta[entry["fragment"]], entry["delta"]):
                 d.copy_(kept)
@@ -230,8 +260,7 @@ class DiLoCoMode(AveragingMode):
             self._buf = [[t.clone() for t in p] for p in saved["buf"]]
         for ws, entry in zip(self._wires, saved.get("codec", [])):
             for w, per_param in zip(ws, entry):
-                for k, kept in enumerate(per_param):
-                    self._codec.load(w.view.state, k, kept)
+                w.load_saved(per_param)
 
     def adopt_first_rank_state(self):
         """The first rank's state (NOTE: [rank-0 resume]), then the codec state every rank must
