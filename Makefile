@@ -13,13 +13,18 @@ BENCH_ARGS ?= --model cnn --steps 5 --rounds 8 --modes horovod,horovod-tuned,ddp
 STAMP := $(VENV)/.horovod_ext-installed
 
 TTL := docs/results/time_to_loss
-# every peer and ours, the local-update methods of every library at the same periods (8, 32)
+# every peer and ours, the local-update methods of every library at the same periods (8 to 128)
 TTL_METHODS := horovod,horovod-tuned,horovod-fp16,ddp,ddp-fp16,ddp-powersgd,ddp-postlocalsgd-H8,$\
-ddp-postlocalsgd-H32,torchft-localsgd-H8,torchft-localsgd-H32,torchft-diloco-H8,$\
-torchft-diloco-H32,torchft-streaming-H8,torchft-streaming-H32,sync,sync-fp16,int8,powersgd,$\
-delayed,delayed-fp16,diloco-H8,diloco-H32,localsgd-H8,localsgd-H32,$\
-diloco-H8-o1.0-m0.5-f2-t1-a0.5,diloco-H32-o1.0-m0.5-f2-t1-a0.5,$\
-diloco-H32-o1.0-m0.5-f2-t1-a0.5+int4,diloco-H32-o1.0-m0.5-f2-t1-a0.5+topk-d0.05-b4
+ddp-postlocalsgd-H16,ddp-postlocalsgd-H32,ddp-postlocalsgd-H128,torchft-localsgd-H8,$\
+torchft-localsgd-H32,torchft-localsgd-H128,torchft-diloco-H8,torchft-diloco-H32,$\
+torchft-diloco-H128,torchft-streaming-H8,torchft-streaming-H32,torchft-streaming-H32-t8,$\
+torchft-streaming-H128-t32,sync,sync-fp16,int8,powersgd,delayed,delayed-fp16,diloco-H8,$\
+diloco-H32,localsgd-H8,localsgd-H32,localsgd-H128,diloco-H8-o1.0-m0.5-f2-t1-a0.5,$\
+diloco-H32-o1.0-m0.5-f2-t1-a0.5,diloco-H32-o1.0-m0.5-f2-t1-a0.5+int4,$\
+diloco-H32-o1.0-m0.5-f2-t1-a0.5+topk-d0.05-b4,diloco-H16-o1.0-m0.5-f2-t4-a0.5+int4,$\
+diloco-H32-o1.0-m0.5-f2-t8-a0.5,diloco-H32-o1.0-m0.5-f2-t8-a0.5+int4,$\
+diloco-H32-o1.0-m0.0-f2-t8-a0.5+int4,diloco-H128-o1.0-m0.5-f2-t32-a0.5,$\
+diloco-H128-o1.0-m0.5-f2-t32-a0.5+int4,diloco-H128-o1.0-m0.5-f2-t32-a0.5+topk-d0.05-b4
 TTL_RUN := $(PY) -m benchmarks.time_to_loss --np $(NP) --methods $(TTL_METHODS) --check winners \
 	--train-json $(TTL)/train.json
 

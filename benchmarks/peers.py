@@ -187,24 +187,26 @@ REGISTRY = {
     "ddp-powersgd": Peer("DistributedDataParallel + powerSGD_hook (rank 4)",
                          _ddp(make_ddp_powersgd), wire=None,
                          warmup=DDP_POWERSGD["start_powerSGD_iter"]),
-    # DDP's local SGD at the periods of ours (localsgd-H4 in the step-time harness, H8 and H32
-    # in the training grid)
+    # DDP's local SGD at the periods of ours (localsgd-H4 in the step-time harness, H8, H16, H32
+    # and H128 in the training grid)
     **{f"ddp-postlocalsgd-H{k}": Peer(f"DistributedDataParallel + post_localSGD_hook + "
                                       f"PostLocalSGDOptimizer (period {k})",
                                       make_ddp_postlocalsgd(k), wire=1 / k)
-       for k in (4, 8, 32)},
+       for k in (4, 8, 16, 32, 128)},
     # torchft's local SGD and DiLoCo (outer Nesterov SGD lr 1.0, momentum 0.5, as ours), and its
     # Streaming DiLoCo: 2 fragments, each exchange overlapping 1 inner step, mixed at 0.5
     **{f"torchft-localsgd-H{k}": Peer(f"torchft LocalSGD (sync_every {k})",
                                       torchft_peer.local_sgd(k), wire=1 / k,
-                                      missing=torchft_peer.missing) for k in (4, 8, 32)},
+                                      missing=torchft_peer.missing)
+       for k in (4, 8, 16, 32, 128)},
     **{f"torchft-diloco-H{k}": Peer(f"torchft DiLoCo (sync_every {k})", torchft_peer.diloco(k),
                                     wire=1 / k, missing=torchft_peer.missing)
-       for k in (4, 8, 32)},
-    **{f"torchft-streaming-H{k}": Peer(f"torchft Streaming DiLoCo (sync_every {k}, 2 fragments, "
-                                       f"fragment_sync_delay 1, fragment_update_alpha 0.5)",
-                                       torchft_peer.diloco(k, 2, 1, 0.5), wire=1 / k,
-                                       missing=torchft_peer.missing) for k in (8, 32)},
+       for k in (4, 8, 16, 32, 128)},
+    # (and with each exchange overlapping a quarter of the period: -t<delay>)
+    **{f"torchft-streaming-H{k}{'' if d == 1 else f'-t{d}'}": Peer(
+        f"torchft Streaming DiLoCo (sync_every {k}, 2 fragments, fragment_sync_delay {d}, "
+        f"fragment_update_alpha 0.5)", torchft_peer.diloco(k, 2, d, 0.5), wire=1 / k,
+        missing=torchft_peer.missing) for k, d in ((8, 1), (32, 1), (32, 8), (128, 32))},
 }
 # the names the stored training runs gave the peers that train on their own
 STORED_AS = {"ddp_powersgd_r4": "ddp-powersgd", "ddp_fp16": "ddp-fp16"}
