@@ -70,6 +70,18 @@ def steady_after(name):
     return getattr(codec, "start_step", 0)
 
 
+def rounds_of(name):
+    """(period, steps a round's exchange runs behind) of a local-update optimizer, else None."""
+    name = name.removesuffix(TUNED)
+    if name in PEERS:
+        return peers.REGISTRY[name].rounds
+    if name in METHODS or name not in MODES and known(name):
+        mode = methods.parse(METHODS.get(name, name)).kwargs()["mode"]
+        if isinstance(getattr(mode, "period", None), int):
+            return mode.period, getattr(mode, "overlap", 0)
+    return None
+
+
 def make(args_name, base, args):
     name = args_name.removesuffix(TUNED)
     model = copy.deepcopy(base)

@@ -13,7 +13,7 @@ import itertools
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import horovod.torch as hvd
 import torch
@@ -151,7 +151,8 @@ class Peer:
     known without reading the hook's state). How it trains: ``trains``, the method of ours with
     the same math (a catalog name: its training run is that method's), or None for a training
     run of its own, through ``wrap``; ``warmup``: steps before its steady state (the step times
-    are taken after them); ``missing()``: why it cannot run here (one line), or None."""
+    are taken after them); ``rounds``: (period, steps an outer round's exchange runs behind) of
+    a local-update peer, else None; ``missing()``: why it cannot run here (one line), or None."""
 
     label: str
     wrap: Callable
@@ -159,6 +160,7 @@ class Peer:
     wire: float = 1.0
     trains: Optional[str] = None
     warmup: int = 0
+    rounds: Optional[Tuple[int, int]] = None
     missing: Callable[[], Optional[str]] = lambda: None
 
 
@@ -191,22 +193,22 @@ REGISTRY = {
     # and H128 in the training grid)
     **{f"ddp-postlocalsgd-H{k}": Peer(f"DistributedDataParallel + post_localSGD_hook + "
                                       f"PostLocalSGDOptimizer (period {k})",
-                                      make_ddp_postlocalsgd(k), wire=1 / k)
+                                      make_ddp_postlocalsgd(k), wire=1 / k, rounds=(k, 0))
        for k in (4, 8, 16, 32, 128)},
     # torchft's local SGD and DiLoCo (outer Nesterov SGD lr 1.0, momentum 0.5, as ours), and its
     # Streaming DiLoCo: 2 fragments, each exchange overlapping 1 inner step, mixed at 0.5
     **{f"torchft-localsgd-H{k}": Peer(f"torchft LocalSGD (sync_every {k})",
-                                      torchft_peer.local_sgd(k), wire=1 / k,
+                                      torchft_peer.local_sgd(k), wire=1 / k, rounds=(k, 0),
                                       missing=torchft_peer.missing)
        for k in (4, 8, 16, 32, 128)},
     **{f"torchft-diloco-H{k}": Peer(f"torchft DiLoCo (sync_every {k})", torchft_peer.diloco(k),
-                                    wire=1 / k, missing=torchft_peer.missing)
+                                    wire=1 / k, rounds=(k, 0), missing=torchft_peer.missing)
        for k in (4, 8, 16, 32, 128)},
     # (and with each exchange overlapping a quarter of the period: -t<delay>)
     **{f"torchft-streaming-H{k}{'' if d == 1 else f'-t{d}'}": Peer(
         f"torchft Streaming DiLoCo (sync_every {k}, 2 fragments, fragment_sync_delay {d}, "
         f"fragment_update_alpha 0.5)", torchft_peer.diloco(k, 2, d, 0.5), wire=1 / k,
-        missing=torchft_peer.missing) for k, d in ((8, 1), (32, 1), (32, 8), (128, 32))},
+        rounds=(k, d), missing=torchft_peer.missing) for k, d in ((8, 1), (32, 1), (32, 8), (128, 32))},
 }
 # the names the stored training runs gave the peers that train on their own
 STORED_AS = {"ddp_powersgd_r4": "ddp-powersgd", "ddp_fp16": "ddp-fp16"}

@@ -31,7 +31,7 @@ from benchmarks.charts import plot
 from benchmarks.charts import title as chart_title
 from benchmarks.models import BATCH, MODELS, inner_optimizer, make_batch
 from benchmarks.optimizers import (MODES, PEERS, TUNED, known, load_plugins, make, run_round,
-                                   steady_after)
+                                   rounds_of, steady_after)
 from benchmarks.ratios import cell, speedup, verdict
 from benchmarks.record import stored_config
 from benchmarks.timeline import plot_timeline, read_timeline, summarize_trace
@@ -103,7 +103,8 @@ def main():
     flat = torch.zeros(sum(p.numel() for p in base.parameters()))
     rank0 = hvd.rank() == 0
     tuned = peers.TunedHorovod() if tuned_peer in names else None
-    warmups = {n: max(args.warmup, steady_after(n.removesuffix(TUNED))) for n in runs}
+    warmups = {n: aligned_warmup(n, max(args.warmup, steady_after(n.removesuffix(TUNED))))
+               for n in runs}
     setting, tuning = warm_up(runs, tuned, warmups,
                               lambda n, k: run_round(*runs[n], data, target, k),
                               lambda line: print(line, flush=True) if rank0 else None)
@@ -118,7 +119,8 @@ def main():
         for n in names if r % 2 == 0 else reversed(names):
             before = getattr(runs[n][1], "bytes_sent", 0.0)
             with setting[n]():
-                step_times[n].append(run_round(*runs[n], data, target, args.steps))
+                step_times[n].append(run_round(*runs[n], data, target,
+                                               round_steps(n, args.steps)))
             sent[n] += getattr(runs[n][1], "bytes_sent", 0.0) - before
             rounds.write(f"Round #{r} {n:13s}: {args.batch_size / step_times[n][-1]:.1f} "
                          "img/sec per rank")
@@ -138,6 +140,24 @@ def main():
     out["tuning"] = tuning
     if rank0:
         report(args, out, traces)
+
+
+def round_steps(name, steps):
+    """Steps of ``name``'s timed round: ``steps``, or whole periods of a method with a longer
+    one, so that every round holds each of its outer rounds once."""
+    period = (rounds_of(name) or (1, 0))[0]
+    return -(-period // steps) * steps
+
+
+def aligned_warmup(name, steps):
+    """At least ``steps`` untimed steps, and for a method whose rounds overlap the next ``d``
+    inner steps, d more than a whole number of periods: then no timed round ends with an
+    exchange in flight (the windows start as one lands), so no flush() at a round's end waits
+    on the wire and no exchange runs on into the next optimizer's round."""
+    period, behind = rounds_of(name) or (1, 0)
+    if behind == 0:
+        return steps
+    return behind + -(-max(0, steps - behind) // period) * period
 
 
 def trace(args, names, runs, setting, data, target):
@@ -166,7 +186,6 @@ def summarize(args, names, runs, step_times, sent_in_rounds, flat, traces, data,
         return hvd.allreduce(torch.tensor(step_times[n]), name=f"rounds.{n}").tolist()
     per_round = {n: over_ranks(n) for n in (*names, "compute", "allreduce")}
     med = {n: statistics.median(v) for n, v in per_round.items()}
-    steps_run = args.rounds * args.steps
     compute_ms, allreduce_ms = med["compute"] * 1e3, med["allreduce"] * 1e3
     # The bounds from the fastest round of each (bound.py: an exact optimizer's step is never
     # faster than its compute alone, but the median of a noisy compute is).
@@ -182,6 +201,7 @@ def summarize(args, names, runs, step_times, sent_in_rounds, flat, traces, data,
         opt = runs[n][1]
         full = wire_bytes("allreduce", flat.numel() * flat.element_size(), hvd.size())
         wire = peers.REGISTRY[n.removesuffix(TUNED)].wire if n in PEERS else None
+        steps_run = args.rounds * round_steps(n, args.steps)
         sent = sent_in_rounds[n] / steps_run if hasattr(opt, "bytes_sent") else \
             None if wire is None else full * wire
         step_ms = med[n] * 1e3
