@@ -34,7 +34,7 @@ SKIP = [re.compile(p, re.S) for p in (
     r"```.*?```", r"`[^`\n]*`", r"<!-- table:([\w-]+) -->.*?<!-- /table:\1 -->",
     r"<!--v:[\w.-]+-->.*?<!--/v-->", r"\]\([^)]*\)", r"<[^>]+>", r"https?://\S+",
     r"\d+\.\d+\.\d+",  # versions
-    r"\b(Python|torch|Horovod|C\+\+|[Cc]apabilit(y|ies))\W{1,4}\d+(\.\d+)*\+?"
+    r"\b(Python|torch|Horovod|numpy|C\+\+|[Cc]apabilit(y|ies))\W{1,4}\d+(\.\d+)*\+?"
     r"(( and| or|,| to|;) \d+(\.\d+)*\+?)*")]
 
 

@@ -17,8 +17,9 @@ _FACES = {"Compression": "horovod_ext.compression", "PowerSGD": "horovod_ext.cod
           **{m: "horovod_ext.modes" for m in ("EASGD", "Delayed", "DiLoCo", "Leader", "LocalSGD",
                                               "Sync")}}
 _MODULES = ("advise", "elastic", "methods")
+_KERNELS = "ops"  # the kernels: no Horovod needed
 
-__all__ = sorted([*_FACES, *_MODULES, "__version__"])
+__all__ = sorted([*_FACES, *_MODULES, _KERNELS, "__version__"])
 
 
 def _horovod():
@@ -38,6 +39,8 @@ def __getattr__(name):
         value = getattr(importlib.import_module(_FACES[name]), name)
     elif name in _MODULES:
         _horovod()
+        value = importlib.import_module(f"horovod_ext.{name}")
+    elif name == _KERNELS:
         value = importlib.import_module(f"horovod_ext.{name}")
     else:
         raise AttributeError(f"module 'horovod_ext' has no attribute {name!r}")
