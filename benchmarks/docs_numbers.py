@@ -15,6 +15,7 @@ Whole numbers without a sign are counts and sizes (ranks, steps, layers) and are
 ``python -m benchmarks.docs_numbers`` lists every unbacked number; tests/test_docs_numbers.py
 fails on any.
 """
+import fnmatch
 import json
 import re
 import sys
@@ -107,6 +108,23 @@ def unbacked(page):
     return bad
 
 
+def not_shown():
+    """The stored JSONs of docs/results that nothing shows: not named by a page or by the code
+    that makes the pages' tables (a name or a glob), nor beside one that is in its folder (a
+    sweep's cells, a time-to-loss cell's step times and checks)."""
+    named = "".join(p.read_text() for p in docs_tables.pages()) + "".join(
+        (docs_tables.ROOT / "benchmarks" / f).read_text()
+        for f in ("docs_tables.py", "docs_values.py", "advisor_tables.py", "compression_tables.py"))
+    patterns = [p.split("results/")[-1] for p in re.findall(r"[\w/*.-]*\*[\w/*.-]*\.json", named)]
+    patterns = [p for p in patterns if not p.startswith("*")]  # a name, not every JSON
+    paths = sorted(RESULTS.rglob("*.json"))
+    rel = {p: p.relative_to(RESULTS).as_posix() for p in paths}
+    shown = {p for p in paths if rel[p][:-5] in named or
+             any(fnmatch.fnmatch(rel[p], pat) for pat in patterns)}
+    folders = {p.parent for p in shown if p.parent != RESULTS}
+    return [rel[p] for p in paths if p not in shown and p.parent not in folders]
+
+
 def main():
     total = 0
     for page in docs_tables.pages():
@@ -114,7 +132,9 @@ def main():
             print(f"{page.relative_to(docs_tables.ROOT)}:{no}: {number}  | {line[:110]}")
             total += 1
     print(f"{total} unbacked")
-    sys.exit(1 if total else 0)
+    for rel in not_shown():
+        print(f"docs/results/{rel}: shown nowhere")
+    sys.exit(1 if total or not_shown() else 0)
 
 
 if __name__ == "__main__":

@@ -42,3 +42,18 @@ def test_inline_values_are_regenerated_from_their_json():
     assert value == f"{(mean['diloco_H32_o1.0_m0.5'] / mean['sync'] - 1) * 100:.1f}% above"
     stale = "x <!--v:text_3layer_diloco-->99.9% below<!--/v--> y"
     assert docs_values.render(stale) == f"x <!--v:text_3layer_diloco-->{value}<!--/v--> y"
+
+
+def test_every_stored_result_is_shown():
+    assert docs_numbers.not_shown() == []
+
+
+def test_a_stored_result_no_page_shows_is_found(tmp_path, monkeypatch):
+    for name in ("delayed_1gbit_np2_bs32.json", "orphan.json", "sweep/sweep.json",
+                 "sweep/1gbit_lm_np2.json", "lost/cell.json"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("{}")
+    monkeypatch.setattr(docs_numbers, "RESULTS", tmp_path)
+    # the delayed runs by the table's glob, the sweep's cells beside its shown sweep.json
+    # (tuner/sweep/sweep.json names "sweep/sweep"), the others by nothing
+    assert docs_numbers.not_shown() == ["lost/cell.json", "orphan.json"]
