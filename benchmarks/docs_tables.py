@@ -13,7 +13,8 @@ import re
 import sys
 from pathlib import Path
 
-from benchmarks import advisor_tables, compression_tables, docs_values, ttl_report, tuning_tables
+from benchmarks import (advisor_tables, compression_tables, docs_values, ttl_families, ttl_report,
+                        tuning_tables)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
@@ -221,6 +222,10 @@ def traced(name):
 
 # the stored time-to-loss links: rate, and one-way delay where it has one
 TTL_CELLS = ("10gbit", "1gbit", "100mbit", "25mbit", "100mbit_20ms", "1gbit_5ms")
+
+
+def _cells():
+    return [json.loads((RESULTS / "time_to_loss" / f"{c}.json").read_text()) for c in TTL_CELLS]
 TABLES = {"kernels_cpu": kernels_cpu,
           "compression_trace": lambda: traced("lm_1gbit_trace"),
           "compression_trace_cap100": lambda: traced("lm_1gbit_trace_cap100"),
@@ -241,12 +246,12 @@ TABLES = {"kernels_cpu": kernels_cpu,
           "autotune": lambda: tuning_tables.autotune(RESULTS / "tuner/autotune_1gbit_lm.json"),
           "tuner_cost": lambda: tuning_tables.tuning_cost([RESULTS / "tuner/sweep/sweep.json"]),
           **advisor_tables.TABLES,
-          "time_to_loss_which": lambda: ttl_report.which_method(
-              [json.loads((RESULTS / "time_to_loss" / f"{c}.json").read_text())
-               for c in TTL_CELLS if (RESULTS / "time_to_loss" / f"{c}.json").exists()]),
+          "time_to_loss_which": lambda: ttl_report.which_method(_cells()),
+          "ttl_rounds": lambda: ttl_families.rounds_table(_cells()),
+          "ttl_rounds_loss": lambda: ttl_families.loss_table(json.loads(
+              (RESULTS / "time_to_loss" / "train.json").read_text())),
           "time_to_loss_advice": lambda: ttl_report.advice(
-              [json.loads((RESULTS / "time_to_loss" / f"{c}.json").read_text()) for c in TTL_CELLS],
-              [f"docs/results/time_to_loss/{c}.json" for c in TTL_CELLS]),
+              _cells(), [f"docs/results/time_to_loss/{c}.json" for c in TTL_CELLS]),
           **{f"time_to_loss_{cell}": (lambda cell=cell: ttl_report.table(json.loads(
               (RESULTS / "time_to_loss" / f"{cell}.json").read_text())))
              for cell in TTL_CELLS}}
