@@ -36,7 +36,7 @@ $(STAMP): setup.py pyproject.toml scripts/install_horovod.sh $(wildcard csrc/*.h
 	test -x $(PY) || python3 -m venv --system-site-packages $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install torch==2.13.0
 	$(PY) -m pip install numpy pybind11 ninja pytest hypothesis tqdm matplotlib mlxtend \
-		mypy mkdocs mkdocs-material "mkdocstrings[python]" torchft==0.2.0
+		mypy mkdocs mkdocs-material "mkdocstrings[python]" torchft==0.2.0 build
 	PYTHON=$(PY) bash scripts/install_horovod.sh
 	$(PY) -m pip install --no-build-isolation --no-deps -e .
 	touch $(STAMP)

@@ -29,6 +29,10 @@ try:
     import torch
     from torch.utils import cpp_extension
 except ImportError:
+    if not {"build", "build_ext", "bdist_wheel", "editable_wheel", "install", "develop"} \
+            & set(sys.argv):
+        setup()  # the source archive and the metadata need no compiler and no torch
+        sys.exit(0)
     sys.exit("horovod_ext builds against the torch you train with, and this environment has none: "
              "install torch first, then: pip install --no-build-isolation .")
 

@@ -96,7 +96,7 @@ def main():
             if hvd.rank() == 0 and state.epoch in schedule.get("hosts_changes", []):
                 # the discovery script answers other hosts once this epoch is logged
                 state._last_updated_timestamp = 0
-                deadline = time.monotonic() + 30
+                deadline = time.monotonic() + 120  # under load discovery can take long
                 while state._host_messages.empty() and time.monotonic() < deadline:
                     time.sleep(0.05)
             time.sleep(schedule.get("epoch_wait", 0.0))
