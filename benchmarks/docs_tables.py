@@ -245,6 +245,8 @@ TABLES = {"kernels_cpu": kernels_cpu,
           "tuner_sweep": lambda: throughput_cells("tuner/sweep/sweep.json", sweep_cols=True),
           "autotune": lambda: tuning_tables.autotune(RESULTS / "tuner/autotune_1gbit_lm.json"),
           "tuner_cost": lambda: tuning_tables.tuning_cost([RESULTS / "tuner/sweep/sweep.json"]),
+          "repeated_cells": lambda: tuning_tables.repeated_cells(
+              [RESULTS / "tuner/sweep/sweep.json", RESULTS / "overlap/sweep/sweep.json"]),
           **advisor_tables.TABLES,
           "time_to_loss_which": lambda: ttl_report.which_method(_cells()),
           "ttl_rounds": lambda: ttl_families.rounds_table(_cells()),

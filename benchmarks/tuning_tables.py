@@ -58,3 +58,26 @@ def autotune(path):
                          f"{own['steps']} steps ({own['seconds']:.0f} s)" if "steps" in own
                          else "-")) + " |")
     return "\n".join(lines)
+
+
+def repeated_cells(paths, mode="sync"):
+    """Markdown: every stored run of a cell (rate, model, ranks) that more than one of ``paths``
+    timed, with ``mode``'s ratios in each; an interval covers the rounds of its own run only."""
+    from benchmarks.ratios import cell
+    runs = {}
+    for path in paths:
+        for r in load(path):
+            key = (r.get("rate"), r.get("model"), r.get("np"))
+            row = next((x for x in r["results"] if x["mode"] == mode), None)
+            if row is not None:
+                runs.setdefault(key, []).append((path, r["best_peer"], row))
+    lines = [f"| rate | model | ranks | run | {mode} step | x Horovod | x fastest peer of the run |",
+             "|---" * 7 + "|"]
+    for (rate, model, np_), rows in sorted(runs.items(), key=str):
+        if len(rows) < 2:
+            continue
+        for path, peer, row in rows:
+            lines.append(f"| {rate} | {model} | {np_} | `{path.parent.parent.name}/{path.parent.name}` | "
+                         f"{row['step_ms']:.0f} ms | {cell(row['vs_horovod'], row['vs_horovod_ci95'])} | "
+                         f"{cell(row['vs_best_peer'], row['vs_best_peer_ci95'])} ({peer}) |")
+    return "\n".join(lines)
