@@ -30,7 +30,8 @@ SETTINGS = [
     r"(more than|within) (2|5|10)%", r"(2|5)% rule", r"\d+% (density|of each chunk)",
     r"allows 25%", r"(density|top-k at) \d+%", r"\d+x (fewer|smaller|less|the) (bytes|payload)",
 ]
-NUMBER = re.compile(r"(?<![\w.\-/#:])(\d[\d,]*(?:\.\d+)?)(\s?%|x\b|×)?")
+NUMBER = re.compile(r"(?<![\w.\-/#:])(\d[\d,]*(?:\.\d+)?)(?:-\d+(?:\.\d+)?(?=\s?%|x\b))?"
+                    r"(\s?%|x\b|×)?")  # a range ("1-3%") counts as its first number with the sign
 SKIP = [re.compile(p, re.S) for p in (
     r"```.*?```", r"`[^`\n]*`", r"<!-- table:([\w-]+) -->.*?<!-- /table:\1 -->",
     r"<!--v:[\w.-]+-->.*?<!--/v-->", r"\]\([^)]*\)", r"<[^>]+>", r"https?://\S+",

@@ -57,3 +57,7 @@ def test_a_stored_result_no_page_shows_is_found(tmp_path, monkeypatch):
     # the delayed runs by the table's glob, the sweep's cells beside its shown sweep.json
     # (tuner/sweep/sweep.json names "sweep/sweep"), the others by nothing
     assert docs_numbers.not_shown() == ["lost/cell.json", "orphan.json"]
+
+
+def test_a_range_of_percentages_is_a_derived_number(tmp_path):
+    assert _check(tmp_path, "It is 1-3% slower, 0.90-0.93x as fast.\n") == ["1%", "0.90x"]
