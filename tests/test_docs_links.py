@@ -42,3 +42,12 @@ def test_a_missing_anchor_or_page_is_found(tmp_path):
     page.write_text("[ok](a.md#after-a-torch-upgrade) [no](a.md#before) [gone](c.md) [self](#x)\n"
                     "# X\n")
     assert broken(page) == ["a.md#before", "c.md"]
+
+
+def test_the_api_page_shows_every_public_name():
+    import horovod_ext
+    api = (docs_tables.ROOT / "docs" / "api.md").read_text()
+    shown = set(re.findall(r"^::: horovod_ext\.([\w.]+)", api, flags=re.M))
+    missing = [n for n in horovod_ext.__all__ if n != "__version__" and not any(
+        s == n or s.endswith("." + n) or s.split(".")[0] == n.lower() for s in shown)]
+    assert not missing, f"add to docs/api.md: {missing}"

@@ -27,7 +27,7 @@ def run(code, tmp_path):
 def test_the_install_check_prints_the_versions_and_the_instruction_set(tmp_path):
     out = run(page_command("install.md"), tmp_path).split()
     assert out[:3] == [horovod_ext.__version__, horovod.__version__, torch.__version__]
-    assert out[3] in ("avx512", "avx2", "portable")
+    assert out[3] in ("avx512", "avx2", "base")
 
 
 def test_the_gpu_check_says_whether_the_cuda_kernels_were_built(tmp_path):
