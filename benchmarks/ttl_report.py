@@ -192,10 +192,11 @@ RATE_ORDER = ("10gbit", "1gbit", "300mbit", "100mbit", "25mbit")
 def which_method(outs):
     """Markdown, one row per link of the stored runs ``outs``: the no-communication limit, the
     fastest of ours and the fastest peer of any library to the target (each as a multiple of
-    the limit), and how many times sooner ours gets there."""
-    from benchmarks.peers import library
+    the limit), how many times sooner ours gets there, and both trained end to end under the
+    link (one run each: the first seed)."""
+    from benchmarks.peers import REGISTRY, library
     lines = ["| link | no-communication limit | fastest of ours | fastest peer (library) | "
-             "ours sooner than the peer |", "|---|---|---|---|---|"]
+             "ours sooner than the peer | end to end, ours / the peer |", "|---|---|---|---|---|---|"]
     for out in sorted(outs, key=lambda o: (RATE_ORDER.index(o["rate"]) if o["rate"] in
                                            RATE_ORDER else len(RATE_ORDER),
                                            o.get("config", {}).get("delay_ms") or 0)):
@@ -213,8 +214,16 @@ def which_method(outs):
                      + f" | {best}, {rows[best]['time_to_target_s']:.1f} s{over(rows[best])} | "
                      f"{peer} ({library(peer)}), {rows[peer]['time_to_target_s']:.1f} s"
                      f"{over(rows[peer])} | "
-                     f"{cell(rows[best]['vs_best_peer'], rows[best]['vs_best_peer_ci95'])} |")
+                     f"{cell(rows[best]['vs_best_peer'], rows[best]['vs_best_peer_ci95'])} | "
+                     f"{_measured(out, best)} / {_measured(out, REGISTRY[peer].trains or peer)} |")
     return "\n".join(lines)
+
+
+def _measured(out, name):
+    """The end-to-end seconds to target of ``name``'s check, in words."""
+    c = out.get("checks", {}).get(name)
+    return "not run" if c is None else f"{c['measured_s']:.1f} s" if c["reached"] else \
+        "not reached"
 
 
 def advice(outs, names):
