@@ -249,6 +249,7 @@ TABLES = {"kernels_cpu": kernels_cpu,
               [RESULTS / "tuner/sweep/sweep.json", RESULTS / "overlap/sweep/sweep.json"]),
           **advisor_tables.TABLES,
           "time_to_loss_which": lambda: ttl_report.which_method(_cells()),
+          "time_to_loss_summary": lambda: ttl_report.summary(_cells()),
           "ttl_rounds": lambda: ttl_families.rounds_table(_cells()),
           "ttl_rounds_loss": lambda: ttl_families.loss_table(json.loads(
               (RESULTS / "time_to_loss" / "train.json").read_text())),

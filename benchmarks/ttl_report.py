@@ -219,6 +219,32 @@ def which_method(outs):
     return "\n".join(lines)
 
 
+def summary(outs):
+    """One paragraph over the stored links: on how many ours is first by the product and end to
+    end, and how far its fastest is from the no-communication limit."""
+    from benchmarks.peers import REGISTRY
+    first = e2e = checked = 0
+    over = []
+    for out in outs:
+        rows, peer = out["methods"], out["best_peer"]
+        ours = [n for n, r in rows.items() if not r["peer"] and r["time_to_target_s"] is not None]
+        if not ours or peer is None:
+            continue
+        best = min(ours, key=lambda n: rows[n]["time_to_target_s"])
+        first += rows[best]["time_to_target_s"] < rows[peer]["time_to_target_s"]
+        mine, theirs = (out.get("checks", {}).get(n) for n in (best, REGISTRY[peer].trains or peer))
+        if mine and theirs and mine["reached"]:
+            checked += 1
+            e2e += not theirs["reached"] or mine["measured_s"] < theirs["measured_s"]
+        over.append((rows[best]["vs_limit"], link_of(out)))
+    worst = max(over)
+    return (f"By steps x step time, the fastest of ours reaches the target before the fastest "
+            f"peer of any library on {first} of {len(over)} links; trained end to end under the "
+            f"link (one run each), on {e2e} of {checked}. It is within 1.3x of the "
+            f"no-communication limit on {sum(v <= 1.3 for v, _ in over)} of {len(over)} links, "
+            f"and {worst[0]:.1f}x it at worst ({worst[1]}).")
+
+
 def _measured(out, name):
     """The end-to-end seconds to target of ``name``'s check, in words."""
     c = out.get("checks", {}).get(name)
