@@ -21,9 +21,9 @@ import re
 import sys
 from pathlib import Path
 
-from benchmarks import docs_tables
+from benchmarks import docs_values
 
-RESULTS = docs_tables.RESULTS
+RESULTS = docs_values.RESULTS
 # percentages and ratios that are inputs: each phrase around the number says which setting it is
 SETTINGS = [
     r"95% (bootstrap|interval|confidence)", r"\b(within|by less than|under) 1%",
@@ -113,8 +113,8 @@ def not_shown():
     """The stored JSONs of docs/results that nothing shows: not named by a page or by the code
     that makes the pages' tables (a name or a glob), nor beside one that is in its folder (a
     sweep's cells, a time-to-loss cell's step times and checks)."""
-    named = "".join(p.read_text() for p in docs_tables.pages()) + "".join(
-        (docs_tables.ROOT / "benchmarks" / f).read_text()
+    named = "".join(p.read_text() for p in docs_values.pages()) + "".join(
+        (docs_values.ROOT / "benchmarks" / f).read_text()
         for f in ("docs_tables.py", "docs_values.py", "advisor_tables.py", "compression_tables.py"))
     patterns = [p.split("results/")[-1] for p in re.findall(r"[\w/*.-]*\*[\w/*.-]*\.json", named)]
     patterns = [p for p in patterns if not p.startswith("*")]  # a name, not every JSON
@@ -128,9 +128,9 @@ def not_shown():
 
 def main():
     total = 0
-    for page in docs_tables.pages():
+    for page in docs_values.pages():
         for no, number, line in unbacked(page):
-            print(f"{page.relative_to(docs_tables.ROOT)}:{no}: {number}  | {line[:110]}")
+            print(f"{page.relative_to(docs_values.ROOT)}:{no}: {number}  | {line[:110]}")
             total += 1
     print(f"{total} unbacked")
     for rel in not_shown():

@@ -260,9 +260,7 @@ TABLES = {"kernels_cpu": kernels_cpu,
              for cell in TTL_CELLS}}
 
 
-def pages():
-    """Every page that may hold a table."""
-    return [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
+pages = docs_values.pages
 
 
 def render(text):

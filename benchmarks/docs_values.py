@@ -6,7 +6,13 @@ import re
 import statistics
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "docs" / "results"
+
+
+def pages():
+    """Every page that may hold a table or a value: the README and the docs pages."""
+    return [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
 
 
 def _runs(filename, method):

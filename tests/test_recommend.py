@@ -92,7 +92,8 @@ def test_steps_model_and_choice():
 def test_measured_factors_are_the_stored_grid():
     stored = json.loads((ROOT / "docs/results/time_to_loss/1gbit.json").read_text())
     steps = {n: sum(r["steps_to_target"] for r in m["runs"]) / len(m["runs"])
-             for n, m in stored["methods"].items()}
+             for n, m in stored["methods"].items()
+             if all(r["steps_to_target"] is not None for r in m["runs"])}  # reached the target
     shipped = recommend.measured_factors()
     assert set(shipped["factors"]) == set(CANDIDATES) - {recommend.EXACT}
     for name, factor in shipped["factors"].items():
