@@ -66,20 +66,14 @@ def leaves(value, out):
 
 
 def shown_values(paths):
-    """Every number of ``paths``, as a set of strings per precision: {decimals: {text}}."""
+    """Every number of ``paths`` as text per number of decimals ({decimals: {text}}): in its
+    unit and in thousands, millions or thousandths of it; and, apart, the fractions in percent."""
     numbers = []
     for path in paths:
         leaves(json.loads(path.read_text()), numbers)
     scaled = [abs(v) * k for v in numbers for k in (1, 1e3, 1e-3, 1e-6)]
-    return {d: {f"{v:.{d}f}" for v in scaled} for d in range(0, 5)}
-
-
-def percents(paths):
-    """The stored fractions of ``paths`` in percent, as ``shown_values`` gives numbers."""
-    numbers = []
-    for path in paths:
-        leaves(json.loads(path.read_text()), numbers)
-    return {d: {f"{abs(v) * 100:.{d}f}" for v in numbers if abs(v) <= 1} for d in range(0, 5)}
+    return ({d: {f"{v:.{d}f}" for v in scaled} for d in range(0, 5)},
+            {d: {f"{abs(v) * 100:.{d}f}" for v in numbers if abs(v) <= 1} for d in range(0, 5)})
 
 
 def prose(text):
@@ -96,7 +90,7 @@ def unbacked(page):
     """The numbers of ``page`` that no stored result backs: [(line number, number, line)]."""
     raw = page.read_text()
     paths = referenced(raw)
-    values, fractions = shown_values(paths), percents(paths)
+    values, fractions = shown_values(paths)
     bad = []
     for no, number, sign, line in prose(raw):
         decimals = len(number.split(".")[1]) if "." in number else 0

@@ -27,7 +27,7 @@ from benchmarks import entry, optimizers, peers
 from benchmarks.cluster import Namespace, Switch, shaping_problem
 from benchmarks.models import TEXT_SHAPE
 from benchmarks.record import provenance
-from benchmarks.ttl_report import combine, plot, table
+from benchmarks.ttl_report import combine, ours_by_time, plot, same_method, table
 from horovod_ext import methods as catalog
 from horovod_ext.advisor import recommend
 
@@ -123,15 +123,7 @@ def train_command(args, methods, seeds, lrs, out):
 def _same(stored, name, harness):
     """Whether a stored part's ``stored`` name is method ``name``: earlier names read through the
     catalog (``powersgd_r4`` is ``sync+powersgd-r4``), the harness's through its table."""
-    stored = peers.STORED_AS.get(stored, stored)
-    if harness:
-        stored = optimizers.METHODS.get(stored, stored)
-    if stored == name:
-        return True
-    try:
-        return catalog.key(stored) == catalog.key(name)
-    except ValueError:
-        return False
+    return same_method(optimizers.METHODS.get(stored, stored) if harness else stored, name)
 
 
 def _named(stored, names, harness=False):
@@ -234,9 +226,7 @@ def check(args, name, trained, env):
 def winners(out):
     """The methods to check end to end: the fastest of ours and the fastest peer to the target
     (a peer that trains as one of ours is checked as that one)."""
-    reached = {n: r for n, r in out["methods"].items() if r["time_to_target_s"] is not None}
-    ours = [n for n, r in reached.items() if not r["peer"]]
-    picks = [min(ours, key=lambda n: reached[n]["time_to_target_s"])] if ours else []
+    picks = ours_by_time(out)[:1]
     if out["best_peer"] is not None:
         peer = out["best_peer"]
         picks.append(peers.REGISTRY[peer].trains or peer)

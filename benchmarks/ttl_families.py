@@ -4,7 +4,7 @@ what they cost in validation loss at equal steps (the training curves). docs_tab
 them in docs/modes.md and docs/compression.md."""
 import statistics
 
-from benchmarks.ttl_report import RATE_ORDER, link_of
+from benchmarks.ttl_report import link_of, ordered, same_method
 from horovod_ext import methods as catalog
 
 # the families of ours, each at the periods of the grid: blocking DiLoCo, blocking local SGD, and
@@ -24,12 +24,6 @@ ROUNDS = {
 }
 
 
-def _ordered(outs):
-    return sorted(outs, key=lambda o: (RATE_ORDER.index(o["rate"]) if o["rate"] in RATE_ORDER
-                                       else len(RATE_ORDER),
-                                       o.get("config", {}).get("delay_ms") or 0))
-
-
 def _settings(name):
     """'H | overlap' of a method of the catalog."""
     s = dict(catalog.parse(name).mode_settings)
@@ -40,22 +34,13 @@ def _find(stored, name):
     """The entry of ``stored`` that is method ``name``, whatever its spelling there."""
     if name in stored:
         return stored[name]
-    want = catalog.key(name)
-    return next((v for k, v in stored.items() if not k.startswith(("ddp", "torchft", "horovod"))
-                 and _key(k) == want), None)
-
-
-def _key(name):
-    try:
-        return catalog.key(name)
-    except ValueError:
-        return None
+    return next((v for k, v in stored.items() if same_method(k, name)), None)
 
 
 def rounds_table(outs):
     """Markdown: per family and period, the time to the target on every link as a multiple of
     that link's no-communication limit; the best of each family's periods in bold."""
-    outs = _ordered(outs)
+    outs = ordered(outs)
     lines = ["| method | H | overlap | " + " | ".join(link_of(o) for o in outs) + " |",
              "|---|---|---|" + "---|" * len(outs)]
     for family, names in ROUNDS.items():

@@ -189,6 +189,36 @@ def plot(out, png):
 RATE_ORDER = ("10gbit", "1gbit", "300mbit", "100mbit", "25mbit")
 
 
+def ordered(outs, names=None):
+    """The stored runs ``outs`` (and their ``names``, zipped) by rate, then delay."""
+    def key(o):
+        o = o[0] if names is not None else o
+        return (RATE_ORDER.index(o["rate"]) if o["rate"] in RATE_ORDER else len(RATE_ORDER),
+                o.get("config", {}).get("delay_ms") or 0)
+    return sorted(outs if names is None else zip(outs, names), key=key)
+
+
+def ours_by_time(out):
+    """The methods of ours that reached the target in run ``out``, the fastest first."""
+    rows = out["methods"]
+    return sorted((n for n, r in rows.items() if not r["peer"] and
+                   r["time_to_target_s"] is not None), key=lambda n: rows[n]["time_to_target_s"])
+
+
+def same_method(stored, name):
+    """Whether a stored part's name ``stored`` is method ``name``: earlier names read through
+    the catalog (``powersgd_r4`` is ``sync+powersgd-r4``) and the peers' stored names."""
+    from benchmarks.peers import STORED_AS
+    from horovod_ext import methods as catalog
+    stored = STORED_AS.get(stored, stored)
+    if stored == name:
+        return True
+    try:
+        return catalog.key(stored) == catalog.key(name)
+    except ValueError:
+        return False
+
+
 def which_method(outs):
     """Markdown, one row per link of the stored runs ``outs``: the no-communication limit, the
     fastest of ours and the fastest peer of any library to the target (each as a multiple of
@@ -197,15 +227,11 @@ def which_method(outs):
     from benchmarks.peers import REGISTRY, library
     lines = ["| link | no-communication limit | fastest of ours | fastest peer (library) | "
              "ours sooner than the peer | end to end, ours / the peer |", "|---|---|---|---|---|---|"]
-    for out in sorted(outs, key=lambda o: (RATE_ORDER.index(o["rate"]) if o["rate"] in
-                                           RATE_ORDER else len(RATE_ORDER),
-                                           o.get("config", {}).get("delay_ms") or 0)):
-        rows = out["methods"]
-        ours = [n for n, r in rows.items() if not r["peer"] and r["time_to_target_s"] is not None]
-        peer = out["best_peer"]
+    for out in ordered(outs):
+        rows, ours, peer = out["methods"], ours_by_time(out), out["best_peer"]
         if not ours or peer is None:
             continue
-        best = min(ours, key=lambda n: rows[n]["time_to_target_s"])
+        best = ours[0]
         limit = out.get("limit")
         def over(r):
             return "" if r.get("vs_limit") is None else f" ({r['vs_limit']:.1f}x the limit)"
@@ -226,11 +252,10 @@ def summary(outs):
     first = e2e = checked = 0
     over = []
     for out in outs:
-        rows, peer = out["methods"], out["best_peer"]
-        ours = [n for n, r in rows.items() if not r["peer"] and r["time_to_target_s"] is not None]
+        rows, ours, peer = out["methods"], ours_by_time(out), out["best_peer"]
         if not ours or peer is None:
             continue
-        best = min(ours, key=lambda n: rows[n]["time_to_target_s"])
+        best = ours[0]
         first += rows[best]["time_to_target_s"] < rows[peer]["time_to_target_s"]
         mine, theirs = (out.get("checks", {}).get(n) for n in (best, REGISTRY[peer].trains or peer))
         if mine and theirs and mine["reached"]:
@@ -259,12 +284,8 @@ def advice(outs, names):
     from benchmarks.peers import library
     lines = ["| link | use (first to the target) | then | exact sync takes | fastest peer takes | "
              "rests on |", "|---|---|---|---|---|---|"]
-    for out, name in sorted(zip(outs, names), key=lambda p: (
-            RATE_ORDER.index(p[0]["rate"]) if p[0]["rate"] in RATE_ORDER else len(RATE_ORDER),
-            p[0].get("config", {}).get("delay_ms") or 0)):
-        rows = out["methods"]
-        ours = sorted((n for n, r in rows.items() if not r["peer"] and
-                       r["time_to_target_s"] is not None), key=lambda n: rows[n]["time_to_target_s"])
+    for out, name in ordered(outs, names):
+        rows, ours = out["methods"], ours_by_time(out)
         if len(ours) < 2:
             continue
         first, then, sync = rows[ours[0]], rows[ours[1]], rows.get("sync")
