@@ -2,15 +2,16 @@
 against the stored time-to-loss runs of the text model.
 
     python -m benchmarks.advisor_check measured       # horovod_ext/advisor/measured_steps.json from the grid
-    python -m benchmarks.advisor_check probe --rates 10gbit,1gbit,100mbit,25mbit
+    python -m benchmarks.advisor_check probe --no-harness     # every cell's link, in turn
     python -m benchmarks.advisor_check compare --json docs/results/advisor/check.json
 
 ``probe`` runs benchmarks/advisor_probe.py (2 ranks, the text model, AdamW, batch 32 per rank,
-as trained) under each link (run.py's namespaces) and stores its trace, then times every
-candidate in the throughput harness on the same link (run.py --model chars, as time_to_loss.py
-does; ``--no-harness`` skips it); ``compare`` sets each trace's predictions against those step
-times and against docs/results/time_to_loss/<rate>.json: the recommended method's measured time
-to the target against the fastest of ours.
+as trained) under each cell's link (its rate and delay, from docs/results/time_to_loss/<cell>.json)
+and stores its trace, then times every candidate in the throughput harness on the same link
+(run.py --model chars, as time_to_loss.py does; ``--no-harness`` skips it: the grid's own step
+times, from the same harness, stand); ``compare`` sets each trace's predictions against those
+step times and against the grid: the recommended method's measured time to the target against
+the fastest of ours.
 """
 import argparse
 import json
@@ -20,6 +21,7 @@ import sys
 
 from benchmarks import entry
 from benchmarks.advisor_tables import table
+from benchmarks.cluster import run_under
 from horovod_ext.advisor import recommend
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -27,11 +29,14 @@ ROOT = os.path.dirname(HERE)
 
 TTL = os.path.join(ROOT, "docs", "results", "time_to_loss")
 ADVISOR = os.path.join(ROOT, "docs", "results", "advisor")
-GRID = os.path.join(TTL, "1gbit.json")  # steps to the target do not depend on the link
+GRID = os.path.join(TTL, "1gbit.json")
+CELLS = ("10gbit", "1gbit", "1gbit_5ms", "100mbit", "100mbit_20ms", "25mbit")  # steps to the target do not depend on the link
 
 
 def mean_steps(method):
-    return statistics.mean(r["steps_to_target"] for r in method["runs"])
+    """Mean steps to the target over the seeds; None when a seed never reached it."""
+    steps = [r["steps_to_target"] for r in method["runs"]]
+    return None if None in steps else statistics.mean(steps)
 
 
 def measured(args):
@@ -44,30 +49,32 @@ def measured(args):
                      f"validation loss {grid['target']['loss']:.4f} (sync at step "
                      f"{grid['target']['step']}), mean of seeds {grid['config']['seeds']}",
            "factors": {n: round(mean_steps(rows[n]) / sync, 4) for n in recommend.CANDIDATES
-                       if n != recommend.EXACT}}
+                       if n != recommend.EXACT and mean_steps(rows[n]) is not None}}
     with open(recommend.MEASURED, "w") as f:
         json.dump(out, f, indent=1)
     print(json.dumps(out, indent=1))
 
 
 def probe(args):
+    """Probes each cell's link (rate and delay from its stored grid) and stores the trace."""
     import subprocess
-
-    from benchmarks.cluster import Namespace
     os.makedirs(ADVISOR, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
-    for rate in args.rates.split(","):
+    for cell in args.rates.split(","):
+        with open(os.path.join(TTL, f"{cell}.json")) as f:
+            link = json.load(f)["config"]
         cmd = [os.path.join(os.path.dirname(sys.executable), "horovodrun"), "--gloo", "-np",
                str(args.np), *entry("advisor_probe"), "--json",
-               os.path.join(ADVISOR, f"{rate}_trace.json"), "--steps", str(args.steps)]
-        with Namespace(rate) as ns:
-            subprocess.run(["ip", "netns", "exec", ns.name, *cmd], env=env, check=True)
+               os.path.join(ADVISOR, f"{cell}_trace.json"), "--steps", str(args.steps)]
+        run_under(link["rate"], link.get("delay_ms") or 0.0, args.np, cmd, env)
         if not args.no_harness:
             modes = ",".join(["horovod"] + list(recommend.CANDIDATES))
-            subprocess.run([*entry("run"), "--np", str(args.np),
-                            "--rate", rate, "--model", "chars", "--modes", modes, "--steps", "32",
+            subprocess.run([*entry("run"), "--np", str(args.np), "--rate", link["rate"],
+                            *(["--switched", "--delay-ms", f"{link['delay_ms']:g}"]
+                              if link.get("delay_ms") else []),
+                            "--model", "chars", "--modes", modes, "--steps", "32",
                             "--rounds", str(args.rounds), "--warmup", "3", "--json",
-                            os.path.join(ADVISOR, f"{rate}_steps.json")], env=env, check=True)
+                            os.path.join(ADVISOR, f"{cell}_steps.json")], env=env, check=True)
 
 
 def compare(args):
@@ -108,7 +115,8 @@ def compare(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", choices=["measured", "probe", "compare"])
-    p.add_argument("--rates", default="10gbit,1gbit,100mbit,25mbit")
+    p.add_argument("--rates", default=",".join(CELLS),
+                   help="cells of the stored grid (docs/results/time_to_loss/<cell>.json)")
     p.add_argument("--np", type=int, default=2)
     p.add_argument("--steps", type=int, default=24, help="probe steps")
     p.add_argument("--rounds", type=int, default=2, help="harness rounds of 32 steps")

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 
+from benchmarks import entry
+
 
 def shaping_problem():
     """Why the link cannot be shaped here, or None."""
@@ -122,3 +124,19 @@ class Switch:
 
     def __exit__(self, *exc):
         self.remove([self.name, *self.hosts])
+
+
+def run_under(rate, delay_ms, np, cmd, env):
+    """Runs the horovodrun command ``cmd`` of ``np`` ranks under a link: in a namespace whose
+    loopback is limited to ``rate``, on a switched network with ``delay_ms`` one way between the
+    ranks (run.py's launch_switched, a rank a host), or unshaped (``rate`` "none")."""
+    if rate == "none":
+        subprocess.run(cmd, env=env, check=True)
+    elif delay_ms:
+        with Switch(np, rate, delay_ms) as sw:
+            subprocess.run(["ip", "netns", "exec", sw.name, *entry("run"), "--launch-switched",
+                            ",".join(sw.hosts), "--ranks-per-host", "1", "--",
+                            *cmd[cmd.index(sys.executable):]], env=env, check=True)
+    else:
+        with Namespace(rate) as ns:
+            subprocess.run(["ip", "netns", "exec", ns.name, *cmd], env=env, check=True)

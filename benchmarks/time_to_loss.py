@@ -24,7 +24,7 @@ import subprocess
 import sys
 
 from benchmarks import entry, optimizers, peers
-from benchmarks.cluster import Namespace, Switch, shaping_problem
+from benchmarks.cluster import run_under, shaping_problem
 from benchmarks.models import TEXT_SHAPE
 from benchmarks.record import provenance
 from benchmarks.ttl_report import combine, ours_by_time, plot, same_method, table
@@ -195,19 +195,8 @@ def link_args(args):
 
 
 def under_link(args, cmd, env):
-    """Runs the horovodrun command ``cmd`` under the link: in a namespace whose loopback is
-    limited to --rate (run.py), on a switched network with the delay between the ranks
-    (--delay-ms: run.py's launch_switched, a rank a host), or unshaped."""
-    if args.rate == "none":
-        subprocess.run(cmd, env=env, check=True)
-    elif args.delay_ms:
-        with Switch(args.np, args.rate, args.delay_ms) as sw:
-            subprocess.run(["ip", "netns", "exec", sw.name, *entry("run"), "--launch-switched",
-                            ",".join(sw.hosts), "--ranks-per-host", "1", "--",
-                            *cmd[cmd.index(sys.executable):]], env=env, check=True)
-    else:
-        with Namespace(args.rate) as ns:
-            subprocess.run(["ip", "netns", "exec", ns.name, *cmd], env=env, check=True)
+    """Runs the horovodrun command ``cmd`` under --rate and --delay-ms (cluster.run_under)."""
+    run_under(args.rate, args.delay_ms, args.np, cmd, env)
 
 
 def check(args, name, trained, env):

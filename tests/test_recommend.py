@@ -10,6 +10,7 @@ import pytest
 from conftest import ROOT, launch
 from horovod_ext.advisor import recommend
 from horovod_ext.advisor.recommend import CANDIDATES, recommendation, step_ms
+from horovod_ext.advisor.timed_rounds import periodic_candidates
 
 
 def trace(**over):
@@ -44,6 +45,16 @@ def test_step_time_per_kind_of_exchange():
     assert step_ms(t, "diloco-H8-t3") == pytest.approx(10 + (41 - 30) / 8)
     assert step_ms(t, "diloco-H32-f2-t1") == pytest.approx(10 + 2 * (41 / 2 - 10) / 32)
     assert step_ms(t, "diloco-H32-f4-t5") == pytest.approx(10), "hidden: the local step alone"
+    # a codec's rounds: its wire and its arithmetic, which no overlap hides
+    q = trace(wire_ms={"fp32": 40.0, "int4": 12.0}, round_codec_ms={"int4": 2.0})
+    assert step_ms(q, "diloco-H32+int4") == pytest.approx(10 + (2 + 13) / 32)
+    assert step_ms(q, "diloco-H32-f2-t1+int4") == pytest.approx(10 + (2 + 2 * 0) / 32)
+    assert math.isnan(step_ms(t, "diloco-H32+int4")), "a trace without 4-bit rounds"
+    # a candidate the probe timed with its own rounds: its time; the others: the formula
+    timed = trace(periodic_ms={"localsgd-H32": 7.5})
+    assert step_ms(timed, "localsgd-H32") == 7.5
+    assert step_ms(timed, "diloco-H8") == pytest.approx(10 + 41 / 8)
+    assert "diloco-H32+int4" not in recommendation(t, extra=["diloco-H32+int4"])["best"]
 
 
 def test_steps_model_and_choice():
@@ -64,7 +75,9 @@ def test_steps_model_and_choice():
     assert rows["sync-fp16"]["steps_basis"] == "measured on the text task"
     assert rows["powersgd"]["steps_factor"] == 1.1
     for name, r in rows.items():
-        assert r["time_vs_sync"] == pytest.approx(r["steps_factor"] * r["step_ms"] / 41), name
+        assert r["time_vs_sync"] == pytest.approx(r["steps_factor"] * r["step_ms"] / 41,
+                                                  nan_ok=True), name
+        assert math.isfinite(r["time_vs_sync"]) == (name in measured["factors"] or name == "sync")
     assert rec["best"] == min(rows, key=lambda n: rows[n]["time_vs_sync"]) == "localsgd-H32"
     assert "localsgd-H32" in rec["reason"] and "LocalSGD(period=32)" in recommend.report(rec)
     assert "measured on the text task, not on this model" in recommend.report(rec)
@@ -132,7 +145,16 @@ def test_probe_on_two_ranks(probed):
     assert all(x["ready_ms"] <= 0 for x in a["buckets"]), "ready before backward ends"
     assert all(v > 0 for v in a["compute_ms"].values())
     assert all(a["exposed_ms"][f] >= 0 for f in ("fp32", "fp16", "int8", "powersgd"))
-    assert a["wire_ms"]["fp32"] > 0
+    rounds = recommend.round_codecs()
+    assert {"fp32", "int4"} <= set(rounds) and any(f.startswith("topk") for f in rounds)
+    assert set(a["wire_ms"]) == set(a["round_codec_ms"]) == set(rounds), "every round format"
+    assert all(v > 0 for v in a["wire_ms"].values())
+    assert a["round_codec_ms"]["int4"] > a["round_codec_ms"]["fp32"], "4-bit has arithmetic"
+    assert a["periodic_ms"] == b["periodic_ms"], "the slowest rank's, on both"
+    assert list(a["periodic_ms"]) == periodic_candidates() and len(a["periodic_ms"]) >= 10
+    for name, ms in a["periodic_ms"].items():
+        assert ms >= 0.5 * a["compute_ms"]["forward_backward"], name
+        assert step_ms(a, name) == ms, name
     # the exchange behind a forward and backward takes at least the forward and backward
     assert all(a["overlapped_ms"][f] >= 0.9 * a["compute_ms"]["forward_backward"]
                for f in ("fp32", "fp16"))
@@ -155,8 +177,9 @@ def test_optimizer_kwargs_build_what_the_report_names():
         if "compression" in kwargs:
             c = kwargs["compression"]
             assert (c is hvd_ext.Compression.fp16) == ("Compression.fp16" in how), name
-            assert isinstance(c, (hvd_ext.PowerSGD, hvd_ext.Quantize)) or \
+            assert isinstance(c, (hvd_ext.PowerSGD, hvd_ext.Quantize, hvd_ext.TopK)) or \
                 c is hvd_ext.Compression.fp16, name
+            assert c is hvd_ext.Compression.fp16 or f"{type(c).__name__}(" in how, name
         else:
             assert "compression" not in how, name
     with pytest.raises(ValueError, match="unknown candidate 'sgd'"):

@@ -14,11 +14,13 @@ of the gradients into its buckets and back, the codec's own arithmetic (its exch
 this process, ``codecs.replay``) and the optimizer step; on the link, the collectives that
 replay issued, launched as the engine launches them (each bucket at its ready offset; the
 buckets planned as the engine plans them, default caps over the ready order) and the wire left
-after backward; for float32, the allreduce of all buckets at once after a compute's pause (a
-period's end), and for float32 and float16 the exchange behind a forward and backward (what
+after backward; for float32 and float16, the exchange behind a forward and backward (what
 overlap the cores give). The float32 steps feed a ``GradientStats`` (noise scale). First,
 ``steps`` local steps back to back (forward, backward, optimizer step; no communication), as a
-period of local SGD runs them. The model and optimizer state are restored at the end. Every
+period of local SGD runs them; then ``steps`` outer rounds in each wire format the advisor's
+periodic candidates send (float32, 4-bit, top-k): after a compute's pause (a period's end), all
+parameters through the codec (its arithmetic) and over the link at once; last, each periodic
+candidate trained for whole periods with its own rounds (``timed_rounds``). The model and optimizer state are restored at the end. Every
 number is the median over the timed steps, then the maximum over ranks.
 """
 import copy
@@ -34,6 +36,8 @@ import torch
 from horovod.torch.compression import Compression
 from horovod.torch.mpi_ops import Average, Max
 
+from horovod_ext.advisor import recommend
+from horovod_ext.advisor.timed_rounds import timed_rounds
 from horovod_ext.codecs import NAMED, BucketView, codec_for, replay
 from horovod_ext.engine.plan import bucket_caps, plan_buckets
 from horovod_ext.runtime import checks
@@ -102,9 +106,10 @@ def _codec_phases(codec, views, flats):
     return ms, [[d[j] for d in done if len(d) > j] for j in range(max(map(len, done)))]
 
 
-def probe(model, optimizer, closure, batch_size, steps=8):
+def probe(model, optimizer, closure, batch_size, steps=8, rounds=True):
     """Measures ``steps`` steps of ``model`` (see the module docstring); returns a Trace. Every
-    rank must call it, with the same model."""
+    rank must call it, with the same model. ``rounds``: also time the periodic candidates'
+    own rounds (``timed_rounds``; the longest part of the probe)."""
     checks.positive_int("probe.batch_size", batch_size)
     if not callable(closure):
         raise ValueError(f"probe.closure must be callable (one forward and backward); got "
@@ -139,6 +144,15 @@ def probe(model, optimizer, closure, batch_size, steps=8):
                     stats.observe(step, local, got.pop("global"))
                 for k, v in got.items():
                     samples.setdefault(k, []).append(v)
+        pause = statistics.median(samples["forward_backward"])
+        for fmt, codec in round_formats().items():  # a period's round in each wire format
+            for step in range(steps):
+                got = _round(params, fmt, codec, planned, pause)
+                for k, v in got.items() if step else ():  # the first untimed
+                    samples.setdefault(k, []).append(v)
+        for h in hooks:
+            h.remove()
+        periodic = timed_rounds(model, optimizer, closure) if rounds else {}
     finally:
         for h in hooks:
             h.remove()
@@ -150,11 +164,39 @@ def probe(model, optimizer, closure, batch_size, steps=8):
         ranks=hvd.size(), batch_size=batch_size, steps=steps - 1,
         compute_ms={k: worst[k] for k in ("forward_backward", "optimizer_step", "pack_unpack",
                                            "local_step")},
-        **{group + "_ms": {f: worst[f"{group}_{f}"] for f in formats() if f"{group}_{f}" in worst}
-           for group in ("exposed", "wire", "overlapped", "codec")},
+        **{group + "_ms": {f: worst[f"{group}_{f}"] for f in fmts if f"{group}_{f}" in worst}
+           for group, fmts in (("exposed", formats()), ("overlapped", formats()),
+                               ("codec", formats()), ("wire", round_formats()),
+                               ("round_codec", round_formats()))},
         buckets=[{"bytes": sum(params[i].numel() * params[i].element_size() for i in b),
                   "ready_ms": worst[f"ready_{j}"]} for j, b in enumerate(plan)],
-        stats=stats.to_json() if stats.ranks else None)
+        stats=stats.to_json() if stats.ranks else None, periodic_ms=periodic)
+
+
+def round_formats():
+    """Wire format -> codec of the outer rounds the advisor's periodic candidates send
+    (``recommend.round_codecs``): float32, 4-bit, top-k."""
+    return {f: codec_for(c if c is not None else Compression.none)
+            for f, c in recommend.round_codecs().items()}
+
+
+def _round(params, fmt, codec, made, pause_ms):
+    """One period's round in wire format ``fmt``: after a compute's pause, the parameters (one
+    flat per dtype and device, as a round sends them) through the codec (its arithmetic on this
+    process: ``round_codec_<fmt>``) and over the link all at once (``wire_<fmt>``)."""
+    groups = {}
+    for p in params:
+        groups.setdefault((p.dtype, p.device), []).append(p)
+    flats = [torch.cat([p.detach().flatten() for p in ps]) for ps in groups.values()]
+    if ("round", fmt) not in made:
+        made["round", fmt] = [BucketView(j, torch.empty_like(f), [p.shape for p in ps])
+                              for j, (f, ps) in enumerate(zip(flats, groups.values()))]
+        for v in made["round", fmt]:
+            v.state = codec.new_state(v)
+    time.sleep(pause_ms / 1e3)
+    arithmetic, phases = _codec_phases(codec, made["round", fmt], flats)
+    return {f"round_codec_{fmt}": arithmetic,
+            f"wire_{fmt}": _exchange(phases, f"probe.r.{fmt}")[0]}
 
 
 def _step(params, optimizer, closure, ready, planned, fmt, codec):
@@ -199,8 +241,6 @@ def _step(params, optimizer, closure, ready, planned, fmt, codec):
     if fmt == "fp32":
         out["local"] = local
         out["global"] = sum(f.pow(2).sum().item() for f in first)
-        time.sleep(out["forward_backward"] / 1e3)  # a compute's pause, as at a period's end
-        out["wire_fp32"] = _exchange(phases, "probe.w")[0]
     if fmt in ("fp32", "fp16"):  # behind the next step's forward and backward
         optimizer.zero_grad()
         out["overlapped_" + fmt] = _exchange(phases, f"probe.o.{fmt}", meanwhile=closure)[0]

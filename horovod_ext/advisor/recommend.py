@@ -9,12 +9,16 @@ copies of the gradients into its buckets and back:
 - delayed (staleness k >= 1): O + the optimizer step + K, O the time of one forward and backward
   with the exchange of all buckets on the wire at once behind it (measured: compute and
   collectives share the cores, so the overlap is what the machine gives, not max(C, wire));
-- a period of H local steps (local SGD, DiLoCo): L + (W + the copies) / H, L a local step
-  measured back to back with the next (forward, backward, optimizer step), W the float32
-  allreduce of all buckets at once (the outer step's own arithmetic is not counted); with F
-  fragments whose exchanges each overlap tau local steps (Streaming DiLoCo), only what is left
-  of each fragment's exchange after tau local steps waits: L + F max(0, (W + copies) / F -
-  tau L) / H.
+- a period of H local steps (local SGD, DiLoCo): the candidate's own step time, timed by the
+  probe over whole periods with its real rounds (``timed_rounds``: what latency, the codec's
+  stages and the cores do to an overlap is in it); for a method the probe did not time
+  (``extra``, or a trace without them), L + (A + W + the copies) / H, L a local step
+  measured back to back with the next (forward, backward, optimizer step), W a round's
+  collectives for all parameters at once in the rounds' wire format (float32, 4-bit, top-k) and
+  A its codec's arithmetic (the outer step's own is not counted); with F fragments whose
+  exchanges each overlap tau local steps (Streaming DiLoCo), only what is left of each
+  fragment's exchange after tau local steps waits (the arithmetic does not overlap): L + (A +
+  F max(0, (W + copies) / F - tau L)) / H.
 Steps to a loss, as a factor over exact sync's: 1 for sync; for staleness k, 1 + k / M with
 M = B_crit / B steps (lr ~ 1/(M + k), the advisor page), B the global batch, B_crit ~ B_noise
 over the statistics' latest quarter (``stats.recent_noise_scale``); for the others (float16
@@ -44,6 +48,15 @@ CANDIDATES = {
     "diloco-H32": "diloco-H32-o1.0-m0.5",
     "localsgd-H32": "localsgd-H32",
 }
+# the outer rounds' settings of the stored grid, each under its catalog name: periods 8 to 128,
+# overlapped by a step or a quarter period (two fragments, mix 0.5), float32, 4-bit or top-k
+CANDIDATES.update((n, n) for n in (
+    "localsgd-H8", "localsgd-H128", "diloco-H8-o1.0-m0.5-f2-t1-a0.5",
+    "diloco-H32-o1.0-m0.5-f2-t1-a0.5", "diloco-H32-o1.0-m0.5-f2-t1-a0.5+int4",
+    "diloco-H32-o1.0-m0.5-f2-t1-a0.5+topk-d0.05-b4", "diloco-H16-o1.0-m0.5-f2-t4-a0.5+int4",
+    "diloco-H32-o1.0-m0.5-f2-t8-a0.5", "diloco-H32-o1.0-m0.5-f2-t8-a0.5+int4",
+    "diloco-H32-o1.0-m0.0-f2-t8-a0.5+int4", "diloco-H128-o1.0-m0.5-f2-t32-a0.5",
+    "diloco-H128-o1.0-m0.5-f2-t32-a0.5+int4"))
 EXACT = "sync"  # Horovod's average, to the bit as hvd.DistributedOptimizer
 EXACT_MARGIN = 1.05  # sync within 5% of the fastest is recommended instead
 HOW = {name: methods.spelled(m) for name, m in CANDIDATES.items()}  # what each is, in the API
@@ -64,6 +77,19 @@ def rounds(name: str) -> Tuple[int, int]:
     return s.get("fragments", 1), s.get("overlap", 0)
 
 
+def round_format(name: str) -> str:
+    """The wire format of a periodic candidate's rounds: its codec as the catalog writes it
+    (``int4``, ``topk-d0.05-b4``), ``fp32`` without one."""
+    return methods.parse(CANDIDATES.get(name, name)).name.partition("+")[2] or "fp32"
+
+
+def round_codecs() -> Dict[str, Any]:
+    """Wire format -> the ``compression=`` of every periodic candidate's rounds (None for
+    float32): what the probe sends a round with."""
+    return {round_format(n): methods.parse(m).kwargs().get("compression")
+            for n, m in CANDIDATES.items() if shape(n)[0] == "periodic"}
+
+
 def optimizer_kwargs(name: str) -> Dict[str, Any]:
     """The ``mode`` (and ``compression``) to give ``hvd_ext.DistributedOptimizer`` for
     candidate ``name`` (as HOW writes them)."""
@@ -80,11 +106,17 @@ def step_ms(trace: Dict[str, Any], name: str) -> float:
     how, fmt, period, _ = shape(name)
     compute = trace["compute_ms"]
     fb, opt = compute["forward_backward"], compute["optimizer_step"]
-    codec = trace["codec_ms"][fmt] + compute["pack_unpack"]
+    if how == "periodic" and name in trace.get("periodic_ms", {}):
+        return trace["periodic_ms"][name]  # timed by the probe with its own rounds
     if how == "periodic":
+        fmt = round_format(name)
+        if fmt not in trace["wire_ms"]:
+            return math.nan  # a trace without this format's round
         local, (fragments, overlap) = compute["local_step"], rounds(name)
         per_round = (trace["wire_ms"][fmt] + compute["pack_unpack"]) / fragments
-        return local + fragments * max(0.0, per_round - overlap * local) / period
+        arithmetic = trace.get("round_codec_ms", {}).get(fmt, 0.0)
+        return local + (arithmetic + fragments * max(0.0, per_round - overlap * local)) / period
+    codec = trace["codec_ms"][fmt] + compute["pack_unpack"]
     if how == "delayed":
         return trace["overlapped_ms"][fmt] + opt + codec
     return fb + opt + codec + trace["exposed_ms"][fmt]
@@ -151,12 +183,15 @@ def _reason(best, rows, trace):
 
 def report(rec: Dict[str, Any]) -> str:
     crit = rec["critical_batch"]
+    w = max(map(len, rec["rows"]))
     lines = [f"global batch {rec['global_batch']}, critical batch ~ recent B_noise = "
              f"{'unknown' if crit is None else format(crit, '.4g')}",
-             f"{'candidate':14s} {'step ms':>8s} {'steps x':>8s} {'time x':>7s}  steps rest on",
+             f"{'candidate':{w}s} {'step ms':>8s} {'steps x':>8s} {'time x':>7s}  steps rest on",
              ]
-    for name, r in sorted(rec["rows"].items(), key=lambda kv: kv[1]["time_vs_sync"]):
-        lines.append(f"{name:14s} {r['step_ms']:8.1f} {r['steps_factor']:8.2f} "
+    order = sorted(rec["rows"].items(), key=lambda kv: (not math.isfinite(kv[1]["time_vs_sync"]),
+                                                       kv[1]["time_vs_sync"]))
+    for name, r in order:
+        lines.append(f"{name:{w}s} {r['step_ms']:8.1f} {r['steps_factor']:8.2f} "
                      f"{r['time_vs_sync']:7.2f}  {r['steps_basis']}")
     best = rec["rows"][rec["best"]]
     lines.append(f"recommended: {best['how']}  -- {rec['reason']}")
