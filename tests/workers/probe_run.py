@@ -13,22 +13,24 @@ import horovod_ext as hvd_ext
 
 
 class Net(nn.Module):
-    """A small MLP and a layer its forward never uses (its gradient stays None)."""
+    """A small MLP, a layer its forward never uses (its gradient stays None) and a frozen one
+    the optimizer does not hold."""
 
     def __init__(self):
         super().__init__()
         self.body = nn.Sequential(nn.Linear(32, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(),
                                   nn.Linear(256, 10))
         self.unused = nn.Linear(8, 8)
+        self.frozen = nn.Linear(32, 32).requires_grad_(False)
 
     def forward(self, x):
-        return self.body(x)
+        return self.body(self.frozen(x))
 
 
 hvd.init()
 torch.manual_seed(0)
 model = Net()
-opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
 g = torch.Generator().manual_seed(hvd.rank())
 
 
@@ -50,6 +52,6 @@ for kwargs in ({"batch_size": 0}, {"batch_size": 16, "steps": 2},
         errors[str(kwargs)] = str(e)
 out = dict(trace, restored=all(torch.equal(a, p) for a, p in zip(before, model.parameters())),
            optimizer_state=len(opt.state_dict()["state"]), errors=errors,
-           params_bytes=sum(p.numel() * 4 for p in model.parameters()))
+           params_bytes=sum(p.numel() * 4 for p in model.parameters() if p.requires_grad))
 with open(f"{sys.argv[1]}.{hvd.rank()}.json", "w") as f:
     json.dump(out, f)
