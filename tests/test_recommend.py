@@ -128,15 +128,17 @@ def test_cli_recommends_from_a_trace(tmp_path):
     assert bad.returncode == 2 and "--trace: cannot read" in bad.stderr
 
 
-@pytest.fixture(scope="module")
-def probed(tmp_path_factory):
+@pytest.fixture(scope="module", params=[(2, "gloo"), (3, "mpi")], ids=["gloo-2", "mpi-3"])
+def probed(request, tmp_path_factory):
+    np_, backend = request.param
     prefix = tmp_path_factory.mktemp("probe") / "trace"
-    launch("probe_run.py", 2, "gloo", [str(prefix)])
-    return [json.loads(open(f"{prefix}.{r}.json").read()) for r in range(2)]
+    launch("probe_run.py", np_, backend, [str(prefix)])
+    return [json.loads(open(f"{prefix}.{r}.json").read()) for r in range(np_)]
 
 
-def test_probe_on_two_ranks(probed):
-    a, b = probed
+def test_probe_on_two_and_three_ranks(probed):
+    a, b = probed[0], probed[-1]
+    assert a["ranks"] == len(probed)
     for key in ("compute_ms", "exposed_ms", "wire_ms", "overlapped_ms", "codec_ms", "buckets"):
         assert a[key] == b[key], f"{key}: the ranks agree on every number"
     assert a["restored"] and b["restored"], "the model's parameters are restored"
