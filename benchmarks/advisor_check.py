@@ -11,7 +11,7 @@ and stores its trace, then times every candidate in the throughput harness on th
 (run.py --model chars, as time_to_loss.py does; ``--no-harness`` skips it: the grid's own step
 times, from the same harness, stand); ``compare`` sets each trace's predictions against those
 step times and against the grid: the recommended method's measured time to the target against
-the fastest of ours.
+the fastest of ours. ``--dir`` keeps a run's traces and check apart (a repeat of the check).
 """
 import argparse
 import json
@@ -58,14 +58,14 @@ def measured(args):
 def probe(args):
     """Probes each cell's link (rate and delay from its stored grid) and stores the trace."""
     import subprocess
-    os.makedirs(ADVISOR, exist_ok=True)
+    os.makedirs(args.dir, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
     for cell in args.rates.split(","):
         with open(os.path.join(TTL, f"{cell}.json")) as f:
             link = json.load(f)["config"]
         cmd = [os.path.join(os.path.dirname(sys.executable), "horovodrun"), "--gloo", "-np",
                str(args.np), *entry("advisor_probe"), "--json",
-               os.path.join(ADVISOR, f"{cell}_trace.json"), "--steps", str(args.steps)]
+               os.path.join(args.dir, f"{cell}_trace.json"), "--steps", str(args.steps)]
         run_under(link["rate"], link.get("delay_ms") or 0.0, args.np, cmd, env)
         if not args.no_harness:
             modes = ",".join(["horovod"] + list(recommend.CANDIDATES))
@@ -74,19 +74,19 @@ def probe(args):
                               if link.get("delay_ms") else []),
                             "--model", "chars", "--modes", modes, "--steps", "32",
                             "--rounds", str(args.rounds), "--warmup", "3", "--json",
-                            os.path.join(ADVISOR, f"{cell}_steps.json")], env=env, check=True)
+                            os.path.join(args.dir, f"{cell}_steps.json")], env=env, check=True)
 
 
 def compare(args):
     cells = {}
     for rate in args.rates.split(","):
-        with open(os.path.join(ADVISOR, f"{rate}_trace.json")) as f:
+        with open(os.path.join(args.dir, f"{rate}_trace.json")) as f:
             trace = json.load(f)
         with open(os.path.join(TTL, f"{rate}.json")) as f:
             ttl = json.load(f)
         rec = recommend.recommendation(trace)
         rows = ttl["methods"]
-        fresh = os.path.join(ADVISOR, f"{rate}_steps.json")
+        fresh = os.path.join(args.dir, f"{rate}_steps.json")
         timed = {n: r["step_ms"] for n, r in rows.items()}  # the grid's, or the same session's:
         if os.path.exists(fresh):
             with open(fresh) as f:
@@ -121,8 +121,10 @@ def main():
     p.add_argument("--steps", type=int, default=24, help="probe steps")
     p.add_argument("--rounds", type=int, default=2, help="harness rounds of 32 steps")
     p.add_argument("--no-harness", action="store_true", help="probe only")
-    p.add_argument("--json", default=os.path.join(ADVISOR, "check.json"))
+    p.add_argument("--dir", default=ADVISOR, help="where the traces (and harness times) go")
+    p.add_argument("--json", default=None, help="the check (default: check.json in --dir)")
     args = p.parse_args()
+    args.json = args.json or os.path.join(args.dir, "check.json")
     {"measured": measured, "probe": probe, "compare": compare}[args.what](args)
 
 

@@ -38,13 +38,15 @@ def slower(filename, mode, baseline):
     return f"{abs(change) * 100:.1f}% {'slower' if change > 0 else 'faster'}"
 
 
-def advisor_picks():
-    """How the advisor's picks in its check compare with the measured fastest of ours."""
-    cells = json.loads((RESULTS / "advisor" / "check.json").read_text())["cells"].values()
+def advisor_picks(check="advisor/check.json"):
+    """How the advisor's picks in a check compare with the measured fastest of ours."""
+    cells = json.loads((RESULTS / check).read_text())["cells"].values()
     same = sum(c["recommended"] == c["fastest"] for c in cells)
     text = f"the measured fastest of ours on {same} of {len(cells)} links"
     worst = max(c["recommended_over_fastest"] for c in cells)
-    if same < len(cells):
+    if same == len(cells) - 1:
+        text += f", and {(worst - 1) * 100:.0f}% behind it on the other"
+    elif same < len(cells):
         text += f", and {(worst - 1) * 100:.0f}% behind it at most on the others"
     return text
 
@@ -62,6 +64,7 @@ VALUES = {
     "text_3layer_diloco": _text("diloco_fragments.json", "diloco_H32_o1.0_m0.5", "sync"),
     "text_3layer_localsgd": _text("diloco_fragments.json", "localsgd_H32", "sync"),
     "advisor_picks": advisor_picks,
+    "advisor_picks_repeat": lambda: advisor_picks("advisor/repeat/check.json"),
     "stats_sync_unshaped": lambda: slower("stats_overhead_unshaped.json", "sync+stats", "sync"),
     "stats_delayed_unshaped": lambda: slower("stats_overhead_unshaped.json", "delayed+stats",
                                              "delayed"),
