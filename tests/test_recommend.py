@@ -157,6 +157,11 @@ def test_probe_on_two_and_three_ranks(probed):
     for name, ms in a["periodic_ms"].items():
         assert ms >= 0.5 * a["compute_ms"]["forward_backward"], name
         assert step_ms(a, name) == ms, name
+    # rounds=False: nothing timed, every periodic candidate from the formula
+    assert a["untimed_periodic"] == {} and set(a["untimed_wire"]) == set(rounds)
+    untimed = dict(a, periodic_ms={}, wire_ms=a["untimed_wire"])
+    assert all(math.isfinite(step_ms(untimed, n)) and step_ms(untimed, n) != a["periodic_ms"][n]
+               for n in a["periodic_ms"])
     # the exchange behind a forward and backward takes at least the forward and backward
     assert all(a["overlapped_ms"][f] >= 0.9 * a["compute_ms"]["forward_backward"]
                for f in ("fp32", "fp16"))

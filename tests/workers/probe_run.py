@@ -43,6 +43,7 @@ def closure():
 
 before = [p.detach().clone() for p in model.parameters()]
 trace = hvd_ext.probe(model, opt, closure, batch_size=16, steps=6)
+untimed = hvd_ext.probe(model, opt, closure, batch_size=16, steps=3, rounds=False)
 errors = {}
 for kwargs in ({"batch_size": 0}, {"batch_size": 16, "steps": 2},
                {"batch_size": 16, "closure": "loss"}):
@@ -52,6 +53,7 @@ for kwargs in ({"batch_size": 0}, {"batch_size": 16, "steps": 2},
         errors[str(kwargs)] = str(e)
 out = dict(trace, restored=all(torch.equal(a, p) for a, p in zip(before, model.parameters())),
            optimizer_state=len(opt.state_dict()["state"]), errors=errors,
+           untimed_periodic=untimed["periodic_ms"], untimed_wire=untimed["wire_ms"],
            params_bytes=sum(p.numel() * 4 for p in model.parameters() if p.requires_grad))
 with open(f"{sys.argv[1]}.{hvd.rank()}.json", "w") as f:
     json.dump(out, f)
