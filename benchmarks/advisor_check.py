@@ -21,7 +21,7 @@ import sys
 
 from benchmarks import entry
 from benchmarks.advisor_tables import table
-from benchmarks.cluster import run_under
+from benchmarks.cluster import run_under, switched_args
 from horovod_ext.advisor import recommend
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,8 +29,8 @@ ROOT = os.path.dirname(HERE)
 
 TTL = os.path.join(ROOT, "docs", "results", "time_to_loss")
 ADVISOR = os.path.join(ROOT, "docs", "results", "advisor")
-GRID = os.path.join(TTL, "1gbit.json")
-CELLS = ("10gbit", "1gbit", "1gbit_5ms", "100mbit", "100mbit_20ms", "25mbit")  # steps to the target do not depend on the link
+GRID = os.path.join(TTL, "1gbit.json")  # steps to the target do not depend on the link
+CELLS = ("10gbit", "1gbit", "1gbit_5ms", "100mbit", "100mbit_20ms", "25mbit")
 
 
 def mean_steps(method):
@@ -70,8 +70,7 @@ def probe(args):
         if not args.no_harness:
             modes = ",".join(["horovod"] + list(recommend.CANDIDATES))
             subprocess.run([*entry("run"), "--np", str(args.np), "--rate", link["rate"],
-                            *(["--switched", "--delay-ms", f"{link['delay_ms']:g}"]
-                              if link.get("delay_ms") else []),
+                            *switched_args(link.get("delay_ms") or 0.0),
                             "--model", "chars", "--modes", modes, "--steps", "32",
                             "--rounds", str(args.rounds), "--warmup", "3", "--json",
                             os.path.join(args.dir, f"{cell}_steps.json")], env=env, check=True)

@@ -126,6 +126,12 @@ class Switch:
         self.remove([self.name, *self.hosts])
 
 
+def switched_args(delay_ms):
+    """run.py's arguments for a link with ``delay_ms`` one way: a switched network, a rank a
+    host (none without a delay)."""
+    return ["--switched", "--delay-ms", f"{delay_ms:g}"] if delay_ms else []
+
+
 def run_under(rate, delay_ms, np, cmd, env):
     """Runs the horovodrun command ``cmd`` of ``np`` ranks under a link: in a namespace whose
     loopback is limited to ``rate``, on a switched network with ``delay_ms`` one way between the

@@ -24,7 +24,7 @@ import subprocess
 import sys
 
 from benchmarks import entry, optimizers, peers
-from benchmarks.cluster import run_under, shaping_problem
+from benchmarks.cluster import run_under, shaping_problem, switched_args
 from benchmarks.models import TEXT_SHAPE
 from benchmarks.record import provenance
 from benchmarks.ttl_report import combine, ours_by_time, plot, same_method, table
@@ -178,7 +178,7 @@ def step_times(args, methods, env):
     modes = ",".join(dict.fromkeys(["horovod"] + [spec(m)[1] for m in methods]))  # its base
     if not (args.recombine or args.reuse_step_times):
         subprocess.run([*entry("run"), "--np", str(args.np),
-                        "--rate", args.rate, *link_args(args), "--model", "chars", "--modes", modes,
+                        "--rate", args.rate, *switched_args(args.delay_ms), "--model", "chars", "--modes", modes,
                         "--steps", str(ROUND_STEPS), "--rounds", str(args.rounds), "--warmup",
                         "3", "--json", out], env=env, check=True)
     with open(out) as f:
@@ -187,11 +187,6 @@ def step_times(args, methods, env):
     for r in timed["results"]:
         r["mode"] = _named(r["mode"], names, harness=True)
     return timed
-
-
-def link_args(args):
-    """run.py's arguments for the link's delay: a switched network, one rank a host."""
-    return ["--switched", "--delay-ms", f"{args.delay_ms:g}"] if args.delay_ms else []
 
 
 def under_link(args, cmd, env):

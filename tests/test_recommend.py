@@ -168,7 +168,8 @@ def test_probe_on_two_and_three_ranks(probed):
     assert a["steps"] == 5 and len(a["stats"]["history"]) == 5
     assert all(math.isfinite(h["g2"]) for h in a["stats"]["history"])
     assert any("batch_size" in e for e in a["errors"].values())
-    assert any("steps" in e for e in a["errors"].values()) and len(a["errors"]) == 3
+    assert any("steps" in e for e in a["errors"].values()) and len(a["errors"]) == 4
+    assert any("probe.rounds must be True or False" in e for e in a["errors"].values())
     assert any("probe.closure must be callable" in e for e in a["errors"].values())
     assert recommendation(a)["best"] in CANDIDATES
 

@@ -20,8 +20,9 @@ overlap the cores give). The float32 steps feed a ``GradientStats`` (noise scale
 period of local SGD runs them; then ``steps`` outer rounds in each wire format the advisor's
 periodic candidates send (float32, 4-bit, top-k): after a compute's pause (a period's end), all
 parameters through the codec (its arithmetic) and over the link at once; last, each periodic
-candidate trained for whole periods with its own rounds (``timed_rounds``). The model and optimizer state are restored at the end. Every
-number is the median over the timed steps, then the maximum over ranks.
+candidate trained for whole periods with its own rounds (``timed_rounds``). The model and
+optimizer state are restored at the end. Every number is the median over the timed steps, then
+the maximum over ranks.
 """
 import copy
 import json
@@ -40,6 +41,7 @@ from horovod_ext.advisor import recommend
 from horovod_ext.advisor.timed_rounds import timed_rounds
 from horovod_ext.codecs import NAMED, BucketView, codec_for, replay
 from horovod_ext.engine.plan import bucket_caps, plan_buckets
+from horovod_ext.modes.flats import ParamFlats
 from horovod_ext.runtime import checks
 from horovod_ext.stats import GradientStats
 
@@ -116,6 +118,8 @@ def probe(model, optimizer, closure, batch_size, steps=8, rounds=True):
                          f"{type(closure).__name__}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 3:
         raise ValueError(f"probe.steps must be an int >= 3 (the first is untimed); got {steps!r}")
+    if not isinstance(rounds, bool):
+        raise ValueError(f"probe.rounds must be True or False; got {rounds!r}")
     params = [p for p in model.parameters() if p.requires_grad]
     saved = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
     ready = {}
@@ -150,7 +154,7 @@ def probe(model, optimizer, closure, batch_size, steps=8, rounds=True):
                 got = _round(params, fmt, codec, planned, pause)
                 for k, v in got.items() if step else ():  # the first untimed
                     samples.setdefault(k, []).append(v)
-        for h in hooks:
+        for h in hooks:  # no hook while the candidates train (removed again below: harmless)
             h.remove()
         periodic = timed_rounds(model, optimizer, closure) if rounds else {}
     finally:
@@ -182,19 +186,21 @@ def round_formats():
 
 def _round(params, fmt, codec, made, pause_ms):
     """One period's round in wire format ``fmt``: after a compute's pause, the parameters (one
-    flat per dtype and device, as a round sends them) through the codec (its arithmetic on this
-    process: ``round_codec_<fmt>``) and over the link all at once (``wire_<fmt>``)."""
-    groups = {}
-    for p in params:
-        groups.setdefault((p.dtype, p.device), []).append(p)
-    flats = [torch.cat([p.detach().flatten() for p in ps]) for ps in groups.values()]
+    flat per dtype and device, as a round sends them: ``ParamFlats``) through the codec (its
+    arithmetic on this process: ``round_codec_<fmt>``) and over the link all at once
+    (``wire_<fmt>``). The flats and each format's views are made once, in ``made``."""
+    if "flats" not in made:
+        made["flats"] = ParamFlats(params)
+    flats = made["flats"]
     if ("round", fmt) not in made:
-        made["round", fmt] = [BucketView(j, torch.empty_like(f), [p.shape for p in ps])
-                              for j, (f, ps) in enumerate(zip(flats, groups.values()))]
+        made["round", fmt] = [BucketView(j, f, [p.shape for p in ps])
+                              for j, (f, (ps, _, _)) in enumerate(zip(flats.empty(), flats.groups))]
         for v in made["round", fmt]:
             v.state = codec.new_state(v)
+    sent = flats.empty()
+    flats.copy_params_to(sent)
     time.sleep(pause_ms / 1e3)
-    arithmetic, phases = _codec_phases(codec, made["round", fmt], flats)
+    arithmetic, phases = _codec_phases(codec, made["round", fmt], sent)
     return {f"round_codec_{fmt}": arithmetic,
             f"wire_{fmt}": _exchange(phases, f"probe.r.{fmt}")[0]}
 

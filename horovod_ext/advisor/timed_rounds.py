@@ -3,11 +3,12 @@ or DiLoCo candidate of the advisor wraps the user's optimizer as training would
 (``hvd_ext.DistributedOptimizer(optimizer, named_parameters, mode=...)``), runs one period
 untimed (its first rounds launched, an overlapped one in flight) and then whole periods, at
 least ``MIN_STEPS`` steps, timed from the first to the last; ``flush()`` then ends what is in
-flight, untimed. The candidates take ``PASSES`` turns, one after the other, and each keeps its
-fastest: a slowdown of the machine in one turn does not decide between two candidates. So a candidate's time holds everything its rounds cost in training: the
+flight, untimed. So a candidate's time holds everything its rounds cost in training: the
 same-point check, the codec's stages as they are progressed between steps, the outer step,
 what an overlap hides on these cores and what it does not, and the per-message latency of the
-link. Milliseconds per step, the maximum over ranks."""
+link. The candidates take ``PASSES`` turns, one after the other, and each keeps its fastest: a
+slowdown of the machine in one turn does not decide between two candidates. Milliseconds per
+step, the maximum over ranks."""
 import time
 
 import horovod.torch as hvd
@@ -15,6 +16,7 @@ import torch
 from horovod.torch.mpi_ops import Max
 
 from horovod_ext.advisor import recommend
+from horovod_ext.optimizer import DistributedOptimizer
 
 MIN_STEPS = 64  # timed steps of a candidate whose period is shorter
 PASSES = 2      # turns of every candidate
@@ -27,7 +29,6 @@ def periodic_candidates():
 
 def timed_step_ms(model, optimizer, closure, name):
     """Milliseconds per step of candidate ``name`` on this rank (see the module docstring)."""
-    from horovod_ext.optimizer import DistributedOptimizer
     period = recommend.shape(name)[2]
     opt = DistributedOptimizer(optimizer, named_parameters=model.named_parameters(),
                                **recommend.optimizer_kwargs(name))

@@ -46,7 +46,7 @@ trace = hvd_ext.probe(model, opt, closure, batch_size=16, steps=6)
 untimed = hvd_ext.probe(model, opt, closure, batch_size=16, steps=3, rounds=False)
 errors = {}
 for kwargs in ({"batch_size": 0}, {"batch_size": 16, "steps": 2},
-               {"batch_size": 16, "closure": "loss"}):
+               {"batch_size": 16, "closure": "loss"}, {"batch_size": 16, "rounds": "no"}):
     try:
         hvd_ext.probe(model, opt, **dict({"closure": closure}, **kwargs))
     except ValueError as e:
